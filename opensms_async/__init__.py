@@ -1,0 +1,1 @@
+"""opensms-async: the asyncio SDK for the BICS OpenSMS API."""

@@ -1,0 +1,35 @@
+"""Defaults shared by the client, the tracker and the receiver."""
+
+from __future__ import annotations
+
+import httpx
+
+DEFAULT_BASE_URL = "https://opensms.api.bics.com/smsmessaging/v1"
+"""The v1 API; set ``base_url`` (or ``OPENSMS_BASE_URL``) for ``/smsmessaging/v2`` or ``/sms/v3``."""
+
+DEFAULT_TOKEN_URL = "https://idm.bics.com/auth/realms/mybics/protocol/openid-connect/token"
+"""The BICS identity server that issues OAuth2 client-credentials tokens for SMS v3."""
+
+ENV_API_KEY = "OPENSMS_API_KEY"
+ENV_BASE_URL = "OPENSMS_BASE_URL"
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+"""Timeouts are on by default: 5 s to connect, 30 s for each read, write and pool wait."""
+
+DEFAULT_MAX_RETRIES = 2
+INITIAL_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 8.0
+MAX_RETRY_AFTER = 60.0
+"""A server's ``Retry-After`` is honoured up to this many seconds; longer waits raise instead."""
+
+DEFAULT_MAX_CONNECTIONS = 20
+"""In-flight requests per client. httpcore's pool slows down quadratically with connections
+(PERFORMANCE.md), so the client bounds them; raise it knowingly."""
+
+KEEPALIVE_EXPIRY = 4.0
+"""Below the usual 5 s server keep-alive, so a pooled connection is not reused as it closes."""
+
+RECEIPT_RETENTION = 7 * 24 * 3600.0
+"""BICS keeps delivery receipts for 7 days: polling after that can only answer 404."""
+
+USER_AGENT = "opensms-async"
