@@ -1,1 +1,100 @@
-"""opensms-async: the asyncio SDK for the BICS OpenSMS API."""
+"""opensms-async: the asyncio SDK for the BICS OpenSMS API.
+
+Send messages, poll delivery infos and manage the delivery-info subscription with
+:class:`OpenSMSClient`; run the bundled receiver and iterate delivery events with
+:class:`DeliveryTracker`.
+"""
+
+from ._addressing import normalize_address, normalize_sender
+from ._auth import OAuthClientCredentials
+from ._bulk import BulkResult, Message
+from ._client import OpenSMSClient
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InvalidAddressError,
+    InvalidCallbackURLError,
+    InvalidMessageError,
+    InvalidSenderError,
+    InvalidStoreURLError,
+    NotAcceptableError,
+    NotFoundError,
+    OpenSMSError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    StoreError,
+    StoreUnavailableError,
+    ValidationError,
+)
+from ._limiter import RateLimiter
+from ._models import (
+    DeliveryInfo,
+    DeliveryInfoList,
+    DeliveryStatus,
+    NotAcceptableCallback,
+    RequestError,
+    SendResult,
+    Status,
+    Subscription,
+    is_final,
+)
+from ._segments import SegmentCount, count_segments
+from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeOutcome, Source
+from ._tracker import DeliveryTracker
+from .receiver import create_receiver_app
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BulkResult",
+    "DeliveryEvent",
+    "DeliveryInfo",
+    "DeliveryInfoList",
+    "DeliveryState",
+    "DeliveryStatus",
+    "DeliveryTracker",
+    "DeliveryUpdate",
+    "InvalidAddressError",
+    "InvalidCallbackURLError",
+    "InvalidMessageError",
+    "InvalidSenderError",
+    "InvalidStoreURLError",
+    "MergeOutcome",
+    "Message",
+    "NotAcceptableCallback",
+    "NotAcceptableError",
+    "NotFoundError",
+    "OAuthClientCredentials",
+    "OpenSMSClient",
+    "OpenSMSError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RateLimiter",
+    "RequestError",
+    "SegmentCount",
+    "SendResult",
+    "ServerError",
+    "Source",
+    "Status",
+    "StoreError",
+    "StoreUnavailableError",
+    "Subscription",
+    "ValidationError",
+    "__version__",
+    "count_segments",
+    "create_receiver_app",
+    "is_final",
+    "normalize_address",
+    "normalize_sender",
+]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import httpx
 
 DEFAULT_BASE_URL = "https://opensms.api.bics.com/smsmessaging/v1"
-"""The v1 API; set ``base_url`` (or ``OPENSMS_BASE_URL``) for ``/smsmessaging/v2`` or ``/sms/v3``."""
+"""The v1 API; set ``base_url`` (or ``OPENSMS_BASE_URL``) for ``/smsmessaging/v2`` or ``/sms/v3``.
+"""
 
-DEFAULT_TOKEN_URL = "https://idm.bics.com/auth/realms/mybics/protocol/openid-connect/token"
+DEFAULT_TOKEN_URL = "https://idm.bics.com/auth/realms/mybics/protocol/openid-connect/token"  # noqa: S105
 """The BICS identity server that issues OAuth2 client-credentials tokens for SMS v3."""
 
 ENV_API_KEY = "OPENSMS_API_KEY"

@@ -108,4 +108,3 @@ def _describe(exc: BaseException) -> str:
         notes = cattrs.transform_error(exc)
         return "; ".join(notes) if notes else str(exc)
     return str(exc)
-

@@ -5,7 +5,7 @@ Callers catch :class:`OpenSMSError`; nothing from httpx escapes the client::
     OpenSMSError
     ├── ValidationError (also ValueError)       bad input, raised before any request
     │   ├── InvalidAddressError                 a recipient that is not E.164
-    │   ├── InvalidSenderError                  a sender that is neither a number nor ≤ 11 GSM-7 chars
+    │   ├── InvalidSenderError                  neither ≤ 15 digits nor ≤ 11 GSM-7 chars
     │   ├── InvalidMessageError                 empty text, empty recipient list
     │   ├── InvalidCallbackURLError             a subscription URL that is not https://
     │   └── InvalidStoreURLError                a store URL no backend understands

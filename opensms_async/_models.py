@@ -34,11 +34,12 @@ def _wire(name: str) -> dict[str, str]:
     return {"wire": name}
 
 
-class DeliveryStatus(str, enum.Enum):
+class DeliveryStatus(enum.StrEnum):
     """A recipient's delivery state, as BICS and OMA name it.
 
-    The value is the wire string, so ``DeliveryStatus.DELIVERED_TO_TERMINAL == "DeliveredToTerminal"``.
-    Statuses the SDK does not know travel as plain ``str`` (see :data:`Status`), never rejected.
+    The value is the wire string:
+    ``DeliveryStatus.DELIVERED_TO_TERMINAL == "DeliveredToTerminal"``. Statuses the SDK does not
+    know travel as plain ``str`` (see :data:`Status`), never rejected.
     """
 
     MESSAGE_ACCEPTED = "MessageAccepted"
@@ -51,9 +52,6 @@ class DeliveryStatus(str, enum.Enum):
     INVALID_SRC_ADDRESS = "InvalidSrcAddress"
     INVALID_DEST_ADDRESS = "InvalidDestAddress"
     DELIVERY_NOTIFICATION_NOT_SUPPORTED = "DeliveryNotificationNotSupported"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def is_final(self) -> bool:
@@ -85,7 +83,7 @@ FINAL_STATUSES = frozenset(
 
 def is_final(status: Status) -> bool:
     """True for a final status; an unknown status is never final."""
-    return isinstance(status, DeliveryStatus) and status in FINAL_STATUSES
+    return status in FINAL_STATUSES  # a plain "DeliveredToTerminal" string counts too
 
 
 def request_id_from_url(url: str | None) -> str | None:

@@ -1,0 +1,190 @@
+"""Credentials: a static API key (v1/v2) or OAuth2 client credentials (BICS SMS v3).
+
+Secrets live in :class:`Secret`, whose repr and str never show the value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import attrs
+import httpx
+
+from ._constants import DEFAULT_TOKEN_URL
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    AuthenticationError,
+    RateLimitError,
+    ServerError,
+)
+
+__all__ = ["ApiKeyAuth", "Authenticator", "OAuthClientCredentials", "OAuthTokenAuth", "Secret"]
+
+_REFRESH_MARGIN = 60.0
+"""Refresh a token this long before it expires (or at 90% of its life, if shorter)."""
+
+
+@attrs.frozen(repr=False)
+class Secret:
+    """A string that never shows itself in a repr, str, log line or error message."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+@attrs.frozen
+class OAuthClientCredentials:
+    """OAuth2 client-credentials settings for BICS SMS v3.
+
+    ``scope`` is the product scope, e.g. ``"sms-a2p-business-class"``; ``"sms"`` is prepended.
+    """
+
+    client_id: str
+    client_secret: str = attrs.field(repr=False)
+    scope: str
+    token_url: str = DEFAULT_TOKEN_URL
+
+    @property
+    def scopes(self) -> str:
+        """The scope string sent to the identity server (``sms <product scope>``)."""
+        parts = self.scope.split()
+        return " ".join(parts if "sms" in parts else ["sms", *parts])
+
+
+class Authenticator(Protocol):
+    """What the client asks for the ``Authorization`` header value of each request."""
+
+    async def header(self, client: httpx.AsyncClient) -> str:
+        """The header value, e.g. ``Bearer ...``."""
+        ...
+
+    def invalidate(self) -> None:
+        """Forget a cached credential the server refused, so the next call fetches a new one."""
+
+
+class ApiKeyAuth:
+    """A static API key sent as ``Authorization: Bearer <key>``."""
+
+    def __init__(self, api_key: str) -> None:
+        self._header = Secret(f"Bearer {api_key}")
+
+    def __repr__(self) -> str:
+        return "ApiKeyAuth(api_key='**********')"
+
+    async def header(self, client: httpx.AsyncClient) -> str:
+        """The static header."""
+        return self._header.value
+
+    def invalidate(self) -> None:
+        """Nothing to refresh for a static key."""
+
+
+class OAuthTokenAuth:
+    """Fetches, caches and refreshes a client-credentials access token.
+
+    Concurrent callers share one refresh: the first takes the lock and fetches, the others wait
+    and reuse its token.
+    """
+
+    def __init__(
+        self,
+        credentials: OAuthClientCredentials,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.credentials = credentials
+        self._clock = clock
+        self._token: Secret | None = None
+        self._refresh_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"OAuthTokenAuth(client_id={self.credentials.client_id!r})"
+
+    async def header(self, client: httpx.AsyncClient) -> str:
+        """``Bearer <token>``, fetching a new token when there is none or it is about to expire."""
+        token = self._token
+        if token is None or self._clock() >= self._refresh_at:
+            token = await self._refresh(client, stale=token)
+        return f"Bearer {token.value}"
+
+    def invalidate(self) -> None:
+        """Drop the cached token (the API answered 401 with it)."""
+        self._token = None
+
+    async def _refresh(self, client: httpx.AsyncClient, stale: Secret | None) -> Secret:
+        async with self._lock:
+            # Another caller may have refreshed while this one waited for the lock.
+            if self._token is not None and self._token is not stale:
+                return self._token
+            token, lifetime = await self._fetch(client)
+            self._token = token
+            self._refresh_at = self._clock() + max(
+                0.0, min(lifetime - _REFRESH_MARGIN, lifetime * 0.9)
+            )
+            return token
+
+    async def _fetch(self, client: httpx.AsyncClient) -> tuple[Secret, float]:
+        creds = self.credentials
+        form = {
+            "grant_type": "client_credentials",
+            "scope": creds.scopes,
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+        }
+        request = client.build_request("POST", creds.token_url, data=form)
+        try:
+            response = await client.send(request)
+        except httpx.TimeoutException:
+            raise APITimeoutError(request=request) from None
+        except httpx.TransportError as exc:
+            raise APIConnectionError(
+                f"Token request failed: {type(exc).__name__}", request=request
+            ) from None
+        return _parse_token(response)
+
+
+def _parse_token(response: httpx.Response) -> tuple[Secret, float]:
+    if response.status_code != 200:
+        raise _token_error(response)
+    try:
+        payload = response.json()
+        token = payload["access_token"]
+        lifetime = float(payload.get("expires_in", 300))
+    except (ValueError, KeyError, TypeError):
+        raise APIResponseValidationError(
+            "The token endpoint answered 200 without an access_token", response=response
+        ) from None
+    if not isinstance(token, str) or not token:
+        raise APIResponseValidationError(
+            "The token endpoint gave an empty token", response=response
+        )
+    return Secret(token), lifetime
+
+
+def _token_error(response: httpx.Response) -> Exception:
+    # The body of a token error may echo the request; keep only the OAuth error code.
+    code = _oauth_error_code(response)
+    message = f"Token request refused with {response.status_code}" + (f" ({code})" if code else "")
+    if response.status_code == 429:
+        return RateLimitError(message, response=response, body="")
+    if response.status_code >= 500:
+        return ServerError(message, response=response, body="")
+    return AuthenticationError(message, response=response, body="")
+
+
+def _oauth_error_code(response: httpx.Response) -> str | None:
+    try:
+        code = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, str) and code.isidentifier() else None

@@ -1,0 +1,454 @@
+"""``OpenSMSClient``: the async client for every endpoint of the OpenSMS API."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from ._addressing import normalize_address, normalize_sender, sender_path_segment
+from ._auth import ApiKeyAuth, Authenticator, OAuthClientCredentials, OAuthTokenAuth
+from ._bulk import BulkResult, Message, run_bulk
+from ._constants import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    KEEPALIVE_EXPIRY,
+    USER_AGENT,
+)
+from ._converter import WireFormatError, structure, unstructure
+from ._errors_map import make_status_error
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    InvalidCallbackURLError,
+    InvalidMessageError,
+    NotFoundError,
+    OpenSMSError,
+    RateLimitError,
+)
+from ._limiter import RateLimiter
+from ._models import (
+    DeliveryInfoList,
+    OutboundMessageRequest,
+    SendResult,
+    SmsTextMessage,
+    Subscription,
+    request_id_from_url,
+)
+from ._retry import parse_retry_after, retry_delay, should_retry_status
+from ._segments import count_segments
+
+__all__ = ["OpenSMSClient"]
+
+logger = logging.getLogger("opensms_async")
+
+T = TypeVar("T")
+
+
+class _Lifecycle(enum.Enum):
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+class OpenSMSClient:
+    """Async client for the BICS OpenSMS API; use it as ``async with OpenSMSClient() as client``.
+
+    Credentials: ``api_key`` (default: env ``OPENSMS_API_KEY``) sent as ``Authorization: Bearer``,
+    or ``oauth=OAuthClientCredentials(...)`` for BICS SMS v3. ``base_url`` defaults to env
+    ``OPENSMS_BASE_URL``, then the v1 API. Timeouts are on by default; 429, 5xx, connection errors
+    and timeouts are retried up to ``max_retries`` times (sends under their ``clientCorrelator``,
+    so a retried send never delivers twice). ``max_in_flight`` bounds concurrent requests (httpx
+    slows down with many pooled connections); ``limiter`` adds an hourly budget shared by every
+    call. ``http_client`` or ``transport`` inject the HTTP layer; a client you pass in is not
+    closed by this one. ``sleep`` and ``random`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+        *,
+        oauth: OAuthClientCredentials | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_in_flight: int = DEFAULT_MAX_CONNECTIONS,
+        limiter: RateLimiter | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        random: Callable[[], float] = random.random,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be 0 or more")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self._auth, self._secrets = _make_auth(api_key, oauth)
+        self.base_url = _base_url(base_url)
+        self.max_retries = max_retries
+        self.limiter = limiter
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=max_in_flight,
+                max_keepalive_connections=max_in_flight,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+            ),
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._sleep = sleep
+        self._random = random
+        self._state = _Lifecycle.UNOPENED
+
+    def __repr__(self) -> str:
+        return f"OpenSMSClient(base_url={self.base_url!r}, auth={self._auth!r})"
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _Lifecycle.UNOPENED:
+            raise RuntimeError("An OpenSMSClient can be opened once; create a new one instead.")
+        self._state = _Lifecycle.OPENED
+        if self._owns_http:
+            await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the underlying HTTP client (unless it was passed in); safe to call twice."""
+        if self._state is _Lifecycle.CLOSED:
+            return
+        self._state = _Lifecycle.CLOSED
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- endpoints ---------------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        sender: str,
+        to: str | Iterable[str],
+        text: str,
+        *,
+        sender_name: str | None = None,
+        client_correlator: str | None = None,
+        callback_data: str | None = None,
+        notify_url: str | None = None,
+        max_retries: int | None = None,
+    ) -> SendResult:
+        """Send ``text`` from ``sender`` to one or more numbers; returns the request id and states.
+
+        Recipients are normalised to ``tel:+<digits>`` (duplicates dropped, order kept). A
+        ``clientCorrelator`` is generated when none is given and reused on every retry, so the
+        API answers a retry with the original response instead of sending again.
+        """
+        sender = normalize_sender(sender)
+        recipients = _recipients(to)
+        if not isinstance(text, str) or not text:
+            raise InvalidMessageError("text must be a non-empty string")
+        if notify_url is not None:
+            _check_https(notify_url, "notify_url")
+        correlator = client_correlator or str(uuid.uuid4())
+        body = OutboundMessageRequest(
+            address=list(recipients),
+            sender_address=sender,
+            outbound_sms_text_message=SmsTextMessage(text),
+            sender_name=sender_name,
+            client_correlator=correlator,
+            callback_data=callback_data,
+            notify_url=notify_url,
+        )
+        path = f"/outbound/{sender_path_segment(sender)}/requests"
+        payload = {"outboundSMSMessageRequest": unstructure(body)}
+        response = await self._request(
+            "POST", path, json_body=payload, expected=(200, 201), max_retries=max_retries
+        )
+        echoed = self._parse(response, "outboundSMSMessageRequest", OutboundMessageRequest)
+        return _send_result(
+            response, echoed, sender, recipients, correlator, count_segments(text).parts
+        )
+
+    async def get_delivery_infos(
+        self, sender: str, request_id: str, *, max_retries: int | None = None
+    ) -> DeliveryInfoList:
+        """The delivery info of every recipient of a request (kept by BICS for 7 days)."""
+        sender = normalize_sender(sender)
+        if not request_id:
+            raise InvalidMessageError("request_id must not be empty")
+        path = (
+            f"/outbound/{sender_path_segment(sender)}/requests/{quote(request_id, safe='')}"
+            "/deliveryInfos"
+        )
+        response = await self._request("GET", path, expected=(200,), max_retries=max_retries)
+        return self._parse(response, "deliveryInfoList", DeliveryInfoList)
+
+    async def create_subscription(
+        self,
+        url: str,
+        security_token: str,
+        *,
+        final_delivery: bool | None = None,
+        max_retries: int | None = None,
+    ) -> Subscription:
+        """Subscribe ``url`` (``https://`` only) to delivery infos; an account has one subscription.
+
+        BICS puts ``security_token`` in every callback body: give the same token to the receiver.
+        """
+        _check_https(url, "url")
+        if not isinstance(security_token, str) or not security_token:
+            raise InvalidMessageError("security_token must be a non-empty string")
+        subscription = Subscription(
+            url=url, security_token=security_token, final_delivery=final_delivery
+        )
+        response = await self._request(
+            "POST",
+            "/outbound/subscriptions",
+            json_body={"callback": unstructure(subscription)},
+            expected=(200, 201),
+            max_retries=max_retries,
+            secrets=(security_token,),
+        )
+        if not response.content:
+            return subscription
+        return self._parse(response, "callback", Subscription, secrets=(security_token,))
+
+    async def get_subscription(self, *, max_retries: int | None = None) -> Subscription | None:
+        """The account's delivery-info subscription, or None when there is none."""
+        try:
+            response = await self._request(
+                "GET", "/outbound/subscriptions", expected=(200,), max_retries=max_retries
+            )
+        except NotFoundError:
+            return None
+        return self._parse(response, "callback", Subscription)
+
+    async def delete_subscription(self, *, max_retries: int | None = None) -> None:
+        """Delete the subscription; raises NotFoundError when there is none."""
+        await self._request(
+            "DELETE",
+            "/outbound/subscriptions",
+            expected=(200, 202, 204),
+            max_retries=max_retries,
+            gone_is_done=True,
+        )
+
+    def send_many(
+        self, messages: Iterable[Message], *, concurrency: int = 16
+    ) -> AsyncIterator[BulkResult]:
+        """Send many messages with at most ``concurrency`` in flight; yields results as they finish.
+
+        Each result carries its message and either ``result`` or ``error``; one failure does not
+        stop the others. Messages are read from ``messages`` lazily, so it may be a generator.
+        """
+        return run_bulk(self._send_one, messages, concurrency=concurrency)
+
+    async def _send_one(self, message: Message) -> SendResult:
+        return await self.send_message(
+            message.sender,
+            message.to,
+            message.text,
+            sender_name=message.sender_name,
+            client_correlator=message.client_correlator,
+            callback_data=message.callback_data,
+        )
+
+    # --- the request loop --------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        expected: tuple[int, ...],
+        json_body: Mapping[str, Any] | None = None,
+        max_retries: int | None = None,
+        secrets: tuple[str, ...] = (),
+        gone_is_done: bool = False,
+    ) -> httpx.Response:
+        if self._state is _Lifecycle.CLOSED:
+            raise RuntimeError("This OpenSMSClient is closed.")
+        retries = self.max_retries if max_retries is None else max_retries
+        content = None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
+        attempt = 0
+        while True:
+            try:
+                response = await self._attempt(method, path, content)
+            except APIConnectionError as exc:
+                delay = self._delay_after(attempt, retries, None)
+                if delay is None:
+                    raise
+                logger.debug(
+                    "%s %s failed (%s); retry in %.2fs", method, path, type(exc).__name__, delay
+                )
+            else:
+                if response.status_code in expected:
+                    return response
+                if gone_is_done and attempt > 0 and response.status_code == 404:
+                    return response  # an earlier attempt did it and its answer was lost
+                error = make_status_error(response, secrets=(*self._secrets, *secrets))
+                delay = self._status_delay(error, attempt, retries)
+                if delay is None:
+                    raise error
+                logger.debug(
+                    "%s %s answered %d; retry in %.2fs", method, path, error.status_code, delay
+                )
+            await self._sleep(delay)
+            attempt += 1
+
+    def _delay_after(self, attempt: int, retries: int, retry_after: float | None) -> float | None:
+        if attempt >= retries:
+            return None
+        return retry_delay(attempt, retry_after, self._random)
+
+    def _status_delay(self, error: APIStatusError, attempt: int, retries: int) -> float | None:
+        if isinstance(error, RateLimitError):
+            if self.limiter is not None:
+                self.limiter.pause(error.retry_after)
+            return self._delay_after(attempt, retries, error.retry_after)
+        if error.status_code == 401 and attempt == 0 and isinstance(self._auth, OAuthTokenAuth):
+            self._auth.invalidate()  # the token was revoked or expired early: fetch a new one
+            return 0.0 if retries > 0 else None
+        if not should_retry_status(error.status_code):
+            return None
+        retry_after = parse_retry_after(error.response.headers.get("retry-after"), time.time())
+        return self._delay_after(attempt, retries, retry_after)
+
+    async def _attempt(self, method: str, path: str, content: bytes | None) -> httpx.Response:
+        if self.limiter is None:
+            return await self._send(method, path, content)
+        async with self.limiter.slot():
+            return await self._send(method, path, content)
+
+    async def _send(self, method: str, path: str, content: bytes | None) -> httpx.Response:
+        async with self._in_flight:
+            headers = {"Authorization": await self._auth.header(self._http)}
+            if content is not None:
+                headers["Content-Type"] = "application/json"
+            request = self._http.build_request(
+                method, self.base_url + path, content=content, headers=headers
+            )
+            started = time.perf_counter()
+            try:
+                response = await self._http.send(request)
+            except httpx.TimeoutException:
+                raise APITimeoutError(request=request) from None
+            except httpx.TransportError as exc:
+                raise APIConnectionError(
+                    f"Connection error: {type(exc).__name__}", request=request
+                ) from None
+            logger.debug(
+                "%s %s -> %d in %.1f ms",
+                method,
+                request.url.path,
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+            )
+            return response
+
+    def _parse(
+        self, response: httpx.Response, root: str, cls: type[T], *, secrets: tuple[str, ...] = ()
+    ) -> T:
+        try:
+            payload = response.json()
+        except ValueError:
+            raise APIResponseValidationError(
+                f"{response.request.method} {response.request.url.path}: the body is not JSON",
+                response=response,
+            ) from None
+        node = payload.get(root, payload) if isinstance(payload, dict) else payload
+        try:
+            return structure(node, cls)
+        except WireFormatError as exc:
+            message = f"{response.request.method} {response.request.url.path}: {exc}"
+            raise APIResponseValidationError(message, response=response) from None
+
+
+def _make_auth(
+    api_key: str | None, oauth: OAuthClientCredentials | None
+) -> tuple[Authenticator, tuple[str, ...]]:
+    if oauth is not None:
+        if api_key is not None:
+            raise ValueError("Give either api_key or oauth, not both")
+        return OAuthTokenAuth(oauth), (oauth.client_secret,)
+    key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
+    if not key:
+        raise OpenSMSError(
+            f"No credentials: pass api_key=..., set {ENV_API_KEY}, "
+            "or pass oauth=OAuthClientCredentials(...)"
+        )
+    return ApiKeyAuth(key), (key,)
+
+
+def _base_url(base_url: str | None) -> str:
+    url = base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {url!r}")
+    return url.rstrip("/")
+
+
+def _recipients(to: str | Iterable[str]) -> tuple[str, ...]:
+    items = [to] if isinstance(to, str) else list(to)
+    recipients = tuple(dict.fromkeys(normalize_address(item) for item in items))
+    if not recipients:
+        raise InvalidMessageError("to must name at least one recipient")
+    return recipients
+
+
+def _check_https(url: str, name: str) -> None:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme != "https" or not parts.hostname:
+        shown = url[:80] if isinstance(url, str) else type(url).__name__
+        raise InvalidCallbackURLError(f"{name} must be an absolute https:// URL, got {shown!r}")
+
+
+def _send_result(
+    response: httpx.Response,
+    echoed: OutboundMessageRequest,
+    sender: str,
+    recipients: tuple[str, ...],
+    correlator: str,
+    parts: int,
+) -> SendResult:
+    location = response.headers.get("location")
+    request_id = request_id_from_url(echoed.resource_url) or request_id_from_url(location)
+    if request_id is None:
+        raise APIResponseValidationError(
+            "The send response names no request id (no resourceURL nor Location)", response=response
+        )
+    infos = echoed.delivery_info_list.delivery_infos if echoed.delivery_info_list else []
+    return SendResult(
+        request_id=request_id,
+        sender=sender,
+        resource_url=echoed.resource_url or location,
+        delivery_infos=infos,
+        recipients=recipients,
+        client_correlator=echoed.client_correlator or correlator,
+        parts=parts,
+        location=location,
+    )

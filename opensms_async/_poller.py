@@ -1,0 +1,169 @@
+"""The reconciliation poller: polls ``deliveryInfos`` for requests whose callbacks went missing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from ._addressing import normalize_address
+from ._exceptions import InvalidAddressError, NotFoundError, OpenSMSError, RateLimitError
+from ._models import DeliveryInfoList
+from ._state import DeliveryUpdate, Source
+from .stores import PendingRequest
+
+if TYPE_CHECKING:
+    from ._client import OpenSMSClient
+    from ._tracker import DeliveryTracker
+
+__all__ = ["ReconciliationPoller", "poll_delay"]
+
+logger = logging.getLogger("opensms_async.poller")
+
+_CLAIM_BATCH = 64
+_MAX_NOT_FOUND = 5
+"""A request the API does not know after this many polls is given up (it may take a moment to
+appear right after the send, so the first 404s are retried)."""
+
+
+def poll_delay(attempts: int, base: float, maximum: float, rng: random.Random) -> float:
+    """Seconds until the next poll of a request polled ``attempts`` times: exponential from
+    ``base``, capped at ``maximum``, with ±20% jitter so that requests do not poll in lockstep."""
+    delay = min(maximum, base * 2.0 ** min(attempts, 30))
+    return delay * rng.uniform(0.8, 1.2)
+
+
+class ReconciliationPoller:
+    """Claims due requests from the store and polls them, at most ``concurrency`` at a time."""
+
+    def __init__(
+        self,
+        tracker: DeliveryTracker,
+        client: OpenSMSClient,
+        *,
+        reconcile_after: float,
+        max_interval: float,
+        retention: float,
+        concurrency: int,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        rng: random.Random,
+    ) -> None:
+        self._tracker = tracker
+        self._client = client
+        self._base = reconcile_after
+        self._max_interval = max(max_interval, reconcile_after)
+        self._retention = retention
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self._tick = max(0.01, min(1.0, reconcile_after / 4))
+        self._slots = asyncio.Semaphore(concurrency)
+        self._task: asyncio.Task[None] | None = None
+        self.polls = 0
+        """Requests polled so far (for tests and metrics)."""
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="opensms-reconciliation")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                due = await self._tracker.store.claim_due(
+                    self._clock(), limit=_CLAIM_BATCH, lease=self._lease()
+                )
+            except OpenSMSError as exc:
+                logger.warning("reconciliation: store unavailable (%s); retrying", exc)
+                due = []
+            if due:
+                await asyncio.gather(*(self._guarded(request) for request in due))
+            else:
+                await self._sleep(self._tick)
+
+    def _lease(self) -> float:
+        # Long enough to cover one poll with the client's own retries.
+        return max(60.0, self._base)
+
+    async def _guarded(self, request: PendingRequest) -> None:
+        async with self._slots:
+            try:
+                await self.poll(request)
+            except OpenSMSError as exc:
+                logger.warning("reconciliation of %s failed: %s", request.request_id, exc)
+                await self._later(request)
+
+    async def poll(self, request: PendingRequest) -> None:
+        """Poll one request, merge what it says, and schedule the next poll or stop."""
+        store = self._tracker.store
+        now = self._clock()
+        states = await store.get_request(request.request_id)
+        if states and all(state.is_final for state in states):
+            await store.unschedule(request.request_id)
+            return
+        if now - request.tracked_at > self._retention:
+            logger.info("reconciliation: receipts of %s expired; giving up", request.request_id)
+            await store.unschedule(request.request_id)
+            return
+        self.polls += 1
+        try:
+            infos = await self._client.get_delivery_infos(
+                request.sender, request.request_id, max_retries=0
+            )
+        except RateLimitError as exc:
+            await self._later(request, at_least=exc.retry_after)
+            return
+        except NotFoundError:
+            if request.attempts + 1 >= _MAX_NOT_FOUND:
+                await store.unschedule(request.request_id)
+            else:
+                await self._later(request)
+            return
+        await self._tracker.ingest(self._updates(request, infos, now))
+        states = await store.get_request(request.request_id)
+        if states and all(state.is_final for state in states):
+            await store.unschedule(request.request_id)
+        else:
+            await self._later(request)
+
+    async def _later(self, request: PendingRequest, at_least: float | None = None) -> None:
+        delay = poll_delay(request.attempts, self._base, self._max_interval, self._rng)
+        if at_least is not None:
+            delay = max(delay, at_least)
+        await self._tracker.store.reschedule(
+            request.request_id, next_poll_at=self._clock() + delay, attempts=request.attempts + 1
+        )
+
+    def _updates(
+        self, request: PendingRequest, infos: DeliveryInfoList, now: float
+    ) -> list[DeliveryUpdate]:
+        updates = []
+        for info in infos.delivery_infos:
+            try:
+                address = normalize_address(info.address)
+            except InvalidAddressError:
+                logger.warning(
+                    "reconciliation: skipping malformed address in %s", request.request_id
+                )
+                continue
+            updates.append(
+                DeliveryUpdate(
+                    request_id=request.request_id,
+                    address=address,
+                    status=info.status,
+                    source=Source.POLL,
+                    parts_delivered=info.parts_delivered,
+                    sms_parts=infos.sms_parts,
+                    status_code=info.status_code,
+                    sender=request.sender,
+                    received_at=now,
+                )
+            )
+        return updates

@@ -1,0 +1,57 @@
+"""The retry policy as pure functions: what to retry, and how long to wait before trying again."""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Callable
+
+from ._constants import INITIAL_RETRY_DELAY, MAX_RETRY_AFTER, MAX_RETRY_DELAY
+
+__all__ = ["parse_retry_after", "retry_delay", "should_retry_status"]
+
+
+def should_retry_status(status_code: int) -> bool:
+    """True for statuses worth another try: 408, 429 and every 5xx."""
+    return status_code in (408, 429) or 500 <= status_code <= 599
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP-date), else None.
+
+    ``now`` is the current Unix time, used to turn a date into a delay. Negative delays clamp to 0.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now)
+
+
+def retry_delay(
+    attempt: int,
+    retry_after: float | None,
+    random: Callable[[], float],
+    *,
+    initial: float = INITIAL_RETRY_DELAY,
+    maximum: float = MAX_RETRY_DELAY,
+    max_retry_after: float = MAX_RETRY_AFTER,
+) -> float | None:
+    """How long to sleep before retry number ``attempt`` (0-based), or None to give up.
+
+    A server's ``Retry-After`` is honoured as given when it is at most ``max_retry_after``; a
+    longer one means giving up now rather than blocking the caller. Otherwise: exponential backoff
+    with full jitter, ``uniform(0, min(maximum, initial * 2**attempt))``.
+    """
+    if retry_after is not None:
+        return retry_after if retry_after <= max_retry_after else None
+    ceiling = min(maximum, initial * 2.0**attempt)
+    return random() * ceiling

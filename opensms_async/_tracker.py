@@ -1,0 +1,306 @@
+"""``DeliveryTracker``: delivery states over a store, the event stream and reconciliation."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from ._addressing import normalize_address
+from ._constants import RECEIPT_RETENTION
+from ._models import DeliveryStatus, SendResult
+from ._poller import ReconciliationPoller
+from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source
+from .stores import Applied, Store, open_store
+
+if TYPE_CHECKING:
+    from ._client import OpenSMSClient
+
+__all__ = ["DeliveryTracker"]
+
+logger = logging.getLogger("opensms_async.tracker")
+
+_READ_BATCH = 512
+_SHARED_WAIT = 1.0
+
+
+class DeliveryTracker:
+    """Tracks the delivery state of every recipient and streams state advances as events.
+
+    ``store`` is a :class:`~opensms_async.stores.Store` or a URL (``memory://``,
+    ``sqlite:///file.db``, ``redis://...``); the tracker opens and closes it. With a ``client``,
+    requests still not final ``reconcile_after`` seconds after :meth:`track` are polled with
+    ``get_delivery_infos`` (backing off per request, for up to the 7-day receipt retention), so a
+    lost callback is recovered. Without one, the tracker only receives.
+
+    Use it as ``async with DeliveryTracker(...) as tracker``.
+    """
+
+    def __init__(
+        self,
+        store: Store | str = "memory://",
+        client: OpenSMSClient | None = None,
+        reconcile_after: float = 60.0,
+        *,
+        max_poll_interval: float = 3600.0,
+        retention: float = RECEIPT_RETENTION,
+        poll_concurrency: int = 4,
+        live_buffer: int = 65_536,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if reconcile_after <= 0:
+            raise ValueError("reconcile_after must be positive")
+        self.store = open_store(store) if isinstance(store, str) else store
+        self.client = client
+        self.reconcile_after = reconcile_after
+        self._clock = clock
+        self._live = _LiveBuffer(self.store, live_buffer)
+        self._waiters: dict[tuple[str, str], list[asyncio.Future[DeliveryState]]] = {}
+        self._poller = (
+            ReconciliationPoller(
+                self,
+                client,
+                reconcile_after=reconcile_after,
+                max_interval=max_poll_interval,
+                retention=retention,
+                concurrency=poll_concurrency,
+                clock=clock,
+                sleep=sleep,
+                rng=rng or random.Random(),
+            )
+            if client is not None
+            else None
+        )
+        self._opened = False
+        self._closed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        polling = self._poller is not None
+        return f"DeliveryTracker(store={type(self.store).__name__}, polling={polling})"
+
+    @property
+    def is_open(self) -> bool:
+        """True between opening and closing."""
+        return self._opened and not self._closed.is_set()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Open the store and start the poller; a tracker opens once."""
+        if self._opened:
+            raise RuntimeError("A DeliveryTracker can be opened once; create a new one instead.")
+        self._opened = True
+        await self.store.open()
+        await self._live.start()
+        if self._poller is not None:
+            self._poller.start()
+
+    async def aclose(self) -> None:
+        """Stop the poller, end every ``events()`` iterator and close the store; idempotent."""
+        if not self._opened or self._closed.is_set():
+            return
+        self._closed.set()
+        self._live.wake()
+        if self._poller is not None:
+            await self._poller.stop()
+        for futures in self._waiters.values():
+            for future in futures:
+                future.cancel()
+        self._waiters.clear()
+        await self.store.close()
+
+    # --- recording -----------------------------------------------------------------------
+
+    async def track(self, sent: SendResult) -> list[Applied]:
+        """Register the recipients of a send as pending, with the states the send answered."""
+        self._check_open()
+        now = self._clock()
+        known = {normalize_address(info.address): info for info in sent.delivery_infos}
+        updates = [
+            DeliveryUpdate(
+                request_id=sent.request_id,
+                address=address,
+                status=known[address].status
+                if address in known
+                else DeliveryStatus.MESSAGE_ACCEPTED,
+                source=Source.SEND,
+                parts_delivered=known[address].parts_delivered if address in known else None,
+                sms_parts=sent.parts,
+                sender=sent.sender,
+                received_at=now,
+            )
+            for address in sent.recipients
+        ]
+        applied = await self.ingest(updates)
+        await self.store.schedule(
+            sent.request_id, sent.sender, tracked_at=now, poll_at=now + self.reconcile_after
+        )
+        return applied
+
+    async def ingest(self, updates: Iterable[DeliveryUpdate]) -> list[Applied]:
+        """Merge updates (from callbacks, polls or sends) and publish the events they cause.
+
+        Returns once the store has recorded them; raises ``StoreError`` when it could not.
+        """
+        self._check_open()
+        batch = list(updates)
+        if not batch:
+            return []
+        applied = await self.store.apply(batch)
+        events = [a.event for a in applied if a.event is not None]
+        if events:
+            self._live.publish(events)
+            self._resolve_waiters(applied)
+        return applied
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def get(self, request_id: str, address: str) -> DeliveryState | None:
+        """The state of one recipient (any accepted address form), or None if never seen."""
+        return await self.store.get(request_id, normalize_address(address))
+
+    async def get_request(self, request_id: str) -> list[DeliveryState]:
+        """The states of every recipient seen for a request."""
+        return await self.store.get_request(request_id)
+
+    async def events(self, since: str | None = None) -> AsyncIterator[DeliveryEvent]:
+        """Every state advance after cursor ``since`` (None: the oldest retained), then live ones.
+
+        Any number of consumers may iterate at once; each reads at its own pace (a consumer that
+        falls behind reads from the store's log, never blocking the receiver or losing events).
+        Save ``event.cursor`` to resume after a restart. Ends when the tracker closes.
+        """
+        self._check_open()
+        cursor = since
+        while not self._closed.is_set():
+            changed = self._live.changed  # taken before reading, so no publish slips between
+            batch = await self._live.read(cursor)
+            if not batch:
+                await self._live.wait(changed, cursor)
+                continue
+            for event in batch:
+                yield event
+            cursor = batch[-1].cursor
+
+    async def wait_for_final(
+        self, request_id: str, address: str, timeout: float | None = None
+    ) -> DeliveryState:
+        """Wait until the recipient reaches a final status and return its state.
+
+        Waits for pairs not seen yet too; raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+        self._check_open()
+        key = (request_id, normalize_address(address))
+        async with asyncio.timeout(timeout):
+            while True:
+                state = await self.store.get(*key)
+                if state is not None and state.is_final:
+                    return state
+                future: asyncio.Future[DeliveryState] = asyncio.get_running_loop().create_future()
+                self._waiters.setdefault(key, []).append(future)
+                try:
+                    # Re-read now and then: another replica may have recorded it.
+                    await asyncio.wait_for(
+                        asyncio.shield(future), _SHARED_WAIT if self.store.shared else None
+                    )
+                except TimeoutError:
+                    pass
+                finally:
+                    self._forget_waiter(key, future)
+
+    def _resolve_waiters(self, applied: Sequence[Applied]) -> None:
+        if not self._waiters:
+            return
+        for item in applied:
+            state = item.result.state
+            if item.event is not None and state.is_final:
+                for future in self._waiters.pop((state.request_id, state.address), []):
+                    if not future.done():
+                        future.set_result(state)
+
+    def _forget_waiter(self, key: tuple[str, str], future: asyncio.Future[DeliveryState]) -> None:
+        futures = self._waiters.get(key)
+        if futures and future in futures:
+            futures.remove(future)
+            if not futures:
+                del self._waiters[key]
+
+    def _check_open(self) -> None:
+        if not self._opened:
+            raise RuntimeError("Open the tracker first: async with DeliveryTracker(...) as tracker")
+        if self._closed.is_set():
+            raise RuntimeError("This DeliveryTracker is closed.")
+
+
+class _LiveBuffer:
+    """The newest events of this process, so live consumers need not query the store.
+
+    Holds up to ``size`` events after ``base`` (the cursor just before the first one). A consumer
+    whose cursor is older than ``base`` reads from the store's log instead. Stores shared between
+    processes are always read from the store (other replicas append there too).
+    """
+
+    def __init__(self, store: Store, size: int) -> None:
+        self._store = store
+        self._size = max(1, size)
+        self._events: list[DeliveryEvent] = []
+        self._keys: list[tuple[int, int]] = []
+        self._base: tuple[int, int] | None = None
+        self._ready = False
+        self._changed = asyncio.Event()
+
+    async def start(self) -> None:
+        last = await self._store.last_cursor()
+        self._base = self._store.cursor_key(last) if last is not None else (-1, -1)
+        self._ready = not self._store.shared
+
+    def publish(self, events: list[DeliveryEvent]) -> None:
+        if self._ready:
+            self._events.extend(events)
+            self._keys.extend(self._store.cursor_key(e.cursor) for e in events)
+            if len(self._events) > 2 * self._size:
+                cut = len(self._events) - self._size
+                self._base = self._keys[cut - 1]
+                del self._events[:cut], self._keys[:cut]
+        self.wake()
+
+    def wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def read(self, cursor: str | None) -> list[DeliveryEvent]:
+        if self._ready and cursor is not None and self._base is not None:
+            key = self._store.cursor_key(cursor)
+            if key >= self._base:
+                start = bisect.bisect_right(self._keys, key)
+                return self._events[start : start + _READ_BATCH]
+        return await self._store.read_events(cursor, limit=_READ_BATCH)
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set at the next publish (or close)."""
+        return self._changed
+
+    async def wait(self, changed: asyncio.Event, cursor: str | None) -> None:
+        if self._store.shared:
+            # Another replica may append: block in the store (e.g. XREAD BLOCK), bounded.
+            await self._store.read_events(cursor, limit=1, timeout=_SHARED_WAIT)
+            return
+        await changed.wait()

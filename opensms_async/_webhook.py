@@ -1,0 +1,171 @@
+"""Delivery callbacks without the web framework: token check on bytes, body -> updates. No I/O.
+
+Accepted shapes (PROTOCOL.md): BICS's ``{"deliveryInfoList": {...}}`` with the token inside, the
+OMA ``{"deliveryInfoNotification": {...}}``, and a bare object of either kind; ``deliveryInfo`` may
+be one object or a list. A payload is taken whole or not at all: one bad entry refuses it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ._addressing import normalize_address, normalize_sender
+from ._exceptions import ValidationError
+from ._models import DeliveryStatus, request_id_from_url
+from ._state import DeliveryUpdate, Source
+
+__all__ = ["CallbackPayloadError", "encode_token", "find_token", "parse_callback", "token_matches"]
+
+_MAX_ENTRIES = 1000
+
+
+class CallbackPayloadError(ValidationError):
+    """A JSON body that is not a delivery-info callback the SDK can attribute (answered 422)."""
+
+
+def encode_token(token: str) -> bytes:
+    """A token as the bytes compared; lone surrogates (legal in JSON) must not crash the check."""
+    return token.encode("utf-8", "surrogatepass")
+
+
+def token_matches(presented: bytes | None, accepted: Sequence[bytes]) -> bool:
+    """True when ``presented`` equals one of ``accepted``, in time independent of the contents.
+
+    Every accepted token is compared (no early exit), each with ``hmac.compare_digest`` on bytes.
+    """
+    if presented is None:
+        presented = b""
+    matched = False
+    for token in accepted:
+        matched |= hmac.compare_digest(presented, token)
+    return matched and presented != b""
+
+
+def find_token(payload: object, authorization: bytes | None) -> bytes | None:
+    """The token in the body (``deliveryInfoList.securityToken``), else from ``Bearer`` auth."""
+    root = _root(payload)
+    token = root.get("securityToken") if root is not None else None
+    if isinstance(token, str):
+        return encode_token(token)
+    if token is not None:
+        return b""  # present but not a string: wrong, never a crash
+    if authorization and authorization[:7].lower() == b"bearer ":
+        return authorization[7:].strip()
+    return None
+
+
+def parse_callback(payload: object, *, received_at: float) -> list[DeliveryUpdate]:
+    """The updates a callback body carries; :class:`CallbackPayloadError` when it is not one."""
+    root = _root(payload)
+    if root is None:
+        raise CallbackPayloadError("not a delivery-info callback: no deliveryInfoList/deliveryInfo")
+    entries = _entries(root)
+    url = _resource_url(root)
+    request_id = request_id_from_url(url) or _text(root.get("callbackData"))
+    sender = _sender_from_url(url)
+    sms_parts = _count(root.get("smsParts"), "smsParts")
+    return [_update(entry, request_id, sender, sms_parts, received_at) for entry in entries]
+
+
+def _root(payload: object) -> Mapping[str, Any] | None:
+    if not isinstance(payload, Mapping):
+        return None
+    for key in ("deliveryInfoList", "deliveryInfoNotification"):
+        inner = payload.get(key)
+        if isinstance(inner, Mapping):
+            return inner
+    if "deliveryInfo" in payload or "deliveryStatus" in payload:
+        return payload
+    return None
+
+
+def _entries(root: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    raw = root.get("deliveryInfo", root if "deliveryStatus" in root else None)
+    items = [raw] if isinstance(raw, Mapping) else raw
+    if not isinstance(items, list) or not items:
+        raise CallbackPayloadError("deliveryInfo must be a non-empty object or list")
+    if len(items) > _MAX_ENTRIES:
+        raise CallbackPayloadError(f"more than {_MAX_ENTRIES} deliveryInfo entries")
+    if not all(isinstance(item, Mapping) for item in items):
+        raise CallbackPayloadError("every deliveryInfo entry must be an object")
+    return items
+
+
+def _resource_url(root: Mapping[str, Any]) -> str | None:
+    url = _text(root.get("resourceURL"))
+    if url:
+        return url
+    links = root.get("link")
+    for link in links if isinstance(links, list) else [links]:
+        if isinstance(link, Mapping) and isinstance(link.get("href"), str):
+            return str(link["href"])
+    return None
+
+
+def _sender_from_url(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url).path.split("/")
+    try:
+        raw = unquote(parts[parts.index("outbound") + 1])
+        return normalize_sender(raw)
+    except (ValueError, IndexError):
+        return None
+
+
+def _update(
+    entry: Mapping[str, Any],
+    request_id: str | None,
+    sender: str | None,
+    sms_parts: int | None,
+    received_at: float,
+) -> DeliveryUpdate:
+    request_id = request_id_from_url(_text(entry.get("resourceURL"))) or request_id
+    request_id = request_id or _text(entry.get("callbackData"))
+    if not request_id:
+        raise CallbackPayloadError("no request id: no resourceURL, link or callbackData")
+    status = entry.get("deliveryStatus")
+    if not isinstance(status, str) or not status or len(status) > 64:
+        raise CallbackPayloadError("deliveryStatus must be a non-empty string")
+    address = entry.get("address")
+    if not isinstance(address, str):
+        raise CallbackPayloadError("address must be a string")
+    try:
+        address = normalize_address(address)
+    except ValueError as exc:
+        raise CallbackPayloadError(str(exc)) from None
+    return DeliveryUpdate(
+        request_id=request_id,
+        address=address,
+        status=DeliveryStatus.parse(status),
+        source=Source.CALLBACK,
+        parts_delivered=_count(
+            entry.get("smsPartsDeliveredToTerminal"), "smsPartsDeliveredToTerminal"
+        ),
+        sms_parts=sms_parts,
+        status_code=_code(entry.get("deliveryStatusCode")),
+        sender=sender,
+        received_at=received_at,
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _count(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
+        raise CallbackPayloadError(f"{name} must be a whole number from 0 to 10000")
+    return value
+
+
+def _code(value: object) -> int | None:
+    # A status code is informative only: keep it when it is a sane integer, ignore it otherwise.
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31:
+        return value
+    return None

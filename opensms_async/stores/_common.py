@@ -1,0 +1,56 @@
+"""Small pieces the in-process stores share: cursor parsing, waking readers, status parsing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .._models import DeliveryStatus, Status
+
+__all__ = ["Wakeup", "parse_cursor", "parse_status"]
+
+
+def parse_cursor(cursor: str) -> int:
+    """The sequence number of a decimal cursor; ValueError for anything else."""
+    # int() alone would accept " 12", "+12", "1_2" and non-ASCII digits: cursors are stricter.
+    if not (isinstance(cursor, str) and cursor.isascii() and cursor.isdigit()):
+        raise ValueError(f"malformed event cursor: {cursor!r}")
+    return int(cursor)
+
+
+def parse_status(status: Status) -> Status:
+    """The enum member for a known status string; stored statuses are always normalised so."""
+    return status if isinstance(status, DeliveryStatus) else DeliveryStatus.parse(status)
+
+
+class Wakeup:
+    """Wakes the ``read_events`` waiters of one event loop when new events were logged.
+
+    ``generation`` counts the wake-ups: a reader notes it before looking at the log and passes it to
+    :meth:`wait`, which returns at once if events were logged in between (no lost wake-up).
+    """
+
+    __slots__ = ("_event", "generation")
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+        self.generation = 0
+
+    def fire(self) -> None:
+        """Wake every waiter; costs nothing when nobody waits."""
+        self.generation += 1
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self, seen: int, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a wake-up later than generation ``seen``."""
+        if self.generation != seen or timeout <= 0:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
+        event = self._event
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            return

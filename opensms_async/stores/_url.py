@@ -1,0 +1,120 @@
+"""``open_store(url)``: a store chosen by URL, its backend imported only when named.
+
+* ``memory://`` (option ``?max_events=N``);
+* ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``
+  (option ``?synchronous=NORMAL|FULL``);
+* ``redis://host:port/db`` and ``rediss://...``: handed whole to ``RedisStore.from_url``, which
+  needs the ``redis`` extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .._exceptions import InvalidStoreURLError
+
+if TYPE_CHECKING:
+    from ._base import Store
+
+__all__ = ["open_store"]
+
+_SCHEMES = "memory://, sqlite:///path.db, redis:// or rediss://"
+
+
+def open_store(url: str) -> Store:
+    """The store a URL names, not opened yet; :class:`InvalidStoreURLError` when none fits."""
+    if not isinstance(url, str):
+        raise InvalidStoreURLError(f"a store URL must be a string, not {type(url).__name__}")
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in ("redis", "rediss"):
+        return _redis_store(url)
+    opener = _OPENERS.get(scheme)
+    if opener is None:
+        raise InvalidStoreURLError(f"unknown store URL {_redact(url)!r}: expected {_SCHEMES}")
+    try:
+        return opener(url)
+    except InvalidStoreURLError:
+        raise
+    except ValueError as exc:  # urlsplit's, e.g. a malformed IPv6 host
+        raise InvalidStoreURLError(f"malformed store URL {url!r}: {exc}") from exc
+
+
+def _memory_store(url: str) -> Store:
+    from .memory import MemoryStore
+
+    parts = urlsplit(url)
+    if parts.netloc or parts.path not in ("", "/"):
+        raise InvalidStoreURLError(f"a memory store URL has no host or path: {url!r}")
+    options = _options(url, parts.query, {"max_events"})
+    if "max_events" not in options:
+        return MemoryStore()
+    return MemoryStore(max_events=_positive_int(url, "max_events", options["max_events"]))
+
+
+def _sqlite_store(url: str) -> Store:
+    from .sqlite import SQLiteStore
+
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise InvalidStoreURLError(
+            f"a SQLite URL has no host: {url!r} (relative: sqlite:///file.db,"
+            " absolute: sqlite:////path/file.db)"
+        )
+    path = unquote(parts.path[1:])  # the third slash ends the empty host
+    if not path or path.endswith("/"):
+        raise InvalidStoreURLError(f"a SQLite URL needs a file name: {url!r}")
+    options = _options(url, parts.query, {"synchronous"})
+    synchronous = options.get("synchronous", "NORMAL").upper()
+    if synchronous not in ("NORMAL", "FULL"):
+        raise InvalidStoreURLError(f"synchronous must be NORMAL or FULL in {url!r}")
+    return SQLiteStore(path, synchronous=synchronous)
+
+
+def _redis_store(url: str) -> Store:
+    try:
+        module = importlib.import_module(".redis", __package__)
+    except ImportError as exc:
+        if exc.name == "redis":
+            hint = "the redis package is missing: pip install 'opensms-async[redis]'"
+        else:
+            hint = f"the Redis store cannot be imported ({exc})"
+        raise InvalidStoreURLError(f"cannot open {_redact(url)!r}: {hint}") from exc
+    return cast("Store", module.RedisStore.from_url(url))
+
+
+_OPENERS: dict[str, Callable[[str], Store]] = {"memory": _memory_store, "sqlite": _sqlite_store}
+
+
+def _options(url: str, query: str, known: set[str]) -> dict[str, str]:
+    """The query options of a URL, each at most once and all of them known."""
+    try:
+        parsed = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:
+        raise InvalidStoreURLError(f"malformed options in {url!r}: {exc}") from exc
+    unknown = sorted(set(parsed) - known)
+    if unknown:
+        allowed = ", ".join(sorted(known))
+        raise InvalidStoreURLError(f"unknown option {unknown[0]!r} in {url!r} (known: {allowed})")
+    repeated = [name for name, values in parsed.items() if len(values) > 1]
+    if repeated:
+        raise InvalidStoreURLError(f"option {repeated[0]!r} given twice in {url!r}")
+    return {name: values[0] for name, values in parsed.items()}
+
+
+def _positive_int(url: str, name: str, value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise InvalidStoreURLError(f"{name} must be a positive integer in {url!r}")
+    return int(value)
+
+
+def _redact(url: str) -> str:
+    """The URL without a password (``redis://:secret@host``), for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return parts._replace(netloc=user + netloc).geturl()

@@ -1,0 +1,393 @@
+"""``MemoryStore``: delivery states and events in this process's memory, no I/O, no threads.
+
+Built to track millions of recipients in about 200 bytes each (``bench/bench_memory.py``):
+
+* states live in one small dict per request id, ``address -> (address, shape, updated_at)``, where
+  ``shape`` is an interned ``(status, parts_delivered, sms_parts, sender, conflict)`` tuple shared
+  by every recipient in the same state; request ids and addresses are stored once and reused;
+* the event log is columnar: four parallel lists (request id, address, interned event shape,
+  time), so an event costs four references, and cursors are positions, never stored;
+* attrs objects (:class:`DeliveryState`, :class:`DeliveryEvent`) are built only when read.
+
+Everything runs on the event loop without awaiting inside ``apply``, which makes each call atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from array import array
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Final, Self, TypeAlias, TypeVar
+
+from .._exceptions import StoreError
+from .._models import Status
+from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeResult, Source, merge
+from ._base import Applied, PendingRequest
+from ._common import Wakeup, parse_cursor, parse_status
+
+__all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore"]
+
+DEFAULT_MAX_EVENTS: Final = 1_000_000
+"""Events retained by default (about 35 MB of log); past it the oldest are dropped first."""
+
+_MAX_SHAPES: Final = 65_536
+"""Interned shapes kept at most; past that (odd unknown statuses), tuples are simply not shared."""
+
+_StateShape: TypeAlias = tuple[Status, int | None, int | None, str | None, bool]
+_EventShape: TypeAlias = tuple[Status, Status | None, Source, int | None, int | None, bool]
+_Row: TypeAlias = tuple[str, _StateShape, float]
+_T = TypeVar("_T", bound=tuple[object, ...])
+_Undo: TypeAlias = tuple["_Request", str, _Row | None]
+
+
+class _Request:
+    """The recipients of one request id: the canonical id string and a row per address."""
+
+    __slots__ = ("request_id", "rows")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.rows: dict[str, _Row] = {}
+
+
+class _Pending:
+    """A request on the polling schedule, with its lease."""
+
+    __slots__ = ("attempts", "leased_until", "next_poll_at", "sender", "tracked_at")
+
+    def __init__(self, sender: str, tracked_at: float, next_poll_at: float) -> None:
+        self.sender = sender
+        self.tracked_at = tracked_at
+        self.next_poll_at = next_poll_at
+        self.attempts = 0
+        self.leased_until: float | None = None
+
+    def is_due(self, now: float) -> bool:
+        return self.next_poll_at <= now and (self.leased_until is None or self.leased_until <= now)
+
+
+class _EventLog:
+    """An append-only, columnar event log that keeps the newest ``max_events`` events.
+
+    Event ``n`` (cursors count from 1) sits at index ``n - base``. Dropped events are removed from
+    the head in chunks (``slack``), so trimming costs O(1) amortised while reads already skip
+    them: the retained window is always exactly the newest ``max_events``.
+    """
+
+    __slots__ = ("_at", "_slack", "addresses", "base", "max_events", "request_ids", "shapes")
+
+    def __init__(self, max_events: int) -> None:
+        self.max_events = max_events
+        self._slack = max(64, max_events // 4)
+        self.base = 1
+        self.request_ids: list[str] = []
+        self.addresses: list[str] = []
+        self.shapes: list[_EventShape] = []
+        self._at = array("d")
+
+    @property
+    def next_cursor(self) -> int:
+        return self.base + len(self.shapes)
+
+    @property
+    def first_retained(self) -> int:
+        return self.next_cursor - min(len(self.shapes), self.max_events)
+
+    def append(self, request_id: str, address: str, shape: _EventShape, at: float) -> int:
+        """Log one event; its cursor number."""
+        cursor = self.next_cursor
+        self.request_ids.append(request_id)
+        self.addresses.append(address)
+        self.shapes.append(shape)
+        self._at.append(at)
+        if len(self.shapes) > self.max_events + self._slack:
+            self._drop(len(self.shapes) - self.max_events)
+        return cursor
+
+    def _drop(self, count: int) -> None:
+        del self.request_ids[:count], self.addresses[:count], self.shapes[:count]
+        del self._at[:count]
+        self.base += count
+
+    def truncate(self, cursor: int) -> None:
+        """Forget the events from ``cursor`` on (those of a failed ``apply``)."""
+        count = min(self.next_cursor - cursor, len(self.shapes))
+        if count > 0:
+            del self.request_ids[-count:], self.addresses[-count:], self.shapes[-count:]
+            del self._at[-count:]
+
+    def read(self, after: int, limit: int) -> list[DeliveryEvent]:
+        """Up to ``limit`` retained events with a cursor above ``after``, oldest first."""
+        start = max(after + 1, self.first_retained) - self.base
+        stop = min(start + limit, len(self.shapes))
+        return [self.event(self.base + i) for i in range(start, stop)]
+
+    def event(self, cursor: int) -> DeliveryEvent:
+        """The event with cursor number ``cursor`` (which must be retained), as attrs."""
+        i = cursor - self.base
+        status, previous, source, parts, sms_parts, conflict = self.shapes[i]
+        return DeliveryEvent(
+            cursor=str(cursor),
+            request_id=self.request_ids[i],
+            address=self.addresses[i],
+            status=status,
+            previous=previous,
+            source=source,
+            parts_delivered=parts,
+            sms_parts=sms_parts,
+            conflict=conflict,
+            at=self._at[i],
+        )
+
+
+class MemoryStore:
+    """A :class:`~opensms_async.stores.Store` in process memory, for tests and single processes.
+
+    Nothing survives the process. ``max_events`` bounds the event log (default
+    :data:`DEFAULT_MAX_EVENTS`): past it the oldest events are dropped, and a reader whose cursor
+    is older than the retained log resumes from the oldest retained event. States and the polling
+    schedule are not bounded; they go when the process does.
+
+    Cursors are decimal strings counting from ``"1"``; they restart with every new store.
+    """
+
+    shared: bool = False
+
+    def __init__(self, *, max_events: int = DEFAULT_MAX_EVENTS) -> None:
+        if max_events < 1:
+            raise ValueError(f"max_events must be at least 1, not {max_events!r}")
+        self._requests: dict[str, _Request] = {}
+        self._log = _EventLog(max_events)
+        # Shapes are interned per store (no module-level cache), the key is its own value.
+        self._shapes: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._wakeup = Wakeup()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(max_events={self._log.max_events})"
+
+    @property
+    def max_events(self) -> int:
+        """How many events the log retains."""
+        return self._log.max_events
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Nothing to connect; refuses a closed store."""
+        self._check_open()
+
+    async def close(self) -> None:
+        """Refuse further use (:class:`StoreError`) and wake waiting readers; idempotent."""
+        self._closed = True
+        self._wakeup.fire()
+
+    # --- states ------------------------------------------------------------------------------
+
+    async def apply(self, updates: Sequence[DeliveryUpdate]) -> list[Applied]:
+        """Merge each update into its state and log an event per advance, atomically.
+
+        No ``await`` happens inside, so concurrent calls cannot interleave; if an update raises
+        (a malformed one), the updates of this call that were already applied are undone.
+        """
+        self._check_open()
+        undo: list[_Undo] = []
+        mark = self._log.next_cursor
+        try:
+            applied = [self._apply_one(update, undo) for update in updates]
+        except BaseException:
+            self._undo(undo, mark)
+            raise
+        if any(a.event is not None for a in applied):
+            self._wakeup.fire()
+        return applied
+
+    async def get(self, request_id: str, address: str) -> DeliveryState | None:
+        """The state of one recipient, or None if the pair was never seen."""
+        self._check_open()
+        request = self._requests.get(request_id)
+        row = None if request is None else request.rows.get(address)
+        return None if request is None or row is None else _state(request.request_id, row)
+
+    async def get_request(self, request_id: str) -> list[DeliveryState]:
+        """The states of every recipient seen for a request, sorted by address."""
+        self._check_open()
+        request = self._requests.get(request_id)
+        if request is None:
+            return []
+        return [_state(request.request_id, request.rows[a]) for a in sorted(request.rows)]
+
+    def _apply_one(self, update: DeliveryUpdate, undo: list[_Undo]) -> Applied:
+        request = self._requests.get(update.request_id)
+        if request is None:
+            request = self._requests[update.request_id] = _Request(update.request_id)
+        row = request.rows.get(update.address)
+        result = merge(None if row is None else _state(request.request_id, row), update)
+        address = update.address if row is None else row[0]
+        if result.changed:
+            undo.append((request, address, row))
+            request.rows[address] = (
+                address,
+                self._state_shape(result.state),
+                result.state.updated_at,
+            )
+        if not result.advanced:
+            return Applied(result, None)
+        return Applied(result, self._log_event(request.request_id, address, result, update.source))
+
+    def _undo(self, undo: list[_Undo], mark: int) -> None:
+        """Put back the rows a failed ``apply`` changed and drop the events it logged."""
+        for request, address, row in reversed(undo):
+            if row is not None:
+                request.rows[address] = row
+                continue
+            del request.rows[address]
+            if not request.rows:
+                del self._requests[request.request_id]
+        self._log.truncate(mark)
+
+    def _log_event(
+        self, request_id: str, address: str, result: MergeResult, source: Source
+    ) -> DeliveryEvent:
+        state = result.state
+        shape = self._intern(
+            (
+                parse_status(state.status),
+                None if result.previous is None else parse_status(result.previous),
+                source,
+                state.parts_delivered,
+                state.sms_parts,
+                state.conflict,
+            )
+        )
+        cursor = self._log.append(request_id, address, shape, state.updated_at)
+        return self._log.event(cursor)
+
+    def _state_shape(self, state: DeliveryState) -> _StateShape:
+        return self._intern(
+            (
+                parse_status(state.status),
+                state.parts_delivered,
+                state.sms_parts,
+                state.sender,
+                state.conflict,
+            )
+        )
+
+    def _intern(self, shape: _T) -> _T:
+        if len(self._shapes) >= _MAX_SHAPES:
+            return shape
+        # A shape's fields are hashable and compare by value; the stored object is the same type.
+        return self._shapes.setdefault(shape, shape)  # type: ignore[return-value]
+
+    # --- events ------------------------------------------------------------------------------
+
+    async def read_events(
+        self, after: str | None, *, limit: int = 1000, timeout: float = 0.0
+    ) -> list[DeliveryEvent]:
+        """Up to ``limit`` events after cursor ``after`` (None: the oldest retained), oldest first;
+        with ``timeout`` > 0, waits up to that long for one when there is none."""
+        start = 0 if after is None else parse_cursor(after)
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit!r}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self._check_open()
+            events = self._log.read(start, limit)
+            remaining = deadline - loop.time()
+            if events or remaining <= 0:
+                return events
+            await self._wakeup.wait(self._wakeup.generation, remaining)
+
+    async def last_cursor(self) -> str | None:
+        """The cursor of the newest logged event, or None for an empty log."""
+        self._check_open()
+        last = self._log.next_cursor - 1
+        return str(last) if last >= self._log.first_retained else None
+
+    def cursor_key(self, cursor: str) -> tuple[int, int]:
+        """``(n, 0)`` for cursor ``"n"``; ValueError for a malformed cursor."""
+        return (parse_cursor(cursor), 0)
+
+    # --- polling schedule --------------------------------------------------------------------
+
+    async def schedule(
+        self, request_id: str, sender: str, *, tracked_at: float, poll_at: float
+    ) -> None:
+        """Add a request to the polling schedule (an existing entry keeps attempts and lease)."""
+        self._check_open()
+        entry = self._pending.get(request_id)
+        if entry is None:
+            self._pending[request_id] = _Pending(sender, tracked_at, poll_at)
+            return
+        entry.sender = sender
+        entry.tracked_at = min(entry.tracked_at, tracked_at)
+        entry.next_poll_at = poll_at
+
+    async def claim_due(
+        self, now: float, *, limit: int = 100, lease: float = 60.0
+    ) -> list[PendingRequest]:
+        """Lease up to ``limit`` due requests (earliest first) for ``lease`` seconds."""
+        self._check_open()
+        # A scan: the schedule holds requests, not recipients, so it stays small.
+        due = [(e.next_poll_at, rid) for rid, e in self._pending.items() if e.is_due(now)]
+        claimed = []
+        for _, request_id in heapq.nsmallest(limit, due):
+            entry = self._pending[request_id]
+            entry.leased_until = now + lease
+            claimed.append(_pending(request_id, entry))
+        return claimed
+
+    async def reschedule(self, request_id: str, *, next_poll_at: float, attempts: int) -> None:
+        """Set a request's next poll time and attempts and release its lease (no-op if gone)."""
+        self._check_open()
+        entry = self._pending.get(request_id)
+        if entry is not None:
+            entry.next_poll_at, entry.attempts, entry.leased_until = next_poll_at, attempts, None
+
+    async def unschedule(self, request_id: str) -> None:
+        """Stop polling a request (no-op if it is not scheduled)."""
+        self._check_open()
+        self._pending.pop(request_id, None)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("this MemoryStore is closed")
+
+
+def _state(request_id: str, row: _Row) -> DeliveryState:
+    address, (status, parts, sms_parts, sender, conflict), updated_at = row
+    return DeliveryState(
+        request_id=request_id,
+        address=address,
+        status=status,
+        parts_delivered=parts,
+        sms_parts=sms_parts,
+        sender=sender,
+        conflict=conflict,
+        updated_at=updated_at,
+    )
+
+
+def _pending(request_id: str, entry: _Pending) -> PendingRequest:
+    return PendingRequest(
+        request_id=request_id,
+        sender=entry.sender,
+        tracked_at=entry.tracked_at,
+        next_poll_at=entry.next_poll_at,
+        attempts=entry.attempts,
+    )

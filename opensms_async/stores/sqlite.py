@@ -1,0 +1,605 @@
+"""``SQLiteStore``: delivery states, events and the polling schedule in one SQLite file.
+
+The durable default for a single process, on the standard library's :mod:`sqlite3`.
+
+Threading: a SQLite connection belongs to the thread that made it, so one dedicated *writer
+thread* owns the only connection and runs every statement; the event loop never blocks on disk.
+Reads go through the same thread: they are short primary-key lookups, the GIL would serialise a
+second reader thread's row handling anyway, and one connection makes "read your own commits"
+trivial.
+
+Group commit: ``apply`` (and the schedule writes) queue a job and await its future. The writer
+takes everything queued, runs the merges inside *one* transaction (a savepoint per caller, so a
+caller whose update fails is rolled back alone, all its updates with it), commits once, then
+resolves every caller's future together. Each caller thus returns only after its commit (the
+receiver may answer 2xx), while a burst of callbacks shares one commit. A failed ``COMMIT`` rolls
+the whole batch back and fails every caller of that batch with :class:`StoreUnavailableError`:
+nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from functools import partial
+from types import TracebackType
+from typing import Any, Final, Literal, Self, TypeAlias, TypeVar, cast
+
+from .._exceptions import StoreError, StoreUnavailableError
+from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeResult, Source, merge
+from ._base import Applied, PendingRequest
+from ._common import Wakeup, parse_cursor, parse_status
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION: Final = 1
+"""Version of the tables below, kept in ``meta``; a file of another version is refused."""
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS states (
+        request_id TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL,
+        parts_delivered INTEGER, sms_parts INTEGER, sender TEXT,
+        conflict INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL,
+        PRIMARY KEY (request_id, address)) WITHOUT ROWID""",
+    # AUTOINCREMENT: a cursor is never reused, even after the newest events were deleted.
+    """CREATE TABLE IF NOT EXISTS events (
+        cursor INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL,
+        address TEXT NOT NULL, status TEXT NOT NULL, previous TEXT, source TEXT NOT NULL,
+        parts_delivered INTEGER, sms_parts INTEGER, conflict INTEGER NOT NULL, at REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS pending (
+        request_id TEXT PRIMARY KEY, sender TEXT NOT NULL, tracked_at REAL NOT NULL,
+        next_poll_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, leased_until REAL)""",
+    "CREATE INDEX IF NOT EXISTS pending_due ON pending (next_poll_at)",
+)
+_SYNCHRONOUS: Final = {
+    "NORMAL": "PRAGMA synchronous=NORMAL",
+    "FULL": "PRAGMA synchronous=FULL",
+}
+# Statements are spelled out, never assembled from strings: nothing user-given becomes SQL.
+_SELECT_STATE: Final = """SELECT request_id, address, status, parts_delivered, sms_parts, sender,
+    conflict, updated_at FROM states WHERE request_id = ? AND address = ?"""
+_SELECT_REQUEST: Final = """SELECT request_id, address, status, parts_delivered, sms_parts, sender,
+    conflict, updated_at FROM states WHERE request_id = ? ORDER BY address"""
+_UPSERT_STATE: Final = """INSERT OR REPLACE INTO states (request_id, address, status,
+    parts_delivered, sms_parts, sender, conflict, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+_INSERT_EVENT: Final = """INSERT INTO events (request_id, address, status, previous, source,
+    parts_delivered, sms_parts, conflict, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_SELECT_EVENTS: Final = """SELECT cursor, request_id, address, status, previous, source,
+    parts_delivered, sms_parts, conflict, at FROM events WHERE cursor > ? ORDER BY cursor LIMIT ?"""
+_SCHEDULE: Final = """INSERT INTO pending (request_id, sender, tracked_at, next_poll_at)
+    VALUES (?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET sender = excluded.sender,
+    tracked_at = min(tracked_at, excluded.tracked_at), next_poll_at = excluded.next_poll_at"""
+_SELECT_DUE: Final = """SELECT request_id, sender, tracked_at, next_poll_at, attempts FROM pending
+    WHERE next_poll_at <= ? AND (leased_until IS NULL OR leased_until <= ?)
+    ORDER BY next_poll_at, request_id LIMIT ?"""
+
+_T = TypeVar("_T")
+_Kind: TypeAlias = Literal["read", "write", "apply", "stop"]
+_Outcome: TypeAlias = tuple["asyncio.Future[Any] | None", BaseException | None, object]
+_Connection: TypeAlias = sqlite3.Connection
+
+
+class SQLiteStore:
+    """A :class:`~opensms_async.stores.Store` in one SQLite file (WAL mode), for one process.
+
+    ``path`` is the database file (created when missing; its directory must exist), or
+    ``":memory:"`` for a private in-memory database. ``synchronous="NORMAL"`` (the default) with
+    WAL makes every returned ``apply`` survive a crash of this process, but the last commits may
+    be lost (never corrupted) on power loss or an OS crash; ``synchronous="FULL"`` syncs the WAL on
+    every commit and survives those too, at some throughput. ``poll_interval`` is how often a
+    waiting ``read_events`` re-checks the file for events written by other processes;
+    ``max_batch`` caps how many queued jobs share one transaction.
+
+    Use it as ``async with SQLiteStore(path) as store`` or call :meth:`open` and :meth:`close`.
+    Cursors are the events' decimal row ids; they keep increasing across reopenings.
+    """
+
+    shared: bool = False
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "NORMAL",
+        poll_interval: float = 0.5,
+        max_batch: int = 1000,
+    ) -> None:
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
+        if poll_interval <= 0 or max_batch < 1:
+            raise ValueError("poll_interval must be positive and max_batch at least 1")
+        self.path = os.fspath(path)
+        self.synchronous = synchronous.upper()
+        self._poll_interval = poll_interval
+        self._max_batch = max_batch
+        self._wakeup = Wakeup()
+        self._writer: _Writer | None = None
+        self._started: asyncio.Future[None] | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r}, synchronous={self.synchronous!r})"
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Start the writer thread, open the file and create the schema; idempotent.
+
+        Raises :class:`StoreError` when the file is not a database (or one of another schema
+        version) or cannot be opened for writing, and once the store was closed.
+        """
+        if self._closed:
+            raise StoreError("this SQLiteStore is closed; create a new one")
+        if self._started is None:
+            loop = asyncio.get_running_loop()
+            self._writer = _Writer(self.path, self.synchronous, loop, self._wakeup, self._max_batch)
+            self._started = self._writer.start()
+            # A store dropped without close() still stops its thread.
+            self._finalizer = weakref.finalize(self, self._writer.stop_nowait)
+        await asyncio.shield(self._started)
+
+    async def close(self) -> None:
+        """Finish the queued work, close the file and stop the thread; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wakeup.fire()
+        if self._started is None or self._writer is None or self._finalizer is None:
+            return
+        self._finalizer.detach()
+        with contextlib.suppress(StoreError):
+            await asyncio.shield(self._started)
+            await self._writer.stop()
+
+    # --- states ------------------------------------------------------------------------------
+
+    async def apply(self, updates: Sequence[DeliveryUpdate]) -> list[Applied]:
+        """Merge each update into its state and log an event per advance; returns once committed.
+
+        Raises :class:`StoreUnavailableError` when nothing was recorded (the transaction was
+        rolled back). A cancelled call may still be committed.
+        """
+        writer = self._ready()
+        if not updates:
+            return []
+        return await writer.call(partial(_apply_all, tuple(updates)), "apply")
+
+    async def get(self, request_id: str, address: str) -> DeliveryState | None:
+        """The state of one recipient, or None if the pair was never seen."""
+        row = await self._ready().call(partial(_select_one, _SELECT_STATE, (request_id, address)))
+        return None if row is None else _state_from_row(row)
+
+    async def get_request(self, request_id: str) -> list[DeliveryState]:
+        """The states of every recipient seen for a request, sorted by address."""
+        rows = await self._ready().call(partial(_select_all, _SELECT_REQUEST, (request_id,)))
+        return [_state_from_row(row) for row in rows]
+
+    # --- events ------------------------------------------------------------------------------
+
+    async def read_events(
+        self, after: str | None, *, limit: int = 1000, timeout: float = 0.0
+    ) -> list[DeliveryEvent]:
+        """Up to ``limit`` events after cursor ``after`` (None: the oldest), oldest first.
+
+        With ``timeout`` > 0, waits up to that long for one when there is none: woken by this
+        process's commits, and re-checking every ``poll_interval`` for other processes' writes.
+        """
+        start = 0 if after is None else parse_cursor(after)
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit!r}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            seen = self._wakeup.generation
+            rows = await self._ready().call(partial(_select_all, _SELECT_EVENTS, (start, limit)))
+            remaining = deadline - loop.time()
+            if rows or remaining <= 0:
+                return [_event_from_row(row) for row in rows]
+            await self._wakeup.wait(seen, min(remaining, self._poll_interval))
+
+    async def last_cursor(self) -> str | None:
+        """The cursor of the newest logged event, or None for an empty log."""
+        row = await self._ready().call(partial(_select_one, "SELECT max(cursor) FROM events", ()))
+        return None if row is None or row[0] is None else str(row[0])
+
+    def cursor_key(self, cursor: str) -> tuple[int, int]:
+        """``(n, 0)`` for cursor ``"n"``; ValueError for a malformed cursor."""
+        return (parse_cursor(cursor), 0)
+
+    # --- polling schedule --------------------------------------------------------------------
+
+    async def schedule(
+        self, request_id: str, sender: str, *, tracked_at: float, poll_at: float
+    ) -> None:
+        """Add a request to the polling schedule (an existing entry keeps attempts and lease)."""
+        params = (request_id, sender, tracked_at, poll_at)
+        await self._ready().call(partial(_execute, _SCHEDULE, params), "write")
+
+    async def claim_due(
+        self, now: float, *, limit: int = 100, lease: float = 60.0
+    ) -> list[PendingRequest]:
+        """Lease up to ``limit`` due requests (earliest first) for ``lease`` seconds."""
+        return await self._ready().call(partial(_claim_due, now, limit, lease), "write")
+
+    async def reschedule(self, request_id: str, *, next_poll_at: float, attempts: int) -> None:
+        """Set a request's next poll time and attempts and release its lease (no-op if gone)."""
+        sql = "UPDATE pending SET next_poll_at = ?, attempts = ?, leased_until = NULL"
+        params = (next_poll_at, attempts, request_id)
+        await self._ready().call(partial(_execute, sql + " WHERE request_id = ?", params), "write")
+
+    async def unschedule(self, request_id: str) -> None:
+        """Stop polling a request (no-op if it is not scheduled)."""
+        sql = "DELETE FROM pending WHERE request_id = ?"
+        await self._ready().call(partial(_execute, sql, (request_id,)), "write")
+
+    def _ready(self) -> _Writer:
+        if self._closed:
+            raise StoreError("this SQLiteStore is closed")
+        started = self._started
+        if self._writer is None or started is None or not started.done() or started.cancelled():
+            raise StoreError("this SQLiteStore is not open; await store.open() first")
+        if started.exception() is not None:
+            raise StoreError("this SQLiteStore failed to open")
+        return self._writer
+
+
+class _Job:
+    """A function to run on the writer thread, and the future awaiting its result."""
+
+    __slots__ = ("fn", "future", "kind")
+
+    def __init__(
+        self,
+        fn: Callable[[_Connection], object] | None,
+        kind: _Kind,
+        future: asyncio.Future[Any] | None,
+    ) -> None:
+        self.fn = fn
+        self.kind = kind
+        self.future = future
+
+    def run(self, conn: _Connection) -> object:
+        if self.fn is None:
+            raise RuntimeError("a stop job has nothing to run")
+        return self.fn(conn)
+
+    def logged_events(self, value: object) -> bool:
+        """True when this job was an ``apply`` whose result logged an event."""
+        return self.kind == "apply" and any(
+            a.event is not None for a in cast("list[Applied]", value)
+        )
+
+
+class _Writer:
+    """The thread that owns the connection: it runs queued jobs in batches (group commit)."""
+
+    def __init__(
+        self,
+        path: str,
+        synchronous: str,
+        loop: asyncio.AbstractEventLoop,
+        wakeup: Wakeup,
+        max_batch: int,
+    ) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._loop = loop
+        self._wakeup = wakeup
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.batches = 0
+        """Write transactions committed so far (a test of group commit reads it)."""
+
+    def start(self) -> asyncio.Future[None]:
+        """Start the thread; the future resolves once the file is open and the schema ready."""
+        opened: asyncio.Future[None] = self._loop.create_future()
+        name = f"opensms-sqlite-writer {os.path.basename(self._path)}"
+        threading.Thread(target=self._run, args=(opened,), name=name, daemon=True).start()
+        return opened
+
+    async def call(self, fn: Callable[[_Connection], _T], kind: _Kind = "read") -> _T:
+        """Run ``fn(connection)`` on the writer thread (writes inside the batch transaction)."""
+        if asyncio.get_running_loop() is not self._loop:
+            raise StoreError("an SQLiteStore must be used from the event loop that opened it")
+        future: asyncio.Future[_T] = self._loop.create_future()
+        self._queue.put(_Job(fn, kind, future))
+        return await future
+
+    async def stop(self) -> None:
+        """Run what is queued, close the connection and end the thread."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put(_Job(None, "stop", future))
+        await future
+
+    def stop_nowait(self) -> None:
+        """Ask the thread to stop without waiting (finaliser of an unclosed store)."""
+        self._queue.put(_Job(None, "stop", None))
+
+    # --- on the writer thread ----------------------------------------------------------------
+
+    def _run(self, opened: asyncio.Future[None]) -> None:
+        try:
+            conn = _connect(self._path, self._synchronous)
+        except Exception as exc:
+            error = exc if isinstance(exc, StoreError) else StoreError(f"cannot open: {exc!r}")
+            self._settle([(opened, error, None)], fire=False)
+            return
+        self._settle([(opened, None, None)], fire=False)
+        try:
+            while self._serve_batch(conn):
+                pass
+        finally:
+            conn.close()
+
+    def _serve_batch(self, conn: _Connection) -> bool:
+        """Run one batch of queued jobs; False once a stop job was seen."""
+        jobs = self._take()
+        outcomes = [self._read(conn, job) for job in jobs if job.kind == "read"]
+        writes = [job for job in jobs if job.kind in ("write", "apply")]
+        fire = False
+        if writes:
+            written, fire = self._write(conn, writes)
+            outcomes += written
+        stops = [job for job in jobs if job.kind == "stop"]
+        if stops:
+            conn.close()  # before the stop is acknowledged: the file can be reopened at once
+            outcomes += [(job.future, None, None) for job in stops]
+        self._settle(outcomes, fire)
+        return not stops
+
+    def _take(self) -> list[_Job]:
+        jobs = [self._queue.get()]
+        while len(jobs) < self._max_batch:
+            try:
+                jobs.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return jobs
+
+    def _read(self, conn: _Connection, job: _Job) -> _Outcome:
+        try:
+            return (job.future, None, job.run(conn))
+        except sqlite3.Error as exc:
+            error = StoreError(f"SQLite read failed: {exc}")
+            error.__cause__ = exc
+            return (job.future, error, None)
+        except Exception as exc:  # a bug in the job: hand it to its caller, keep the thread
+            return (job.future, exc, None)
+
+    def _write(self, conn: _Connection, jobs: list[_Job]) -> tuple[list[_Outcome], bool]:
+        """One transaction for every write job; on a failed commit, every job fails."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes: list[_Outcome]
+            if len(jobs) == 1:  # alone in its transaction: a failure rolls back just this job
+                outcomes = [(jobs[0].future, None, jobs[0].run(conn))]
+            else:
+                outcomes = [self._write_one(conn, job) for job in jobs]
+            self._commit(conn)
+        except Exception as exc:
+            _rollback(conn)
+            return [(job.future, _write_error(exc), None) for job in jobs], False
+        self.batches += 1
+        fire = any(
+            error is None and job.logged_events(value)
+            for job, (_, error, value) in zip(jobs, outcomes, strict=True)
+        )
+        return outcomes, fire
+
+    def _write_one(self, conn: _Connection, job: _Job) -> _Outcome:
+        # A savepoint per job: a job that fails is undone alone, the others still commit.
+        conn.execute("SAVEPOINT job")
+        try:
+            value = job.run(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO job")  # if this fails too, the whole batch fails
+            conn.execute("RELEASE job")
+            return (job.future, _write_error(exc), None)
+        conn.execute("RELEASE job")
+        return (job.future, None, value)
+
+    def _commit(self, conn: _Connection) -> None:
+        conn.execute("COMMIT")
+
+    def _settle(self, outcomes: list[_Outcome], fire: bool) -> None:
+        # One hop to the loop per batch, not one per caller.
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self._loop.call_soon_threadsafe(_resolve, outcomes, self._wakeup if fire else None)
+
+
+def _resolve(outcomes: list[_Outcome], wakeup: Wakeup | None) -> None:
+    """On the loop: hand each caller its result (callers that gave up are skipped)."""
+    for future, error, value in outcomes:
+        if future is None or future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+    if wakeup is not None:
+        wakeup.fire()
+
+
+def _write_error(exc: Exception) -> Exception:
+    """What a writer whose transaction was rolled back gets: a bug stays itself."""
+    if not isinstance(exc, sqlite3.Error):
+        return exc
+    error = StoreUnavailableError(f"SQLite write failed, nothing recorded: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _rollback(conn: _Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+# --- connection and schema -------------------------------------------------------------------
+
+
+def _connect(path: str, synchronous: str) -> _Connection:
+    """Open ``path`` in WAL mode with the schema ready; StoreError when that is impossible."""
+    try:
+        # Autocommit mode: transactions are begun and committed explicitly by the writer.
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        conn.execute(_SYNCHRONOUS[synchronous])
+        _create_schema(conn)
+    except (sqlite3.Error, OSError, StoreError) as exc:
+        conn.close()
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
+    return conn
+
+
+def _create_schema(conn: _Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"SQLite store has schema version {row[0]}; this version reads {SCHEMA_VERSION}"
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+# --- jobs (run on the writer thread) ---------------------------------------------------------
+
+
+def _apply_all(updates: Sequence[DeliveryUpdate], conn: _Connection) -> list[Applied]:
+    return [_apply_one(conn, update) for update in updates]
+
+
+def _apply_one(conn: _Connection, update: DeliveryUpdate) -> Applied:
+    row = conn.execute(_SELECT_STATE, (update.request_id, update.address)).fetchone()
+    result = merge(None if row is None else _state_from_row(row), update)
+    if result.changed:
+        conn.execute(_UPSERT_STATE, _state_params(result.state))
+    if not result.advanced:
+        return Applied(result, None)
+    return Applied(result, _insert_event(conn, result, update.source))
+
+
+def _insert_event(conn: _Connection, result: MergeResult, source: Source) -> DeliveryEvent:
+    s = result.state
+    status = parse_status(s.status)
+    previous = None if result.previous is None else parse_status(result.previous)
+    params = (
+        s.request_id,
+        s.address,
+        str(status),
+        None if previous is None else str(previous),
+        str(source),
+        s.parts_delivered,
+        s.sms_parts,
+        int(s.conflict),
+        s.updated_at,
+    )
+    cursor = conn.execute(_INSERT_EVENT, params).lastrowid
+    return DeliveryEvent(
+        cursor=str(cursor),
+        request_id=s.request_id,
+        address=s.address,
+        status=status,
+        previous=previous,
+        source=source,
+        parts_delivered=s.parts_delivered,
+        sms_parts=s.sms_parts,
+        conflict=s.conflict,
+        at=s.updated_at,
+    )
+
+
+def _claim_due(now: float, limit: int, lease: float, conn: _Connection) -> list[PendingRequest]:
+    rows = conn.execute(_SELECT_DUE, (now, now, limit)).fetchall()
+    leases = [(now + lease, row[0]) for row in rows]
+    conn.executemany("UPDATE pending SET leased_until = ? WHERE request_id = ?", leases)
+    return [PendingRequest(*row) for row in rows]
+
+
+def _execute(sql: str, params: tuple[object, ...], conn: _Connection) -> None:
+    conn.execute(sql, params)
+
+
+def _select_one(sql: str, params: tuple[object, ...], conn: _Connection) -> Any:
+    return conn.execute(sql, params).fetchone()
+
+
+def _select_all(sql: str, params: tuple[object, ...], conn: _Connection) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+# --- rows <-> attrs --------------------------------------------------------------------------
+
+
+def _state_params(state: DeliveryState) -> tuple[object, ...]:
+    return (
+        state.request_id,
+        state.address,
+        str(state.status),
+        state.parts_delivered,
+        state.sms_parts,
+        state.sender,
+        int(state.conflict),
+        state.updated_at,
+    )
+
+
+def _state_from_row(row: Sequence[Any]) -> DeliveryState:
+    request_id, address, status, parts, sms_parts, sender, conflict, updated_at = row
+    return DeliveryState(
+        request_id=request_id,
+        address=address,
+        status=parse_status(status),
+        parts_delivered=parts,
+        sms_parts=sms_parts,
+        sender=sender,
+        conflict=bool(conflict),
+        updated_at=updated_at,
+    )
+
+
+def _event_from_row(row: Sequence[Any]) -> DeliveryEvent:
+    cursor, request_id, address, status, previous, source, parts, sms_parts, conflict, at = row
+    return DeliveryEvent(
+        cursor=str(cursor),
+        request_id=request_id,
+        address=address,
+        status=parse_status(status),
+        previous=None if previous is None else parse_status(previous),
+        source=Source(source),
+        parts_delivered=parts,
+        sms_parts=sms_parts,
+        conflict=bool(conflict),
+        at=at,
+    )

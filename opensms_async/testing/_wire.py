@@ -1,0 +1,147 @@
+"""The JSON the simulator reads and writes, as pure functions (no I/O, no state)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from .._models import Subscription
+
+__all__ = [
+    "callback_body",
+    "invalid_send_field",
+    "parse_callback",
+    "send_response_body",
+    "service_exception",
+    "subscription_body",
+]
+
+_ADDRESS = re.compile(r"tel:\+[0-9]{1,15}")
+_OPTIONAL_TEXT = ("senderName", "clientCorrelator", "callbackData", "notifyURL")
+
+
+def service_exception(part: str) -> dict[str, Any]:
+    """The OMA error body of a 400: which message part was invalid."""
+    return {
+        "requestError": {
+            "serviceException": {
+                "messageId": "SVC0002",
+                "text": "Invalid input value for message part %1",
+                "variables": [part],
+            }
+        }
+    }
+
+
+def invalid_send_field(body: object) -> str | None:
+    """The first invalid part of a send request body, or None when it is valid."""
+    request = body.get("outboundSMSMessageRequest") if isinstance(body, Mapping) else None
+    if not isinstance(request, Mapping):
+        return "outboundSMSMessageRequest"
+    checks = (
+        ("address", _valid_addresses(request.get("address"))),
+        ("senderAddress", _non_empty_text(request.get("senderAddress"))),
+        ("outboundSMSTextMessage", _valid_text(request.get("outboundSMSTextMessage"))),
+        *((name, name not in request or isinstance(request[name], str)) for name in _OPTIONAL_TEXT),
+        ("notifyURL", _is_http_url(request.get("notifyURL", "http://ok"))),
+    )
+    return next((name for name, valid in checks if not valid), None)
+
+
+def _valid_addresses(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(a, str) and _ADDRESS.fullmatch(a) for a in value)
+    )
+
+
+def _non_empty_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _valid_text(value: object) -> bool:
+    return isinstance(value, Mapping) and _non_empty_text(value.get("message"))
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def send_response_body(
+    request: Mapping[str, Any],
+    *,
+    resource_url: str,
+    client_correlator: str,
+    addresses: Sequence[str],
+    parts: int,
+) -> dict[str, Any]:
+    """The 201 body: the request echoed, plus its resource URL and first delivery infos."""
+    infos = [
+        {"address": a, "deliveryStatus": "DeliveredToNetwork", "deliveryStatusCode": 6}
+        for a in addresses
+    ]
+    echoed = {key: value for key, value in request.items() if key != "deliveryInfoList"}
+    echoed |= {
+        "clientCorrelator": client_correlator,
+        "resourceURL": resource_url,
+        "deliveryInfoList": {
+            "resourceURL": f"{resource_url}/deliveryInfos",
+            "smsParts": parts,
+            "deliveryInfo": infos,
+        },
+    }
+    return {"outboundSMSMessageRequest": echoed}
+
+
+def callback_body(
+    *,
+    resource_url: str,
+    parts: int,
+    info: dict[str, Any],
+    security_token: str | None,
+) -> dict[str, Any]:
+    """A delivery callback in the BICS shape: one recipient's new state, token in the body."""
+    infos: dict[str, Any] = {}
+    if security_token is not None:
+        infos["securityToken"] = security_token
+    infos |= {"resourceURL": resource_url, "smsParts": parts, "deliveryInfo": [info]}
+    return {"deliveryInfoList": infos}
+
+
+def parse_callback(body: object) -> Subscription | None:
+    """The subscription in ``{"callback": {...}}``, or None when the body is malformed."""
+    callback = body.get("callback") if isinstance(body, Mapping) else None
+    if not isinstance(callback, Mapping):
+        return None
+    url, token = callback.get("url"), callback.get("securityToken")
+    final = callback.get("finalDelivery")
+    if not _is_absolute_url(url) or not _non_empty_text(token):
+        return None
+    if final is not None and not isinstance(final, bool):
+        return None
+    return Subscription(url=str(url), security_token=str(token), final_delivery=final)
+
+
+def _is_absolute_url(value: object) -> bool:
+    # Any absolute URL is well formed; whether it is https is a separate answer (406).
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return bool(parts.scheme) and bool(parts.netloc)
+
+
+def subscription_body(subscription: Subscription) -> dict[str, Any]:
+    """``{"callback": {...}}`` as the API echoes and returns it."""
+    callback: dict[str, Any] = {
+        "url": subscription.url,
+        "securityToken": subscription.security_token,
+    }
+    if subscription.final_delivery is not None:
+        callback["finalDelivery"] = subscription.final_delivery
+    return {"callback": callback}

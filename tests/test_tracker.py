@@ -1,0 +1,203 @@
+"""DeliveryTracker over the memory and SQLite stores: recording, the event stream, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from opensms_async import (
+    DeliveryEvent,
+    DeliveryInfo,
+    DeliveryStatus,
+    DeliveryTracker,
+    DeliveryUpdate,
+    SendResult,
+    Source,
+)
+from opensms_async.stores import MemoryStore, SQLiteStore, Store
+
+S = DeliveryStatus
+
+
+def sent(
+    request_id: str = "req-1", recipients: tuple[str, ...] = ("tel:+331", "tel:+332")
+) -> SendResult:
+    """A send result as the client returns it."""
+    return SendResult(
+        request_id=request_id,
+        sender="tel:+3212345",
+        resource_url=None,
+        delivery_infos=[DeliveryInfo(address=a, status=S.DELIVERED_TO_NETWORK) for a in recipients],
+        recipients=recipients,
+        client_correlator="c",
+    )
+
+
+def update(
+    status: S | str, address: str = "tel:+331", request_id: str = "req-1", parts: int | None = None
+) -> DeliveryUpdate:
+    """A callback update."""
+    return DeliveryUpdate(request_id, address, status, parts_delivered=parts)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """Each store the tracker runs on."""
+    if request.param == "memory":
+        return MemoryStore()
+    return SQLiteStore(tmp_path / "t.db")
+
+
+@pytest.fixture
+async def tracker(store: Store) -> AsyncIterator[DeliveryTracker]:
+    """An open tracker without a client (receive only)."""
+    async with DeliveryTracker(store=store) as t:
+        yield t
+
+
+async def take(events: AsyncIterator[DeliveryEvent], n: int) -> list[DeliveryEvent]:
+    """The next n events, within a bounded time."""
+    out: list[DeliveryEvent] = []
+    async with asyncio.timeout(5):
+        async for event in events:
+            out.append(event)
+            if len(out) == n:
+                break
+    return out
+
+
+async def test_track_records_send_states(tracker: DeliveryTracker) -> None:
+    """track() records each recipient with the send's status and source 'send'."""
+    await tracker.track(sent())
+    state = await tracker.get("req-1", "+331")
+    assert state is not None
+    assert state.status is S.DELIVERED_TO_NETWORK
+    assert state.sender == "tel:+3212345"
+    events = await take(tracker.events(), 2)
+    assert [e.source for e in events] == [Source.SEND, Source.SEND]
+    assert await tracker.get("req-1", "+339") is None
+
+
+async def test_events_only_on_advance(tracker: DeliveryTracker) -> None:
+    """A late DeliveredToNetwork and a duplicate final emit nothing; the final state stays."""
+    await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)])
+    await tracker.ingest([update(S.DELIVERED_TO_NETWORK), update(S.DELIVERED_TO_TERMINAL)])
+    events = await take(tracker.events(), 1)
+    assert events[0].status is S.DELIVERED_TO_TERMINAL
+    assert events[0].previous is None
+    assert await tracker.store.last_cursor() == events[0].cursor
+    state = await tracker.get("req-1", "tel:+331")
+    assert state is not None and state.status is S.DELIVERED_TO_TERMINAL
+
+
+async def test_events_resume_after_cursor(tracker: DeliveryTracker) -> None:
+    """events(since=c) yields exactly the events after c."""
+    await tracker.ingest([update(S.DELIVERED_TO_NETWORK), update(S.DELIVERED_TO_TERMINAL)])
+    first, second = await take(tracker.events(), 2)
+    resumed = await take(tracker.events(since=first.cursor), 1)
+    assert resumed == [second]
+
+
+async def test_concurrent_consumers_each_see_every_event(tracker: DeliveryTracker) -> None:
+    """Several live consumers each receive every advance, in order."""
+    consumers = [asyncio.create_task(take(tracker.events(), 20)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    for i in range(10):
+        await tracker.ingest([update(S.DELIVERED_TO_NETWORK, address=f"tel:+33{i}")])
+        await tracker.ingest([update(S.DELIVERED_TO_TERMINAL, address=f"tel:+33{i}")])
+    results = await asyncio.gather(*consumers)
+    assert results[0] == results[1] == results[2]
+    assert len({e.cursor for e in results[0]}) == 20
+
+
+async def test_slow_consumer_reads_from_the_log(store: Store) -> None:
+    """A consumer far behind a tiny live buffer still gets every event, in order."""
+    async with DeliveryTracker(store=store, live_buffer=4) as tracker:
+        slow = tracker.events()
+        await tracker.ingest(
+            [update(S.DELIVERED_TO_NETWORK, address=f"tel:+33{i}") for i in range(50)]
+        )
+        events = await take(slow, 50)
+        assert [e.address for e in events] == [f"tel:+33{i}" for i in range(50)]
+        cursor = events[10].cursor
+        assert [e.address for e in await take(tracker.events(since=cursor), 39)] == [
+            f"tel:+33{i}" for i in range(11, 50)
+        ]
+
+
+async def test_out_of_order_storm_converges(tracker: DeliveryTracker) -> None:
+    """Shuffled, duplicated updates for many recipients converge and log each advance once."""
+    chain = [S.DELIVERED_TO_NETWORK, S.DELIVERY_UNCERTAIN, S.DELIVERED_TO_TERMINAL]
+    updates = [update(s, address=f"tel:+33{i}") for i in range(40) for s in chain for _ in range(3)]
+    random.Random(3).shuffle(updates)
+    await asyncio.gather(*(tracker.ingest(updates[i : i + 7]) for i in range(0, len(updates), 7)))
+    for i in range(40):
+        state = await tracker.get("req-1", f"tel:+33{i}")
+        assert state is not None and state.status is S.DELIVERED_TO_TERMINAL
+    log = await tracker.store.read_events(None, limit=10_000)
+    per_pair: dict[str, list[str]] = {}
+    for event in log:
+        per_pair.setdefault(event.address, []).append(str(event.status))
+    for statuses in per_pair.values():
+        assert len(statuses) == len(set(statuses))
+        assert statuses[-1] == "DeliveredToTerminal"
+
+
+async def test_wait_for_final_on_an_unseen_pair(tracker: DeliveryTracker) -> None:
+    """wait_for_final waits for a pair never seen and returns its final state."""
+    waiter = asyncio.create_task(tracker.wait_for_final("req-9", "+339", timeout=5))
+    await asyncio.sleep(0.01)
+    await tracker.ingest([update(S.DELIVERED_TO_NETWORK, address="tel:+339", request_id="req-9")])
+    assert not waiter.done()
+    await tracker.ingest([update(S.DELIVERY_IMPOSSIBLE, address="tel:+339", request_id="req-9")])
+    state = await waiter
+    assert state.status is S.DELIVERY_IMPOSSIBLE
+
+
+async def test_wait_for_final_times_out(tracker: DeliveryTracker) -> None:
+    """wait_for_final raises TimeoutError when no final state comes in time."""
+    await tracker.ingest([update(S.DELIVERED_TO_NETWORK)])
+    with pytest.raises(TimeoutError):
+        await tracker.wait_for_final("req-1", "tel:+331", timeout=0.05)
+
+
+async def test_close_ends_iterators(store: Store) -> None:
+    """Closing the tracker ends every events() iterator."""
+    tracker = DeliveryTracker(store=store)
+    await tracker.open()
+    consumer = asyncio.create_task(take(tracker.events(), 100))
+    await asyncio.sleep(0.01)
+    await tracker.aclose()
+    assert await asyncio.wait_for(consumer, 2) == []
+    await tracker.aclose()
+    with pytest.raises(RuntimeError):
+        await tracker.ingest([update(S.DELIVERED_TO_NETWORK)])
+
+
+async def test_sqlite_tracker_reopens_with_state_and_replays(tmp_path: Path) -> None:
+    """A tracker reopened on the same SQLite file has the same states and replays after a cursor."""
+    url = f"sqlite:///{tmp_path / 'durable.db'}"
+    async with DeliveryTracker(store=url) as tracker:
+        await tracker.track(sent())
+        await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)])
+        events = await take(tracker.events(), 3)
+        saved = events[0].cursor
+    async with DeliveryTracker(store=url) as tracker:
+        state = await tracker.get("req-1", "tel:+331")
+        assert state is not None and state.status is S.DELIVERED_TO_TERMINAL
+        assert await take(tracker.events(since=saved), 2) == events[1:]
+        await tracker.ingest([update(S.DELIVERED_TO_TERMINAL, address="tel:+332")])
+        (new,) = await take(tracker.events(since=events[-1].cursor), 1)
+        assert int(new.cursor) > int(events[-1].cursor)
+
+
+def test_bad_store_url_is_a_clear_error() -> None:
+    """An unknown store URL raises InvalidStoreURLError naming the URL."""
+    from opensms_async import InvalidStoreURLError
+
+    with pytest.raises(InvalidStoreURLError, match="postgres"):
+        DeliveryTracker(store="postgres://x")
