@@ -42,9 +42,7 @@ async def main() -> None:
     async with (
         run_simulator(seed=3, callback_drop_rate=0.5) as sim,
         OpenSMSClient(api_key=sim.api_key, base_url=sim.base_url) as client,
-        DeliveryTracker(
-            f"sqlite:///{folder / 'events.db'}", client, reconcile_after=0.5
-        ) as tracker,
+        DeliveryTracker(store, client, reconcile_after=0.5) as tracker,
         serve(create_receiver_app(tracker, TOKEN, manage_tracker=False)) as receiver,
     ):
         sim.simulator.route_callbacks_to(f"{receiver.url}/sms/callback")
