@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from ._client import OpenSMSClient
 from ._exceptions import OpenSMSError
 from ._segments import count_segments
 from ._state import DeliveryEvent
+from ._tracker import DeliveryTracker
 
 __all__ = ["main"]
 
@@ -177,7 +179,6 @@ async def _simulate(args: argparse.Namespace) -> int:
 
 async def _receive(args: argparse.Namespace) -> int:
     from ._server import serve
-    from ._tracker import DeliveryTracker
     from .receiver import create_receiver_app
 
     tokens = args.token or [t for t in [os.environ.get(ENV_SECURITY_TOKEN)] if t]
@@ -188,9 +189,25 @@ async def _receive(args: argparse.Namespace) -> int:
         app = create_receiver_app(tracker, tokens, path=args.path, manage_tracker=False)
         async with serve(app, host=args.host, port=args.port) as server:
             print(f"receiving on {server.url}{args.path}", file=sys.stderr)
-            async for event in tracker.events(since=await tracker.store.last_cursor()):
-                print(json.dumps(event_json(event)), flush=True)
+            printer = asyncio.create_task(_print_events(tracker))
+            await _until_terminated()
+            printer.cancel()
     return 0
+
+
+async def _print_events(tracker: DeliveryTracker) -> None:
+    async for event in tracker.events(since=await tracker.store.last_cursor()):
+        print(json.dumps(event_json(event)), flush=True)
+
+
+async def _until_terminated() -> None:
+    # SIGTERM (a process manager stopping us) shuts down as cleanly as Ctrl+C.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 async def _events(args: argparse.Namespace) -> int:
