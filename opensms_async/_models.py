@@ -90,7 +90,11 @@ def request_id_from_url(url: str | None) -> str | None:
     """The request id in a ``.../requests/<id>[/deliveryInfos]`` resource URL, else None."""
     if not url:
         return None
-    parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
+    try:
+        path = urlsplit(url).path
+    except ValueError:  # e.g. "http://[x": a malformed IPv6 host
+        return None
+    parts = [unquote(p) for p in path.split("/") if p]
     for index in range(len(parts) - 2, -1, -1):
         if parts[index] == "requests":
             return parts[index + 1] or None

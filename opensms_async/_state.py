@@ -173,7 +173,7 @@ def merge(current: DeliveryState | None, update: DeliveryUpdate) -> MergeResult:
     if current.status == update.status:
         return _same_status(filled, current, update)
     if _contradicts(current.status, update.status):
-        return _conflict(filled, update)
+        return _conflict(filled, current, update)
     if rank(update.status) > rank(current.status):
         return _advance(filled, update, MergeOutcome.APPLIED)
     # Lower, or an unknown status meeting another one: the first unknown stays.
@@ -247,12 +247,16 @@ def _advance(filled: DeliveryState, update: DeliveryUpdate, outcome: MergeOutcom
     return MergeResult(state, outcome, filled.status, advanced=True, changed=True)
 
 
-def _conflict(filled: DeliveryState, update: DeliveryUpdate) -> MergeResult:
+def _conflict(filled: DeliveryState, current: DeliveryState, update: DeliveryUpdate) -> MergeResult:
     wins = _FINAL_ORDER[update.status] > _FINAL_ORDER[filled.status]
     flagged = filled if filled.conflict else attrs.evolve(filled, conflict=True)
     if wins:
         result = _advance(flagged, update, MergeOutcome.CONFLICT)
         return attrs.evolve(result, previous=filled.status)
     return MergeResult(
-        flagged, MergeOutcome.CONFLICT, filled.status, advanced=False, changed=flagged is not filled
+        flagged,
+        MergeOutcome.CONFLICT,
+        filled.status,
+        advanced=False,
+        changed=flagged is not current,
     )

@@ -6,9 +6,31 @@ lazily, so the optional ``redis`` extra is needed only for ``redis://`` URLs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._base import Applied, PendingRequest, Store
 from ._url import open_store
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
-__all__ = ["Applied", "MemoryStore", "PendingRequest", "SQLiteStore", "Store", "open_store"]
+if TYPE_CHECKING:
+    from .redis import RedisStore
+
+__all__ = [
+    "Applied",
+    "MemoryStore",
+    "PendingRequest",
+    "RedisStore",
+    "SQLiteStore",
+    "Store",
+    "open_store",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisStore needs the optional redis package: import it only when asked for.
+    if name == "RedisStore":
+        from .redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,197 @@
+"""What :class:`~opensms_async.stores.redis.RedisStore` sends to Redis and reads back (no I/O).
+
+Everything is checked in Python before a script runs: a Lua script that fails half-way keeps
+the writes it already made, so a malformed update must never reach one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeOutcome, MergeResult, Source
+from ._base import Applied, PendingRequest
+from ._common import parse_status
+
+__all__ = [
+    "applied_from_row",
+    "cursor_key",
+    "encode_update",
+    "event_from_entry",
+    "number",
+    "pending_from_row",
+    "range_entries",
+    "read_entries",
+    "state_from_fields",
+    "state_from_json",
+    "text",
+]
+
+_MAX_COUNT: Final = 2**31
+"""Part counts travel as Lua numbers; far below where those (and cjson) stop being exact."""
+
+_STREAM_ID: Final = re.compile(r"([0-9]+)-([0-9]+)")
+_MAX_ID_PART: Final = 2**64
+
+
+def text(value: bytes | str) -> str:
+    """A reply value as text, whether the client decodes responses or not."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def number(value: float, name: str) -> str:
+    """A finite float as the exact decimal string Redis and Lua read back to the same double."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, not {value!r}")
+    return repr(float(value))
+
+
+def cursor_key(cursor: str) -> tuple[int, int]:
+    """``(ms, seq)`` of a stream id ``"<ms>-<seq>"``; ValueError for anything else."""
+    match = _STREAM_ID.fullmatch(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise ValueError(f"malformed event cursor: {cursor!r} (expected '<ms>-<seq>')")
+    ms, seq = int(match[1]), int(match[2])
+    if ms >= _MAX_ID_PART or seq >= _MAX_ID_PART:
+        raise ValueError(f"malformed event cursor: {cursor!r} (out of range)")
+    return ms, seq
+
+
+# --- updates -> script arguments --------------------------------------------------------------
+
+
+def encode_update(update: DeliveryUpdate) -> list[object]:
+    """The JSON-ready fields of an update, minus the key index; raises for a malformed update."""
+    return [
+        _string(update.request_id, "request_id"),
+        _string(update.address, "address"),
+        _string(update.status, "status"),
+        str(Source(update.source)),
+        _count(update.parts_delivered, "parts_delivered"),
+        _count(update.sms_parts, "sms_parts"),
+        None if update.sender is None else _string(update.sender, "sender"),
+        number(update.received_at, "received_at"),
+    ]
+
+
+def _string(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    value.encode()  # a lone surrogate cannot travel as UTF-8: refuse it here
+    return str(value)
+
+
+def _count(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
+    if not -_MAX_COUNT < value < _MAX_COUNT:
+        raise ValueError(f"{name} is out of range: {value!r}")
+    return int(value)
+
+
+# --- replies -> attrs -------------------------------------------------------------------------
+
+
+def state_from_json(request_id: str, address: str, raw: bytes | str) -> DeliveryState:
+    """A stored state (the JSON array the merge script writes) as a :class:`DeliveryState`."""
+    return state_from_fields(request_id, address, json.loads(raw))
+
+
+def state_from_fields(request_id: str, address: str, fields: Sequence[Any]) -> DeliveryState:
+    """A state from its ``[status, parts, sms_parts, sender, conflict, at]`` array."""
+    status, parts, sms_parts, sender, conflict, at = fields
+    return DeliveryState(
+        request_id=request_id,
+        address=address,
+        status=parse_status(status),
+        parts_delivered=parts,
+        sms_parts=sms_parts,
+        sender=sender,
+        conflict=bool(conflict),
+        updated_at=float(at),
+    )
+
+
+def applied_from_row(update: DeliveryUpdate, row: Sequence[Any]) -> Applied:
+    """One row of the merge script's reply as :class:`Applied` (with its event when logged)."""
+    outcome, previous, advanced, changed, fields, stream_id = row
+    state = state_from_fields(update.request_id, update.address, fields)
+    before = None if previous is None else parse_status(previous)
+    result = MergeResult(state, MergeOutcome(outcome), before, bool(advanced), bool(changed))
+    if stream_id is None:
+        return Applied(result, None)
+    event = DeliveryEvent(
+        cursor=stream_id,
+        request_id=state.request_id,
+        address=state.address,
+        status=state.status,
+        previous=before,
+        source=Source(update.source),
+        parts_delivered=state.parts_delivered,
+        sms_parts=state.sms_parts,
+        conflict=state.conflict,
+        at=state.updated_at,
+    )
+    return Applied(result, event)
+
+
+def event_from_entry(stream_id: bytes | str, fields: Mapping[Any, Any]) -> DeliveryEvent:
+    """A stream entry written by the merge script as a :class:`DeliveryEvent`."""
+    values = {text(k): text(v) for k, v in fields.items()}
+    previous, parts, sms_parts = (
+        values.get("previous"),
+        values.get("parts_delivered"),
+        values.get("sms_parts"),
+    )
+    return DeliveryEvent(
+        cursor=text(stream_id),
+        request_id=values["request_id"],
+        address=values["address"],
+        status=parse_status(values["status"]),
+        previous=None if previous is None else parse_status(previous),
+        source=Source(values["source"]),
+        parts_delivered=None if parts is None else int(parts),
+        sms_parts=None if sms_parts is None else int(sms_parts),
+        conflict=values["conflict"] == "1",
+        at=float(values["at"]),
+    )
+
+
+def range_entries(reply: Any) -> list[tuple[Any, Any]]:
+    """The ``(id, fields)`` entries of an XRANGE, XREVRANGE or XAUTOCLAIM list."""
+    return [(entry[0], entry[1]) for entry in reply or ()]
+
+
+def read_entries(reply: Any) -> list[tuple[Any, Any]]:
+    """The ``(id, fields)`` entries of an XREAD or XREADGROUP reply on one stream.
+
+    RESP2 answers ``[[stream, entries]]``, RESP3 ``{stream: [entries]}``. Entries trimmed away
+    while pending in a group come back with empty fields.
+    """
+    if not reply:
+        return []
+    if isinstance(reply, Mapping):
+        [entries] = reply.values()
+        if entries and isinstance(entries[0], list):
+            entries = entries[0]
+        return range_entries(entries)
+    return range_entries(reply[0][1])
+
+
+def pending_from_row(row: Sequence[bytes | str]) -> PendingRequest:
+    """One row of the claim script's reply as :class:`PendingRequest`."""
+    request_id, sender, tracked_at, next_poll_at, attempts = (text(v) for v in row)
+    return PendingRequest(
+        request_id=request_id,
+        sender=sender,
+        tracked_at=float(tracked_at),
+        next_poll_at=float(next_poll_at),
+        attempts=int(attempts),
+    )
