@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -80,7 +81,7 @@ class ReconciliationPoller:
                 due = await self._tracker.store.claim_due(
                     self._clock(), limit=_CLAIM_BATCH, lease=self._lease()
                 )
-            except OpenSMSError as exc:
+            except Exception as exc:  # the poller must outlive any one failure
                 logger.warning("reconciliation: store unavailable (%s); retrying", exc)
                 due = []
             if due:
@@ -98,7 +99,16 @@ class ReconciliationPoller:
                 await self.poll(request)
             except OpenSMSError as exc:
                 logger.warning("reconciliation of %s failed: %s", request.request_id, exc)
-                await self._later(request)
+                await self._reschedule_quietly(request)
+            except Exception:
+                # A bug or an unexpected answer must not end reconciliation for everyone.
+                logger.exception("reconciliation of %s failed", request.request_id)
+                await self._reschedule_quietly(request)
+
+    async def _reschedule_quietly(self, request: PendingRequest) -> None:
+        # If even this fails, the lease expires and the request comes due again by itself.
+        with contextlib.suppress(Exception):
+            await self._later(request)
 
     async def poll(self, request: PendingRequest) -> None:
         """Poll one request, merge what it says, and schedule the next poll or stop."""
