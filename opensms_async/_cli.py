@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._client import OpenSMSClient
-from ._exceptions import OpenSMSError
+from ._exceptions import OpenSMSError, StoreUnavailableError
 from ._segments import count_segments
 from ._state import DeliveryEvent
 from ._tracker import DeliveryTracker
@@ -21,6 +21,8 @@ from ._tracker import DeliveryTracker
 __all__ = ["main"]
 
 ENV_SECURITY_TOKEN = "OPENSMS_SECURITY_TOKEN"  # noqa: S105 (a variable name)
+_RESUME_AFTER = 1.0
+"""Seconds ``opensms receive`` waits to read events again after its store was unavailable."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,8 +198,21 @@ async def _receive(args: argparse.Namespace) -> int:
 
 
 async def _print_events(tracker: DeliveryTracker) -> None:
-    async for event in tracker.events(since=await tracker.store.last_cursor()):
-        print(json.dumps(event_json(event)), flush=True)
+    # A store outage (Redis restarting, say) pauses the printing instead of ending it silently
+    # while callbacks are still accepted: it resumes after the last event printed.
+    cursor: str | None = None
+    started = False
+    while True:
+        try:
+            if not started:
+                cursor, started = await tracker.store.last_cursor(), True
+            async for event in tracker.events(since=cursor):
+                print(json.dumps(event_json(event)), flush=True)
+                cursor = event.cursor
+            return
+        except StoreUnavailableError as exc:
+            print(f"events paused: {exc}", file=sys.stderr)
+            await asyncio.sleep(_RESUME_AFTER)
 
 
 async def _until_terminated() -> None:
