@@ -23,9 +23,12 @@ MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 60.0
 """A server's ``Retry-After`` is honoured up to this many seconds; longer waits raise instead."""
 
-DEFAULT_MAX_CONNECTIONS = 20
-"""In-flight requests per client. httpcore's pool slows down quadratically with connections
-(PERFORMANCE.md), so the client bounds them; raise it knowingly."""
+DEFAULT_MAX_CONNECTIONS = 8
+"""In-flight requests per client. httpcore's pool does work quadratic in the requests it holds
+(PERFORMANCE.md). Against a local API (no latency, client CPU-bound), 128 concurrent callers got
+2.8x the req/s of a naive pool of 128 with 8 in flight, 3.3x with 4 and 1.7x with 20 (see
+bench/bench_client.py). With real latency more in flight pay: at 20 ms, 8 allow about 400 req/s,
+far above any hourly quota; raise it knowingly for slow links or huge volumes."""
 
 KEEPALIVE_EXPIRY = 4.0
 """Below the usual 5 s server keep-alive, so a pooled connection is not reused as it closes."""
