@@ -62,7 +62,7 @@ class DeliveryTracker:
         self.reconcile_after = reconcile_after
         self._clock = clock
         self._live = _LiveBuffer(self.store, live_buffer)
-        self._waiters: dict[tuple[str, str], list[asyncio.Future[DeliveryState]]] = {}
+        self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._poller = (
             ReconciliationPoller(
                 self,
@@ -164,11 +164,29 @@ class DeliveryTracker:
         if not batch:
             return []
         applied = await self.store.apply(batch)
-        events = [a.event for a in applied if a.event is not None]
+        self._publish([a.event for a in applied if a.event is not None])
+        return applied
+
+    async def _record(self, updates: Sequence[DeliveryUpdate]) -> None:
+        """:meth:`ingest` for callers that need no results (the receiver): cheaper per update.
+
+        Stores that offer ``apply_events`` (the in-process ones) merge and log without building
+        a state and a result per update; others fall back to ``apply``.
+        """
+        self._check_open()
+        if not updates:
+            return
+        apply_events = getattr(self.store, "apply_events", None)
+        if apply_events is None:
+            await self.ingest(updates)
+            return
+        events: list[DeliveryEvent] = await apply_events(updates)
+        self._publish(events)
+
+    def _publish(self, events: list[DeliveryEvent]) -> None:
         if events:
             self._live.publish(events)
-            self._resolve_waiters(applied)
-        return applied
+            self._wake_waiters(events)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -188,10 +206,10 @@ class DeliveryTracker:
         Save ``event.cursor`` to resume after a restart. Ends when the tracker closes.
         """
         self._check_open()
-        cursor = since
+        cursor, position = since, None
         while not self._closed.is_set():
             changed = self._live.changed  # taken before reading, so no publish slips between
-            batch = await self._live.read(cursor)
+            batch, position = await self._live.read(cursor, position)
             if not batch:
                 await self._live.wait(changed, cursor)
                 continue
@@ -213,7 +231,7 @@ class DeliveryTracker:
                 state = await self.store.get(*key)
                 if state is not None and state.is_final:
                     return state
-                future: asyncio.Future[DeliveryState] = asyncio.get_running_loop().create_future()
+                future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self._waiters.setdefault(key, []).append(future)
                 try:
                     # Re-read now and then: another replica may have recorded it.
@@ -225,17 +243,17 @@ class DeliveryTracker:
                 finally:
                     self._forget_waiter(key, future)
 
-    def _resolve_waiters(self, applied: Sequence[Applied]) -> None:
+    def _wake_waiters(self, events: Sequence[DeliveryEvent]) -> None:
+        # A woken waiter re-reads the state from the store: the event only says "look again".
         if not self._waiters:
             return
-        for item in applied:
-            state = item.result.state
-            if item.event is not None and state.is_final:
-                for future in self._waiters.pop((state.request_id, state.address), []):
+        for event in events:
+            if event.is_final:
+                for future in self._waiters.pop((event.request_id, event.address), []):
                     if not future.done():
-                        future.set_result(state)
+                        future.set_result(None)
 
-    def _forget_waiter(self, key: tuple[str, str], future: asyncio.Future[DeliveryState]) -> None:
+    def _forget_waiter(self, key: tuple[str, str], future: asyncio.Future[None]) -> None:
         futures = self._waiters.get(key)
         if futures and future in futures:
             futures.remove(future)
@@ -252,19 +270,26 @@ class DeliveryTracker:
 class _LiveBuffer:
     """The newest events of this process, so live consumers need not query the store.
 
-    Holds up to ``size`` events after ``base`` (the cursor just before the first one). A consumer
-    whose cursor is older than ``base`` reads from the store's log instead. Stores shared between
-    processes are always read from the store (other replicas append there too).
+    Holds up to ``size`` events after ``base`` (the cursor key just before the first one). A
+    consumer whose cursor is older than ``base`` reads from the store's log instead. Stores shared
+    between processes are always read from the store (other replicas append there too).
+
+    A consumer reading here also gets a *position* (events published before its next one), which
+    finds its place in O(1) next time: cursors are parsed only when a consumer arrives or falls
+    out of the buffer, never once per event, since publishing is the hot path of the receiver.
     """
 
     def __init__(self, store: Store, size: int) -> None:
         self._store = store
         self._size = max(1, size)
         self._events: list[DeliveryEvent] = []
-        self._keys: list[tuple[int, int]] = []
+        self._dropped = 0
+        """Events published and since dropped from the head: the position of ``_events[0]``."""
         self._base: tuple[int, int] | None = None
         self._ready = False
-        self._changed = asyncio.Event()
+        self._generation = 0
+        """Publishes (and closes) so far: a consumer notes it before reading, waits for more."""
+        self._waiting: asyncio.Event | None = None
 
     async def start(self) -> None:
         last = await self._store.last_cursor()
@@ -274,33 +299,61 @@ class _LiveBuffer:
     def publish(self, events: list[DeliveryEvent]) -> None:
         if self._ready:
             self._events.extend(events)
-            self._keys.extend(self._store.cursor_key(e.cursor) for e in events)
             if len(self._events) > 2 * self._size:
                 cut = len(self._events) - self._size
-                self._base = self._keys[cut - 1]
-                del self._events[:cut], self._keys[:cut]
+                self._base = self._key(self._events[cut - 1])
+                del self._events[:cut]
+                self._dropped += cut
         self.wake()
 
     def wake(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        # Nothing to allocate unless a consumer waits: publishing is the receiver's hot path.
+        self._generation += 1
+        if self._waiting is not None:
+            self._waiting.set()
+            self._waiting = None
 
-    async def read(self, cursor: str | None) -> list[DeliveryEvent]:
-        if self._ready and cursor is not None and self._base is not None:
-            key = self._store.cursor_key(cursor)
-            if key >= self._base:
-                start = bisect.bisect_right(self._keys, key)
-                return self._events[start : start + _READ_BATCH]
-        return await self._store.read_events(cursor, limit=_READ_BATCH)
+    async def read(
+        self, cursor: str | None, position: int | None
+    ) -> tuple[list[DeliveryEvent], int | None]:
+        """Events after ``cursor``, and the position after them (None when read from the store).
+
+        ``position`` is what the previous read returned for ``cursor``, or None.
+        """
+        start = self._find(cursor, position)
+        if start is None:
+            return await self._store.read_events(cursor, limit=_READ_BATCH), None
+        batch = self._events[start : start + _READ_BATCH]
+        return batch, self._dropped + start + len(batch)
+
+    def _find(self, cursor: str | None, position: int | None) -> int | None:
+        """The index of the first event after ``cursor``, or None to read from the store."""
+        if not self._ready or cursor is None or self._base is None:
+            return None
+        if position is not None:
+            index = position - self._dropped
+            if 0 < index <= len(self._events) and self._events[index - 1].cursor == cursor:
+                return index
+        key = self._store.cursor_key(cursor)
+        if key < self._base:
+            return None
+        return bisect.bisect_right(self._events, key, key=self._key)
+
+    def _key(self, event: DeliveryEvent) -> tuple[int, int]:
+        return self._store.cursor_key(event.cursor)
 
     @property
-    def changed(self) -> asyncio.Event:
-        """Set at the next publish (or close)."""
-        return self._changed
+    def changed(self) -> int:
+        """A mark for :meth:`wait`, which returns at the first publish (or close) after it."""
+        return self._generation
 
-    async def wait(self, changed: asyncio.Event, cursor: str | None) -> None:
+    async def wait(self, changed: int, cursor: str | None) -> None:
         if self._store.shared:
             # Another replica may append: block in the store (e.g. XREAD BLOCK), bounded.
             await self._store.read_events(cursor, limit=1, timeout=_SHARED_WAIT)
             return
-        await changed.wait()
+        if self._generation != changed:
+            return
+        if self._waiting is None:
+            self._waiting = asyncio.Event()
+        await self._waiting.wait()

@@ -7,9 +7,10 @@ be one object or a list. A payload is taken whole or not at all: one bad entry r
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import unquote, urlsplit
 
 from ._addressing import normalize_address, normalize_sender
@@ -20,6 +21,10 @@ from ._state import DeliveryUpdate, Source
 __all__ = ["CallbackPayloadError", "encode_token", "find_token", "parse_callback", "token_matches"]
 
 _MAX_ENTRIES = 1000
+_CACHED_URL = 512
+"""Longest resource URL whose ids are cached (BICS's are about 100 characters)."""
+_STATUSES: dict[str, DeliveryStatus] = {status.value: status for status in DeliveryStatus}
+"""``DeliveryStatus.parse`` as a table: the enum's own lookup costs more than the whole check."""
 
 
 class CallbackPayloadError(ValidationError):
@@ -47,7 +52,7 @@ def token_matches(presented: bytes | None, accepted: Sequence[bytes]) -> bool:
 def find_token(payload: object, authorization: bytes | None) -> bytes | None:
     """The token in the body (``deliveryInfoList.securityToken``), else from ``Bearer`` auth."""
     root = _root(payload)
-    token = root.get("securityToken") if root is not None else None
+    token = None if root is None else root.get("securityToken")
     if isinstance(token, str):
         return encode_token(token)
     if token is not None:
@@ -63,19 +68,23 @@ def parse_callback(payload: object, *, received_at: float) -> list[DeliveryUpdat
     if root is None:
         raise CallbackPayloadError("not a delivery-info callback: no deliveryInfoList/deliveryInfo")
     entries = _entries(root)
-    url = _resource_url(root)
-    request_id = request_id_from_url(url) or _text(root.get("callbackData"))
-    sender = _sender_from_url(url)
+    request_id, sender = _url_ids(_resource_url(root))
+    request_id = request_id or _text(root.get("callbackData"))
     sms_parts = _count(root.get("smsParts"), "smsParts")
     return [_update(entry, request_id, sender, sms_parts, received_at) for entry in entries]
 
 
+def _is_object(value: object) -> TypeGuard[Mapping[str, Any]]:
+    # json.loads makes dicts: test for one before the ABC check, which costs ten times more.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _root(payload: object) -> Mapping[str, Any] | None:
-    if not isinstance(payload, Mapping):
+    if not _is_object(payload):
         return None
     for key in ("deliveryInfoList", "deliveryInfoNotification"):
         inner = payload.get(key)
-        if isinstance(inner, Mapping):
+        if _is_object(inner):
             return inner
     if "deliveryInfo" in payload or "deliveryStatus" in payload:
         return payload
@@ -84,12 +93,12 @@ def _root(payload: object) -> Mapping[str, Any] | None:
 
 def _entries(root: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     raw = root.get("deliveryInfo", root if "deliveryStatus" in root else None)
-    items = [raw] if isinstance(raw, Mapping) else raw
+    items = [raw] if _is_object(raw) else raw
     if not isinstance(items, list) or not items:
         raise CallbackPayloadError("deliveryInfo must be a non-empty object or list")
     if len(items) > _MAX_ENTRIES:
         raise CallbackPayloadError(f"more than {_MAX_ENTRIES} deliveryInfo entries")
-    if not all(isinstance(item, Mapping) for item in items):
+    if not all(_is_object(item) for item in items):
         raise CallbackPayloadError("every deliveryInfo entry must be an object")
     return items
 
@@ -100,16 +109,29 @@ def _resource_url(root: Mapping[str, Any]) -> str | None:
         return url
     links = root.get("link")
     for link in links if isinstance(links, list) else [links]:
-        if isinstance(link, Mapping) and isinstance(link.get("href"), str):
+        if _is_object(link) and isinstance(link.get("href"), str):
             return str(link["href"])
     return None
 
 
-def _sender_from_url(url: str | None) -> str | None:
+def _url_ids(url: str | None) -> tuple[str | None, str | None]:
+    """The request id and the sender in a resource URL (each None when absent)."""
     if not url:
-        return None
-    parts = urlsplit(url).path.split("/")
+        return None, None
+    # Cached: every recipient of a request has its callbacks posted with the same URL.
+    return _cached_url_ids(url) if len(url) <= _CACHED_URL else _parse_url_ids(url)
+
+
+def _parse_url_ids(url: str) -> tuple[str | None, str | None]:
+    return request_id_from_url(url), _sender_from_url(url)
+
+
+_cached_url_ids = functools.lru_cache(maxsize=1024)(_parse_url_ids)
+
+
+def _sender_from_url(url: str) -> str | None:
     try:
+        parts = urlsplit(url).path.split("/")
         raw = unquote(parts[parts.index("outbound") + 1])
         return normalize_sender(raw)
     except (ValueError, IndexError):
@@ -123,13 +145,17 @@ def _update(
     sms_parts: int | None,
     received_at: float,
 ) -> DeliveryUpdate:
-    request_id = request_id_from_url(_text(entry.get("resourceURL"))) or request_id
+    if "resourceURL" in entry:  # rare: an entry naming its own request
+        request_id = request_id_from_url(_text(entry["resourceURL"])) or request_id
     request_id = request_id or _text(entry.get("callbackData"))
     if not request_id:
         raise CallbackPayloadError("no request id: no resourceURL, link or callbackData")
     status = entry.get("deliveryStatus")
     if not isinstance(status, str) or not status or len(status) > 64:
         raise CallbackPayloadError("deliveryStatus must be a non-empty string")
+    if not (_is_unicode(request_id) and _is_unicode(status)):
+        # JSON allows lone surrogates ("\ud800"); no UTF-8 store can keep them.
+        raise CallbackPayloadError("request id and deliveryStatus must be valid Unicode text")
     address = entry.get("address")
     if not isinstance(address, str):
         raise CallbackPayloadError("address must be a string")
@@ -137,19 +163,28 @@ def _update(
         address = normalize_address(address)
     except ValueError as exc:
         raise CallbackPayloadError(str(exc)) from None
+    parts = entry.get("smsPartsDeliveredToTerminal")
     return DeliveryUpdate(
         request_id=request_id,
         address=address,
-        status=DeliveryStatus.parse(status),
+        status=_STATUSES.get(status, status),
         source=Source.CALLBACK,
-        parts_delivered=_count(
-            entry.get("smsPartsDeliveredToTerminal"), "smsPartsDeliveredToTerminal"
-        ),
+        parts_delivered=None if parts is None else _count(parts, "smsPartsDeliveredToTerminal"),
         sms_parts=sms_parts,
         status_code=_code(entry.get("deliveryStatusCode")),
         sender=sender,
         received_at=received_at,
     )
+
+
+def _is_unicode(value: str) -> bool:
+    if value.isascii():  # O(1) in CPython, and nearly always so
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(value: object) -> str | None:

@@ -101,12 +101,11 @@ class CallbackEndpoint:
 
     async def _read(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self._max):
+        if declared is not None and _declared_over(declared, self._max):
             raise _BodyTooLarge
         chunks: list[bytes] = []
         size = 0
-        more = True
-        while more:
+        while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise _BodyTooLarge  # nothing to answer; the client went away
@@ -114,13 +113,13 @@ class CallbackEndpoint:
             size += len(chunk)
             if size > self._max:
                 raise _BodyTooLarge
+            if not message.get("more_body", False):
+                return b"".join([*chunks, chunk]) if chunks else chunk  # mostly one message
             chunks.append(chunk)
-            more = message.get("more_body", False)
-        return b"".join(chunks)
 
     async def _record(self, updates: Any) -> int:
         try:
-            await self._tracker.ingest(updates)
+            await self._tracker._record(updates)  # ingest() without building its results
         except StoreError as exc:
             logger.error("callback not recorded, answering 503: %s", exc)
             return 503
@@ -129,6 +128,13 @@ class CallbackEndpoint:
             logger.exception("callback not recorded (unexpected error), answering 503")
             return 503
         return 204
+
+
+def _declared_over(declared: bytes, limit: int) -> bool:
+    """True for a Content-Length that is not a decimal number, or one over ``limit``."""
+    digits = declared.lstrip(b"0")
+    # Never int() thousands of digits: Python refuses them (ValueError), and they are over anyway.
+    return not declared.isdigit() or len(digits) > 18 or int(digits or b"0") > limit
 
 
 def create_receiver_app(
@@ -165,10 +171,43 @@ def create_receiver_app(
             if opened_here:
                 await tracker.aclose()
 
-    return Starlette(
+    return _ReceiverApp(
+        endpoint,
+        path,
         routes=[
             Route(path, endpoint, methods=["POST"]),
             Route(health_path, health, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
+
+
+class _ReceiverApp(Starlette):
+    """Starlette, except that a POST to the callback path goes straight to the endpoint.
+
+    Starlette's middleware stack and router cost about as much as the endpoint's own work
+    (``bench/bench_receiver.py``), and add nothing to an endpoint that answers every error itself.
+    Anything else (another path or method, the app mounted under a prefix, middleware added with
+    ``add_middleware``) goes through Starlette as usual.
+    """
+
+    def __init__(self, endpoint: CallbackEndpoint, path: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._endpoint = endpoint
+        self._path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._is_callback(scope):
+            scope["app"] = self
+            await self._endpoint(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def _is_callback(self, scope: Scope) -> bool:
+        return (
+            scope["type"] == "http"
+            and scope["path"] == self._path
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+            and not self.user_middleware
+        )

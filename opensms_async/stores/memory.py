@@ -7,7 +7,13 @@ Built to track millions of recipients in about 200 bytes each (``bench/bench_mem
   by every recipient in the same state; request ids and addresses are stored once and reused;
 * the event log is columnar: four parallel lists (request id, address, interned event shape,
   time), so an event costs four references, and cursors are positions, never stored;
-* attrs objects (:class:`DeliveryState`, :class:`DeliveryEvent`) are built only when read.
+* attrs objects (:class:`DeliveryState`, :class:`DeliveryEvent`) are built only when read or
+  returned.
+
+Merging is memoised (``_Step``): what :func:`~opensms_async._state.merge` does depends only on the
+stored shape and on the update's status, parts, sender and source, never on the pair or the time,
+so each combination is merged once (through ``merge`` itself) and then replayed from a dict. That
+keeps ``apply`` near the cost of building the objects it returns (``bench/bench_merge.py``).
 
 Everything runs on the event loop without awaiting inside ``apply``, which makes each call atomic.
 """
@@ -21,9 +27,19 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Final, Self, TypeAlias, TypeVar
 
+import attrs
+
 from .._exceptions import StoreError
 from .._models import Status
-from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeResult, Source, merge
+from .._state import (
+    DeliveryEvent,
+    DeliveryState,
+    DeliveryUpdate,
+    MergeOutcome,
+    MergeResult,
+    Source,
+    merge,
+)
 from ._base import Applied, PendingRequest
 from ._common import Wakeup, parse_cursor, parse_status
 
@@ -40,6 +56,13 @@ _EventShape: TypeAlias = tuple[Status, Status | None, Source, int | None, int | 
 _Row: TypeAlias = tuple[str, _StateShape, float]
 _T = TypeVar("_T", bound=tuple[object, ...])
 _Undo: TypeAlias = tuple["_Request", str, _Row | None]
+_StepKey: TypeAlias = tuple[object, ...]
+_Merged: TypeAlias = tuple[str, _Row, "_Step", int]
+"""What merging one update did: its request id, its row afterwards, the step, the event cursor."""
+
+# The probe pair and times of _Step.learn: merge must carry them through untouched.
+_PROBE_REQUEST, _PROBE_ADDRESS = "\x00request", "\x00address"
+_KEEP_TIME, _TAKE_TIME = -1.0, -2.0
 
 
 class _Request:
@@ -50,6 +73,56 @@ class _Request:
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         self.rows: dict[str, _Row] = {}
+
+
+class _Step:
+    """What merging one kind of update into one stored shape does, for any pair at any time.
+
+    ``shape`` is the state shape afterwards, ``event_shape`` the logged event's (None when the
+    state does not advance); ``takes_time`` says whether ``updated_at`` becomes the update's
+    ``received_at`` (an advance) or stays.
+    """
+
+    __slots__ = ("advanced", "changed", "event_shape", "outcome", "previous", "shape", "takes_time")
+
+    def __init__(
+        self,
+        result: MergeResult,
+        shape: _StateShape,
+        event_shape: _EventShape | None,
+        takes_time: bool,
+    ) -> None:
+        self.outcome: MergeOutcome = result.outcome
+        self.previous: Status | None = result.previous
+        self.advanced: bool = result.advanced
+        self.changed: bool = result.changed
+        self.shape = shape
+        self.event_shape = event_shape
+        self.takes_time = takes_time
+
+    @staticmethod
+    def key(shape: _StateShape | None, update: DeliveryUpdate) -> _StepKey:
+        """Everything ``merge`` reads, except the pair and the times."""
+        return (shape, update.status, update.parts_delivered, update.sms_parts, update.sender,
+                update.source)  # fmt: skip
+
+    @staticmethod
+    def probe(shape: _StateShape | None, update: DeliveryUpdate) -> MergeResult:
+        """``merge`` itself on a stand-in pair, with times that show what it does with them."""
+        current = (
+            None if shape is None else _state(_PROBE_REQUEST, (_PROBE_ADDRESS, shape, _KEEP_TIME))
+        )
+        probe = attrs.evolve(
+            update, request_id=_PROBE_REQUEST, address=_PROBE_ADDRESS, received_at=_TAKE_TIME
+        )
+        result = merge(current, probe)
+        state = result.state
+        if (state.request_id, state.address) != (_PROBE_REQUEST, _PROBE_ADDRESS) or (
+            state.updated_at not in (_KEEP_TIME, _TAKE_TIME)
+        ):
+            # merge grew a dependency on the pair or the time: this memo would be wrong.
+            raise RuntimeError("merge() no longer fits MemoryStore's memo; update _Step")
+        return result
 
 
 class _Pending:
@@ -127,19 +200,7 @@ class _EventLog:
     def event(self, cursor: int) -> DeliveryEvent:
         """The event with cursor number ``cursor`` (which must be retained), as attrs."""
         i = cursor - self.base
-        status, previous, source, parts, sms_parts, conflict = self.shapes[i]
-        return DeliveryEvent(
-            cursor=str(cursor),
-            request_id=self.request_ids[i],
-            address=self.addresses[i],
-            status=status,
-            previous=previous,
-            source=source,
-            parts_delivered=parts,
-            sms_parts=sms_parts,
-            conflict=conflict,
-            at=self._at[i],
-        )
+        return _event(cursor, self.request_ids[i], self.addresses[i], self.shapes[i], self._at[i])
 
 
 class MemoryStore:
@@ -162,6 +223,7 @@ class MemoryStore:
         self._log = _EventLog(max_events)
         # Shapes are interned per store (no module-level cache), the key is its own value.
         self._shapes: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self._steps: dict[_StepKey, _Step] = {}
         self._pending: dict[str, _Pending] = {}
         self._wakeup = Wakeup()
         self._closed = False
@@ -203,17 +265,18 @@ class MemoryStore:
         No ``await`` happens inside, so concurrent calls cannot interleave; if an update raises
         (a malformed one), the updates of this call that were already applied are undone.
         """
-        self._check_open()
-        undo: list[_Undo] = []
-        mark = self._log.next_cursor
-        try:
-            applied = [self._apply_one(update, undo) for update in updates]
-        except BaseException:
-            self._undo(undo, mark)
-            raise
-        if any(a.event is not None for a in applied):
-            self._wakeup.fire()
-        return applied
+        return [self._applied(merged) for merged in self._merge_all(updates)]
+
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """:meth:`apply`, returning only the events it logged (oldest first).
+
+        The same merge and log, without building a state and a result per update: the
+        receiver's path (``DeliveryTracker`` uses it when it needs no results).
+        """
+        if type(self).apply is not MemoryStore.apply:  # a subclass wraps apply: go through it
+            return [a.event for a in await self.apply(updates) if a.event is not None]
+        merged = self._merge_all(updates)
+        return [event for m in merged if (event := _logged(m)) is not None]
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen."""
@@ -230,23 +293,70 @@ class MemoryStore:
             return []
         return [_state(request.request_id, request.rows[a]) for a in sorted(request.rows)]
 
-    def _apply_one(self, update: DeliveryUpdate, undo: list[_Undo]) -> Applied:
+    def _merge_all(self, updates: Sequence[DeliveryUpdate]) -> list[_Merged]:
+        """Merge and log every update, all or none (a failing update undoes its call)."""
+        self._check_open()
+        undo: list[_Undo] = []
+        mark = self._log.next_cursor
+        try:
+            merged = [self._merge_one(update, undo) for update in updates]
+        except BaseException:
+            self._undo(undo, mark)
+            raise
+        if self._log.next_cursor != mark:
+            self._wakeup.fire()
+        return merged
+
+    def _merge_one(self, update: DeliveryUpdate, undo: list[_Undo]) -> _Merged:
         request = self._requests.get(update.request_id)
         if request is None:
             request = self._requests[update.request_id] = _Request(update.request_id)
-        row = request.rows.get(update.address)
-        result = merge(None if row is None else _state(request.request_id, row), update)
-        address = update.address if row is None else row[0]
-        if result.changed:
-            undo.append((request, address, row))
-            request.rows[address] = (
-                address,
-                self._state_shape(result.state),
-                result.state.updated_at,
+        stored = request.rows.get(update.address)
+        step = self._step(None if stored is None else stored[1], update)
+        row = stored if stored is not None else (update.address, step.shape, update.received_at)
+        if step.changed:
+            updated_at = update.received_at if step.takes_time else row[2]
+            row = (row[0], step.shape, updated_at)
+            undo.append((request, row[0], stored))
+            request.rows[row[0]] = row
+        cursor = 0
+        if step.event_shape is not None:
+            cursor = self._log.append(request.request_id, row[0], step.event_shape, row[2])
+        return request.request_id, row, step, cursor
+
+    def _applied(self, merged: _Merged) -> Applied:
+        request_id, row, step, _ = merged
+        state = _state(request_id, row)
+        result = MergeResult(state, step.outcome, step.previous, step.advanced, step.changed)
+        return Applied(result, _logged(merged))
+
+    def _step(self, shape: _StateShape | None, update: DeliveryUpdate) -> _Step:
+        """The memoised merge of ``update`` into a state of ``shape`` (None: never seen)."""
+        key = _Step.key(shape, update)
+        step = self._steps.get(key)
+        if step is None:
+            step = self._learn(shape, update)
+            if len(self._steps) < _MAX_SHAPES:
+                self._steps[key] = step
+        return step
+
+    def _learn(self, shape: _StateShape | None, update: DeliveryUpdate) -> _Step:
+        result = _Step.probe(shape, update)
+        state = result.state
+        event_shape = None
+        if result.advanced:
+            event_shape = self._intern(
+                (
+                    parse_status(state.status),
+                    None if result.previous is None else parse_status(result.previous),
+                    update.source,
+                    state.parts_delivered,
+                    state.sms_parts,
+                    state.conflict,
+                )
             )
-        if not result.advanced:
-            return Applied(result, None)
-        return Applied(result, self._log_event(request.request_id, address, result, update.source))
+        takes_time = state.updated_at == _TAKE_TIME
+        return _Step(result, self._state_shape(state), event_shape, takes_time)
 
     def _undo(self, undo: list[_Undo], mark: int) -> None:
         """Put back the rows a failed ``apply`` changed and drop the events it logged."""
@@ -258,23 +368,6 @@ class MemoryStore:
             if not request.rows:
                 del self._requests[request.request_id]
         self._log.truncate(mark)
-
-    def _log_event(
-        self, request_id: str, address: str, result: MergeResult, source: Source
-    ) -> DeliveryEvent:
-        state = result.state
-        shape = self._intern(
-            (
-                parse_status(state.status),
-                None if result.previous is None else parse_status(result.previous),
-                source,
-                state.parts_delivered,
-                state.sms_parts,
-                state.conflict,
-            )
-        )
-        cursor = self._log.append(request_id, address, shape, state.updated_at)
-        return self._log.event(cursor)
 
     def _state_shape(self, state: DeliveryState) -> _StateShape:
         return self._intern(
@@ -381,6 +474,32 @@ def _state(request_id: str, row: _Row) -> DeliveryState:
         conflict=conflict,
         updated_at=updated_at,
     )
+
+
+def _event(
+    cursor: int, request_id: str, address: str, shape: _EventShape, at: float
+) -> DeliveryEvent:
+    status, previous, source, parts, sms_parts, conflict = shape
+    return DeliveryEvent(
+        cursor=str(cursor),
+        request_id=request_id,
+        address=address,
+        status=status,
+        previous=previous,
+        source=source,
+        parts_delivered=parts,
+        sms_parts=sms_parts,
+        conflict=conflict,
+        at=at,
+    )
+
+
+def _logged(merged: _Merged) -> DeliveryEvent | None:
+    """The event a merge logged, as attrs, or None."""
+    request_id, (address, _, at), step, cursor = merged
+    if step.event_shape is None:
+        return None
+    return _event(cursor, request_id, address, step.event_shape, at)
 
 
 def _pending(request_id: str, entry: _Pending) -> PendingRequest:

@@ -1,0 +1,134 @@
+"""Merge + fan-out in process: events/s from ``tracker.ingest`` to every ``events()`` consumer.
+
+A :class:`DeliveryTracker` over a fresh store; ``consumers`` tasks iterate ``tracker.events()``;
+one producer feeds ``ingest()`` batches of ``batch`` updates. The updates take ``recipients``
+recipients (ten per request id) through four statuses in turn (``MessageWaiting``,
+``DeliveredToNetwork``, ``DeliveryUncertain``, ``DeliveredToTerminal``), so every update advances
+a state and logs one event: the first of each recipient inserts, the others merge. The producer
+yields to the loop after each batch, as a receiver does between callbacks (otherwise the consumers
+would only start once everything is ingested). The clock runs from the first ``ingest`` until
+every consumer has received every event; the updates are built before it starts.
+
+    .venv/bin/python bench/bench_merge.py [--recipients 50000] [--rounds 3]
+
+Reported (medians of interleaved rounds, on uvloop, pinned to CPU 0): MemoryStore with 4
+consumers (the target, at least 300k events/s), MemoryStore with 1 consumer, and SQLiteStore
+(a temporary file, group commit) with 4 consumers, for context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+import uvloop
+from _util import median, pin_to_cpu
+
+from opensms_async import DeliveryTracker
+from opensms_async._models import DeliveryStatus
+from opensms_async._state import DeliveryUpdate, Source
+from opensms_async.stores import MemoryStore, SQLiteStore, Store
+
+TARGET = 300_000
+STATUSES = (
+    DeliveryStatus.MESSAGE_WAITING,
+    DeliveryStatus.DELIVERED_TO_NETWORK,
+    DeliveryStatus.DELIVERY_UNCERTAIN,
+    DeliveryStatus.DELIVERED_TO_TERMINAL,
+)
+
+
+def make_batches(recipients: int, batch: int) -> list[list[DeliveryUpdate]]:
+    """Every recipient through every status, in batches; each update advances its recipient."""
+    updates = [
+        DeliveryUpdate(
+            request_id=f"req-{k // 10:07d}",
+            address=f"tel:+336{k:08d}",
+            status=status,
+            source=Source.CALLBACK,
+            sms_parts=1,
+            sender="tel:+3212345",
+            received_at=1_700_000_000.0 + step,
+        )
+        for step, status in enumerate(STATUSES)
+        for k in range(recipients)
+    ]
+    return [updates[i : i + batch] for i in range(0, len(updates), batch)]
+
+
+async def consume(tracker: DeliveryTracker, expected: int) -> None:
+    """Iterate the tracker's events until ``expected`` have arrived."""
+    seen = 0
+    async for _ in tracker.events():
+        seen += 1
+        if seen == expected:
+            return
+
+
+async def run_once(store: Store, batches: list[list[DeliveryUpdate]], consumers: int) -> float:
+    """Events per second through ``store`` to ``consumers`` consumers."""
+    expected = sum(len(b) for b in batches)
+    async with DeliveryTracker(store) as tracker:
+        tasks = [asyncio.create_task(consume(tracker, expected)) for _ in range(consumers)]
+        await asyncio.sleep(0.05)  # every consumer is waiting for its first event
+        started = time.perf_counter()
+        for updates in batches:
+            await tracker.ingest(updates)
+            await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=600)
+        elapsed = time.perf_counter() - started
+    return expected / elapsed
+
+
+async def measure(args: argparse.Namespace) -> dict[str, float]:
+    """Interleaved rounds of each variant; the median events/s of each."""
+    batches = make_batches(args.recipients, args.batch)
+    small = make_batches(args.sqlite_recipients, args.batch)
+    with tempfile.TemporaryDirectory(prefix="opensms-bench-") as workdir:
+        counter = iter(range(1_000_000))
+
+        def sqlite() -> Store:
+            return SQLiteStore(os.path.join(workdir, f"merge-{next(counter)}.db"))
+
+        plans: dict[str, tuple[Callable[[], Store], list[list[DeliveryUpdate]], int]] = {
+            f"memory, {args.consumers} consumers": (MemoryStore, batches, args.consumers),
+            "memory, 1 consumer": (MemoryStore, batches, 1),
+            f"sqlite, {args.consumers} consumers": (sqlite, small, args.consumers),
+        }
+        results: dict[str, list[float]] = {name: [] for name in plans}
+        for _ in range(args.rounds):
+            for name, (factory, plan, consumers) in plans.items():
+                results[name].append(await run_once(factory(), plan, consumers))
+    return {name: median(values) for name, values in results.items()}
+
+
+def main() -> None:
+    """Run the benchmark and print a JSON summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, default=50_000, help="x4 updates (memory)")
+    parser.add_argument("--sqlite-recipients", type=int, default=10_000, help="x4 (SQLite)")
+    parser.add_argument("--batch", type=int, default=100, help="updates per ingest() call")
+    parser.add_argument("--consumers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    pin_to_cpu(0)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        rates = runner.run(measure(args))
+    memory = rates[f"memory, {args.consumers} consumers"]
+    summary = {
+        "events_per_s": {name: round(rate) for name, rate in rates.items()},
+        "updates": {"memory": args.recipients * 4, "sqlite": args.sqlite_recipients * 4},
+        f"memory, {args.consumers} consumers (target >= {TARGET})": "OK"
+        if memory >= TARGET
+        else "BELOW TARGET",
+    }
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
