@@ -156,8 +156,10 @@ def run_variant(
         with open(stats) as file:
             last = json.load(file)["last_cursor"]
         os.remove(stats)
-        # Cursors count events from 1 in memory and SQLite (a fresh store per round).
-        result["events_per_callback"] = int(last or 0) / (warm["requests"] + run["requests"])
+        # Cursors count events from 1 in memory and SQLite (a fresh store per round); a Redis
+        # cursor is a stream id, which counts nothing.
+        if last is None or str(last).isdigit():
+            result["events_per_callback"] = int(last or 0) / (warm["requests"] + run["requests"])
     return result
 
 
