@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Self
 
 from ._addressing import normalize_address
 from ._constants import RECEIPT_RETENTION
+from ._exceptions import StoreUnavailableError
 from ._models import DeliveryStatus, SendResult
 from ._poller import ReconciliationPoller
 from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source
@@ -26,6 +27,8 @@ __all__ = ["DeliveryTracker"]
 logger = logging.getLogger("opensms_async.tracker")
 
 _READ_BATCH = 512
+_OUTAGE_BACKOFF = 0.25
+_MAX_OUTAGE_BACKOFF = 5.0
 _SHARED_WAIT = 1.0
 
 
@@ -203,16 +206,26 @@ class DeliveryTracker:
 
         Any number of consumers may iterate at once; each reads at its own pace (a consumer that
         falls behind reads from the store's log, never blocking the receiver or losing events).
-        Save ``event.cursor`` to resume after a restart. Ends when the tracker closes.
+        Save ``event.cursor`` to resume after a restart. Ends when the tracker closes. While the
+        store is unavailable (Redis restarting, say) it waits and resumes after the last event
+        it yielded, so nothing is skipped.
         """
         self._check_open()
         cursor, position = since, None
+        outage = _OUTAGE_BACKOFF
         while not self._closed.is_set():
             changed = self._live.changed  # taken before reading, so no publish slips between
-            batch, position = await self._live.read(cursor, position)
-            if not batch:
-                await self._live.wait(changed, cursor)
+            try:
+                batch, position = await self._live.read(cursor, position)
+                if not batch:
+                    await self._live.wait(changed, cursor)
+                    continue
+            except StoreUnavailableError as exc:
+                logger.warning("events paused, store unavailable: %s", exc)
+                await asyncio.sleep(outage)
+                outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
                 continue
+            outage = _OUTAGE_BACKOFF
             for event in batch:
                 yield event
             cursor = batch[-1].cursor

@@ -201,3 +201,32 @@ def test_bad_store_url_is_a_clear_error() -> None:
 
     with pytest.raises(InvalidStoreURLError, match="postgres"):
         DeliveryTracker(store="postgres://x")
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose log reads fail a few times, as a Redis restart would make them."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def read_events(
+        self, after: str | None, *, limit: int = 1000, timeout: float = 0.0
+    ) -> list[DeliveryEvent]:
+        """Fail while failures remain, then read."""
+        from opensms_async import StoreUnavailableError
+
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailableError("store restarting")
+        return await super().read_events(after, limit=limit, timeout=timeout)
+
+
+async def test_events_survive_a_store_outage() -> None:
+    """events() waits out an unavailable store and resumes without skipping an event."""
+    store = FlakyStore(failures=2)
+    async with DeliveryTracker(store=store) as tracker:
+        await tracker.ingest([update(S.DELIVERED_TO_NETWORK), update(S.DELIVERED_TO_TERMINAL)])
+        events = await take(tracker.events(), 2)
+    assert [e.status for e in events] == [S.DELIVERED_TO_NETWORK, S.DELIVERED_TO_TERMINAL]
+    assert store.failures == 0
