@@ -15,12 +15,11 @@ import httpx
 
 from ._constants import DEFAULT_TOKEN_URL
 from ._exceptions import (
-    APIConnectionError,
     APIResponseValidationError,
-    APITimeoutError,
     AuthenticationError,
     RateLimitError,
     ServerError,
+    send_request,
 )
 
 __all__ = ["ApiKeyAuth", "Authenticator", "OAuthClientCredentials", "OAuthTokenAuth", "Secret"]
@@ -142,15 +141,7 @@ class OAuthTokenAuth:
             "client_secret": creds.client_secret,
         }
         request = client.build_request("POST", creds.token_url, data=form)
-        try:
-            response = await client.send(request)
-        except httpx.TimeoutException:
-            raise APITimeoutError(request=request) from None
-        except httpx.TransportError as exc:
-            raise APIConnectionError(
-                f"Token request failed: {type(exc).__name__}", request=request
-            ) from None
-        return _parse_token(response)
+        return _parse_token(await send_request(client, request))
 
 
 def _parse_token(response: httpx.Response) -> tuple[Secret, float]:

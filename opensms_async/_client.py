@@ -36,12 +36,12 @@ from ._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
     APIStatusError,
-    APITimeoutError,
     InvalidCallbackURLError,
     InvalidMessageError,
     NotFoundError,
     OpenSMSError,
     RateLimitError,
+    send_request,
 )
 from ._limiter import RateLimiter
 from ._models import (
@@ -353,14 +353,7 @@ class OpenSMSClient:
                 method, self.base_url + path, content=content, headers=headers
             )
             started = time.perf_counter()
-            try:
-                response = await self._http.send(request)
-            except httpx.TimeoutException:
-                raise APITimeoutError(request=request) from None
-            except httpx.TransportError as exc:
-                raise APIConnectionError(
-                    f"Connection error: {type(exc).__name__}", request=request
-                ) from None
+            response = await send_request(self._http, request)
             logger.debug(
                 "%s %s -> %d in %.1f ms",
                 method,
