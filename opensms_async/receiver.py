@@ -2,7 +2,7 @@
 
 The endpoint is a thin edge over the framework-free core in ``_webhook.py``: read the bytes
 (refusing bodies over the limit before reading them all) → find and check the token (constant-time,
-on bytes) → parse → ``tracker.ingest`` → answer. It answers 2xx only after the store has recorded
+on bytes) → parse → record in the tracker → answer. It answers 2xx only after the store has recorded
 the update, because BICS never retries a callback; when the store cannot record, 503.
 
 | answer | when |
