@@ -5,6 +5,7 @@ Rounds are interleaved and medians reported, because absolute numbers drift on t
 only the ratios measured in one run mean anything.
 
     .venv/bin/python bench/bench_client.py [--requests 3000] [--rounds 3]
+    .venv/bin/python bench/bench_client.py --in-flight 2,4,8,16,20   # the default's rationale
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 from _util import free_port, median, pin_to_cpu, server_process
 
 from opensms_async import OpenSMSClient
+from opensms_async._constants import DEFAULT_MAX_CONNECTIONS
 
 SENDER = "tel:+32123456"
 TO = "+33612345678"
@@ -61,10 +63,22 @@ async def raw_httpx(url: str, callers: int, total: int) -> float:
         return await drive(call, callers, total)
 
 
-async def sdk(url: str, callers: int, total: int) -> float:
-    """The SDK with its defaults (bounded in-flight requests)."""
-    async with OpenSMSClient(api_key="bench-key", base_url=url) as client:
+async def sdk(url: str, callers: int, total: int, in_flight: int | None = None) -> float:
+    """The SDK with its defaults (bounded in-flight requests), or ``in_flight`` of them."""
+    limit = DEFAULT_MAX_CONNECTIONS if in_flight is None else in_flight
+    async with OpenSMSClient(api_key="bench-key", base_url=url, max_in_flight=limit) as client:
         return await drive(lambda: client.send_message(SENDER, TO, "Hello"), callers, total)
+
+
+async def sweep(url: str, limits: list[int], requests: int, rounds: int) -> dict[str, float]:
+    """req/s of 128 callers through each in-flight limit, and of the naive pool of 128."""
+    results: dict[str, list[float]] = {f"sdk in_flight={n}": [] for n in limits}
+    results["raw c=128"] = []
+    for _ in range(rounds):
+        for n in limits:
+            results[f"sdk in_flight={n}"].append(await sdk(url, 128, requests, n))
+        results["raw c=128"].append(await raw_httpx(url, 128, requests))
+    return {name: median(values) for name, values in results.items()}
 
 
 async def measure(url: str, requests: int, rounds: int) -> dict[str, float]:
@@ -89,10 +103,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--in-flight", help="comma-separated max_in_flight values to sweep at 128 callers instead"
+    )
     args = parser.parse_args()
     port = free_port()
     with server_process(["bench/_fake_api.py", str(port)], port, cpu=0) as url:
         pin_to_cpu(1)
+        if args.in_flight:
+            limits = [int(n) for n in args.in_flight.split(",")]
+            swept = asyncio.run(sweep(url, limits, args.requests, args.rounds))
+            print(json.dumps({name: round(rate) for name, rate in swept.items()}, indent=2))
+            return
         rates = asyncio.run(measure(url, args.requests, args.rounds))
     summary = {
         "req_per_s": {name: round(rate) for name, rate in rates.items()},
