@@ -86,7 +86,7 @@ class CallbackEndpoint:
         except _BodyTooLarge:
             return 413
         try:
-            payload = json.loads(body)
+            payload = _json(body)
         except (ValueError, RecursionError):
             return 400
         if not token_matches(find_token(payload, headers.get(b"authorization")), self._tokens):
@@ -128,6 +128,24 @@ class CallbackEndpoint:
             logger.exception("callback not recorded (unexpected error), answering 503")
             return 503
         return 204
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _json(body: bytes) -> object:
+    """``json.loads(body)``, minus the wrappers that cost as much as the parse of a callback.
+
+    A body opening with ``{`` and no NUL byte after it is UTF-8 to ``json.loads`` (no BOM, not
+    UTF-16/32); parsed whole with nothing after it, the answer is the same. Anything else takes
+    the standard path, which decides.
+    """
+    if body[:1] == b"{" and body[1:2] != b"\x00":
+        text = body.decode("utf-8", "surrogatepass")
+        payload, end = _DECODER.raw_decode(text)
+        if end == len(text):
+            return payload
+    return json.loads(body)
 
 
 def _declared_over(declared: bytes, limit: int) -> bool:

@@ -95,7 +95,7 @@ async def test_lost_callbacks_and_failing_polls_are_reconciled_in_bounded_polls(
         Fault.respond(429, retry_after=0.3, endpoint="poll", times=2),
         Fault.respond(429, endpoint="poll", times=2),
         Fault.respond(503, endpoint="poll", times=2),
-        Fault.slow(0.8, endpoint="poll", times=1),  # longer than the client's 0.5 s timeout
+        Fault.slow(2.5, endpoint="poll", times=1),  # longer than the client's 2 s timeout
         Fault.drop(endpoint="poll", times=1),
     ]
     async with run_simulator(
@@ -111,7 +111,7 @@ async def test_lost_callbacks_and_failing_polls_are_reconciled_in_bounded_polls(
         injected = sum(fault.times or 0 for fault in poll_faults)
         async with (
             OpenSMSClient(
-                api_key=sim.api_key, base_url=sim.base_url, timeout=0.5, sleep=fast_sleep
+                api_key=sim.api_key, base_url=sim.base_url, timeout=2.0, sleep=fast_sleep
             ) as client,
             DeliveryTracker(
                 client=client, reconcile_after=RECONCILE_AFTER, max_poll_interval=0.4
@@ -127,7 +127,7 @@ async def test_lost_callbacks_and_failing_polls_are_reconciled_in_bounded_polls(
                     *(tracker.wait_for_final(rid, address, timeout=15) for rid, address in pairs)
                 )
                 # A slow poll is logged when the simulator answers it, after the client gave up.
-                await wait_until(lambda: faulted_polls(simulator) == injected, timeout=3)
+                await wait_until(lambda: faulted_polls(simulator) == injected, timeout=8)
                 polls_when_final = polls(simulator)
                 await asyncio.sleep(0.6)  # longer than any poll interval: none may follow
                 events = await tracker.store.read_events(None, limit=10_000)
@@ -162,7 +162,7 @@ async def test_lost_callbacks_and_failing_polls_are_reconciled_in_bounded_polls(
 def send_faults() -> list[Fault]:
     """Faults on the send endpoint: slow (past the timeout), answered-then-dropped, 503, 429."""
     return [
-        Fault.slow(1.0, endpoint="send", times=2),
+        Fault.slow(2.5, endpoint="send", times=2),
         Fault.drop_response(endpoint="send", times=3),
         Fault.respond(503, endpoint="send", times=2),
         Fault.respond(429, retry_after=0.05, endpoint="send", times=1),
@@ -184,7 +184,7 @@ async def test_retried_sends_are_never_delivered_twice() -> None:
         async with OpenSMSClient(
             api_key=sim.api_key,
             base_url=sim.base_url,
-            timeout=0.5,
+            timeout=2.0,
             max_retries=injected,
             sleep=fast_sleep,
         ) as client:
@@ -195,7 +195,7 @@ async def test_retried_sends_are_never_delivered_twice() -> None:
                 )
             )
         # The slow sends are processed after the client gave up on them: wait for them.
-        await wait_until(lambda: send_records(sim) == calls + injected, timeout=5)
+        await wait_until(lambda: send_records(sim) == calls + injected, timeout=10)
 
     assert all(fault.hits == fault.times for fault in faults)
     assert simulator.sends == calls == len({r.request_id for r in results})
