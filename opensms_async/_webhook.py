@@ -93,13 +93,14 @@ def _root(payload: object) -> Mapping[str, Any] | None:
 
 def _entries(root: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     raw = root.get("deliveryInfo", root if "deliveryStatus" in root else None)
-    items = [raw] if _is_object(raw) else raw
-    if not isinstance(items, list) or not items:
+    items = raw if isinstance(raw, list) else [raw] if _is_object(raw) else None
+    if not items:
         raise CallbackPayloadError("deliveryInfo must be a non-empty object or list")
     if len(items) > _MAX_ENTRIES:
         raise CallbackPayloadError(f"more than {_MAX_ENTRIES} deliveryInfo entries")
-    if not all(_is_object(item) for item in items):
-        raise CallbackPayloadError("every deliveryInfo entry must be an object")
+    for item in items:
+        if not _is_object(item):
+            raise CallbackPayloadError("every deliveryInfo entry must be an object")
     return items
 
 
@@ -164,16 +165,19 @@ def _update(
     except ValueError as exc:
         raise CallbackPayloadError(str(exc)) from None
     parts = entry.get("smsPartsDeliveredToTerminal")
+    if parts is not None:
+        parts = _count(parts, "smsPartsDeliveredToTerminal")
+    # Positional, in the order of DeliveryUpdate's fields: once per callback, keywords cost more.
     return DeliveryUpdate(
-        request_id=request_id,
-        address=address,
-        status=_STATUSES.get(status, status),
-        source=Source.CALLBACK,
-        parts_delivered=None if parts is None else _count(parts, "smsPartsDeliveredToTerminal"),
-        sms_parts=sms_parts,
-        status_code=_code(entry.get("deliveryStatusCode")),
-        sender=sender,
-        received_at=received_at,
+        request_id,
+        address,
+        _STATUSES.get(status, status),  # status
+        Source.CALLBACK,  # source
+        parts,  # parts_delivered
+        sms_parts,
+        _code(entry.get("deliveryStatusCode")),  # status_code
+        sender,
+        received_at,
     )
 
 

@@ -10,10 +10,10 @@ Built to track millions of recipients in about 200 bytes each (``bench/bench_mem
 * attrs objects (:class:`DeliveryState`, :class:`DeliveryEvent`) are built only when read or
   returned.
 
-Merging is memoised (``_Step``): what :func:`~opensms_async._state.merge` does depends only on the
-stored shape and on the update's status, parts, sender and source, never on the pair or the time,
-so each combination is merged once (through ``merge`` itself) and then replayed from a dict. That
-keeps ``apply`` near the cost of building the objects it returns (``bench/bench_merge.py``).
+Merging is memoised (:class:`MergeMemo`): what :func:`~opensms_async._state.merge` does depends
+only on the stored shape and on the update's status, parts, sender and source, never on the pair
+or the time, so each combination is merged once (through ``merge`` itself) and then replayed from
+a dict. That keeps ``apply`` near the cost of building the objects it returns.
 
 Everything runs on the event loop without awaiting inside ``apply``, which makes each call atomic.
 """
@@ -43,7 +43,7 @@ from .._state import (
 from ._base import Applied, PendingRequest
 from ._common import Wakeup, parse_cursor, parse_status
 
-__all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore"]
+__all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore", "MergeMemo"]
 
 DEFAULT_MAX_EVENTS: Final = 1_000_000
 """Events retained by default (about 35 MB of log); past it the oldest are dropped first."""
@@ -62,7 +62,7 @@ _StepKey: TypeAlias = tuple[object, ...]
 _Merged: TypeAlias = tuple[str, _Row, "_Step", int]
 """What merging one update did: its request id, its row afterwards, the step, the event cursor."""
 
-# The probe pair and times of _Step.learn: merge must carry them through untouched.
+# The probe pair and times of MergeMemo: merge must carry them through untouched.
 _PROBE_REQUEST, _PROBE_ADDRESS = "\x00request", "\x00address"
 _KEEP_TIME, _TAKE_TIME = -1.0, -2.0
 
@@ -102,29 +102,85 @@ class _Step:
         self.event_shape = event_shape
         self.takes_time = takes_time
 
-    @staticmethod
-    def key(shape: _StateShape | None, update: DeliveryUpdate) -> _StepKey:
-        """Everything ``merge`` reads, except the pair and the times."""
-        return (shape, update.status, update.parts_delivered, update.sms_parts, update.sender,
-                update.source)  # fmt: skip
 
-    @staticmethod
-    def probe(shape: _StateShape | None, update: DeliveryUpdate) -> MergeResult:
-        """``merge`` itself on a stand-in pair, with times that show what it does with them."""
-        current = (
-            None if shape is None else _state(_PROBE_REQUEST, (_PROBE_ADDRESS, shape, _KEEP_TIME))
+class MergeMemo:
+    """:func:`~opensms_async._state.merge`, memoised on what it reads (SQLiteStore uses it too).
+
+    Stored states are *shapes*, ``(status, parts_delivered, sms_parts, sender, conflict)``: what
+    merge does to one depends only on the shape and the update's status, parts, sender and source,
+    never on the pair or the times. Each combination is therefore merged once, by ``merge``
+    itself on a stand-in pair, and replayed after that. Shapes are interned, so recipients in the
+    same state share one tuple. Both tables are bounded: past the bound, nothing more is kept.
+    """
+
+    __slots__ = ("_shapes", "_steps")
+
+    def __init__(self) -> None:
+        self._shapes: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self._steps: dict[_StepKey, _Step] = {}
+
+    def step(self, shape: _StateShape | None, update: DeliveryUpdate) -> _Step:
+        """What merging ``update`` into a state of ``shape`` (None: never seen) does."""
+        key = (shape, update.status, update.parts_delivered, update.sms_parts, update.sender,
+               update.source)  # fmt: skip
+        step = self._steps.get(key)
+        if step is None:
+            step = self._learn(shape, update)
+            if len(self._steps) < _MAX_SHAPES:
+                self._steps[key] = step
+        return step
+
+    def shape(self, shape: _StateShape) -> _StateShape:
+        """The interned (shared) copy of a state shape."""
+        return self._intern(shape)
+
+    def _learn(self, shape: _StateShape | None, update: DeliveryUpdate) -> _Step:
+        result = _probe(shape, update)
+        state, previous = result.state, result.previous
+        event_shape = None
+        if result.advanced:
+            event_shape = self._intern(
+                (
+                    parse_status(state.status),
+                    None if previous is None else parse_status(previous),
+                    update.source,
+                    state.parts_delivered,
+                    state.sms_parts,
+                    state.conflict,
+                )
+            )
+        state_shape = self._intern(
+            (
+                parse_status(state.status),
+                state.parts_delivered,
+                state.sms_parts,
+                state.sender,
+                state.conflict,
+            )
         )
-        probe = attrs.evolve(
-            update, request_id=_PROBE_REQUEST, address=_PROBE_ADDRESS, received_at=_TAKE_TIME
-        )
-        result = merge(current, probe)
-        state = result.state
-        if (state.request_id, state.address) != (_PROBE_REQUEST, _PROBE_ADDRESS) or (
-            state.updated_at not in (_KEEP_TIME, _TAKE_TIME)
-        ):
-            # merge grew a dependency on the pair or the time: this memo would be wrong.
-            raise RuntimeError("merge() no longer fits MemoryStore's memo; update _Step")
-        return result
+        return _Step(result, state_shape, event_shape, state.updated_at == _TAKE_TIME)
+
+    def _intern(self, shape: _T) -> _T:
+        if len(self._shapes) >= _MAX_SHAPES:
+            return shape
+        # A shape's fields are hashable and compare by value; the stored object is the same type.
+        return self._shapes.setdefault(shape, shape)  # type: ignore[return-value]
+
+
+def _probe(shape: _StateShape | None, update: DeliveryUpdate) -> MergeResult:
+    """``merge`` itself on a stand-in pair, with times that show what it does with them."""
+    current = None if shape is None else _state(_PROBE_REQUEST, (_PROBE_ADDRESS, shape, _KEEP_TIME))
+    probe = attrs.evolve(
+        update, request_id=_PROBE_REQUEST, address=_PROBE_ADDRESS, received_at=_TAKE_TIME
+    )
+    result = merge(current, probe)
+    state = result.state
+    if (state.request_id, state.address) != (_PROBE_REQUEST, _PROBE_ADDRESS) or (
+        state.updated_at not in (_KEEP_TIME, _TAKE_TIME)
+    ):
+        # merge grew a dependency on the pair or the time: this memo would be wrong.
+        raise RuntimeError("merge() no longer fits MergeMemo; update it")
+    return result
 
 
 class _Pending:
@@ -172,7 +228,7 @@ class _EventLog:
 
     def append(self, request_id: str, address: str, shape: _EventShape, at: float) -> int:
         """Log one event; its cursor number."""
-        cursor = self.next_cursor
+        cursor = self.base + len(self.shapes)  # next_cursor, without a property call
         self.request_ids.append(request_id)
         self.addresses.append(address)
         self.shapes.append(shape)
@@ -223,9 +279,7 @@ class MemoryStore:
             raise ValueError(f"max_events must be at least 1, not {max_events!r}")
         self._requests: dict[str, _Request] = {}
         self._log = _EventLog(max_events)
-        # Shapes are interned per store (no module-level cache), the key is its own value.
-        self._shapes: dict[tuple[object, ...], tuple[object, ...]] = {}
-        self._steps: dict[_StepKey, _Step] = {}
+        self._memo = MergeMemo()  # per store, like its interned shapes: no module-level cache
         self._pending: dict[str, _Pending] = {}
         self._wakeup = Wakeup()
         self._closed = False
@@ -314,7 +368,7 @@ class MemoryStore:
         if request is None:
             request = self._requests[update.request_id] = _Request(update.request_id)
         stored = request.rows.get(update.address)
-        step = self._step(None if stored is None else stored[1], update)
+        step = self._memo.step(None if stored is None else stored[1], update)
         row = stored if stored is not None else (update.address, step.shape, update.received_at)
         if step.changed:
             updated_at = update.received_at if step.takes_time else row[2]
@@ -332,34 +386,6 @@ class MemoryStore:
         result = MergeResult(state, step.outcome, step.previous, step.advanced, step.changed)
         return Applied(result, _logged(merged))
 
-    def _step(self, shape: _StateShape | None, update: DeliveryUpdate) -> _Step:
-        """The memoised merge of ``update`` into a state of ``shape`` (None: never seen)."""
-        key = _Step.key(shape, update)
-        step = self._steps.get(key)
-        if step is None:
-            step = self._learn(shape, update)
-            if len(self._steps) < _MAX_SHAPES:
-                self._steps[key] = step
-        return step
-
-    def _learn(self, shape: _StateShape | None, update: DeliveryUpdate) -> _Step:
-        result = _Step.probe(shape, update)
-        state = result.state
-        event_shape = None
-        if result.advanced:
-            event_shape = self._intern(
-                (
-                    parse_status(state.status),
-                    None if result.previous is None else parse_status(result.previous),
-                    update.source,
-                    state.parts_delivered,
-                    state.sms_parts,
-                    state.conflict,
-                )
-            )
-        takes_time = state.updated_at == _TAKE_TIME
-        return _Step(result, self._state_shape(state), event_shape, takes_time)
-
     def _undo(self, undo: list[_Undo], mark: int) -> None:
         """Put back the rows a failed ``apply`` changed and drop the events it logged."""
         for request, address, row in reversed(undo):
@@ -370,23 +396,6 @@ class MemoryStore:
             if not request.rows:
                 del self._requests[request.request_id]
         self._log.truncate(mark)
-
-    def _state_shape(self, state: DeliveryState) -> _StateShape:
-        return self._intern(
-            (
-                parse_status(state.status),
-                state.parts_delivered,
-                state.sms_parts,
-                state.sender,
-                state.conflict,
-            )
-        )
-
-    def _intern(self, shape: _T) -> _T:
-        if len(self._shapes) >= _MAX_SHAPES:
-            return shape
-        # A shape's fields are hashable and compare by value; the stored object is the same type.
-        return self._shapes.setdefault(shape, shape)  # type: ignore[return-value]
 
     # --- events ------------------------------------------------------------------------------
 

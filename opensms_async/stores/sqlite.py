@@ -9,10 +9,14 @@ second reader thread's row handling anyway, and one connection makes "read your 
 trivial.
 
 Group commit: ``apply`` (and the schedule writes) queue a job and await its future. The writer
-takes everything queued, runs the merges inside *one* transaction (a savepoint per caller, so a
-caller whose update fails is rolled back alone, all its updates with it), commits once, then
-resolves every caller's future together. Each caller thus returns only after its commit (the
-receiver may answer 2xx), while a burst of callbacks shares one commit. A failed ``COMMIT`` rolls
+takes everything queued, runs the merges inside *one* transaction, commits once, then resolves
+every caller's future together. A caller whose update fails is rolled back alone, all its updates
+with it: should any job fail, the batch is rolled back and run again with a savepoint per job
+(savepoints cost two statements per job, so the common, failure-free batch goes without). In
+that common batch the merges of every caller also share their statements: one ``SELECT`` of the
+stored states, one ``executemany`` of the new states and one of the events. Each caller thus
+returns only after its commit (the receiver may answer 2xx), while a burst of callbacks shares
+one commit and three statements. A failed ``COMMIT`` rolls
 the whole batch back and fails every caller of that batch with :class:`StoreUnavailableError`:
 nothing is half-written.
 """
@@ -29,12 +33,16 @@ import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias, TypeVar, cast
 
 from .._exceptions import StoreError, StoreUnavailableError
-from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeResult, Source, merge
+from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeResult, Source
 from ._base import Applied, PendingRequest
 from ._common import Wakeup, parse_cursor, parse_status
+from .memory import MergeMemo
+
+if TYPE_CHECKING:
+    from .memory import _EventShape, _StateShape, _Step
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -65,6 +73,14 @@ _SYNCHRONOUS: Final = {
 # Statements are spelled out, never assembled from strings: nothing user-given becomes SQL.
 _SELECT_STATE: Final = """SELECT request_id, address, status, parts_delivered, sms_parts, sender,
     conflict, updated_at FROM states WHERE request_id = ? AND address = ?"""
+_SELECT_SHAPE: Final = """SELECT status, parts_delivered, sms_parts, sender, conflict, updated_at
+    FROM states WHERE request_id = ? AND address = ?"""
+# The stored states of many pairs at once: VALUES (?, ?) repeated, one row per pair. CROSS JOIN
+# keeps SQLite from scanning states: each pair is a primary-key search.
+_SELECT_SHAPES: Final = """SELECT s.request_id, s.address, s.status, s.parts_delivered,
+    s.sms_parts, s.sender, s.conflict, s.updated_at FROM (VALUES {pairs}) AS v
+    CROSS JOIN states AS s ON s.request_id = v.column1 AND s.address = v.column2"""
+_PAIRS_PER_SELECT: Final = 64
 _SELECT_REQUEST: Final = """SELECT request_id, address, status, parts_delivered, sms_parts, sender,
     conflict, updated_at FROM states WHERE request_id = ? ORDER BY address"""
 _UPSERT_STATE: Final = """INSERT OR REPLACE INTO states (request_id, address, status,
@@ -81,9 +97,12 @@ _SELECT_DUE: Final = """SELECT request_id, sender, tracked_at, next_poll_at, att
     ORDER BY next_poll_at, request_id LIMIT ?"""
 
 _T = TypeVar("_T")
-_Kind: TypeAlias = Literal["read", "write", "apply", "stop"]
+_Kind: TypeAlias = Literal["read", "write", "apply", "events", "stop"]
 _Outcome: TypeAlias = tuple["asyncio.Future[Any] | None", BaseException | None, object]
 _Connection: TypeAlias = sqlite3.Connection
+_Pair: TypeAlias = tuple[str, str]
+_Merged: TypeAlias = tuple[DeliveryUpdate, "_Step", float, int]
+"""What merging one update did: the update, the step, ``updated_at`` after it, the event cursor."""
 
 
 class SQLiteStore:
@@ -120,6 +139,7 @@ class SQLiteStore:
         self._poll_interval = poll_interval
         self._max_batch = max_batch
         self._wakeup = Wakeup()
+        self._memo = MergeMemo()  # used on the writer thread only
         self._writer: _Writer | None = None
         self._started: asyncio.Future[None] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -150,7 +170,9 @@ class SQLiteStore:
             raise StoreError("this SQLiteStore is closed; create a new one")
         if self._started is None:
             loop = asyncio.get_running_loop()
-            self._writer = _Writer(self.path, self.synchronous, loop, self._wakeup, self._max_batch)
+            self._writer = _Writer(
+                self.path, self.synchronous, loop, self._wakeup, self._max_batch, self._memo
+            )
             self._started = self._writer.start()
             # A store dropped without close() still stops its thread.
             self._finalizer = weakref.finalize(self, self._writer.stop_nowait)
@@ -180,7 +202,22 @@ class SQLiteStore:
         writer = self._ready()
         if not updates:
             return []
-        return await writer.call(partial(_apply_all, tuple(updates)), "apply")
+        applied: list[Applied] = await writer.merge(tuple(updates), "apply")
+        return applied
+
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """:meth:`apply`, returning only the events it logged (oldest first).
+
+        The same merge, log and commit, without building a state and a result per update: the
+        receiver's path (``DeliveryTracker`` uses it when it needs no results).
+        """
+        if type(self).apply is not SQLiteStore.apply:  # a subclass wraps apply: go through it
+            return [a.event for a in await self.apply(updates) if a.event is not None]
+        writer = self._ready()
+        if not updates:
+            return []
+        events: list[DeliveryEvent] = await writer.merge(tuple(updates), "events")
+        return events
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen."""
@@ -262,19 +299,25 @@ class SQLiteStore:
 
 
 class _Job:
-    """A function to run on the writer thread, and the future awaiting its result."""
+    """A function to run on the writer thread, and the future awaiting its result.
 
-    __slots__ = ("fn", "future", "kind")
+    A merge job (``apply`` or ``events``) also carries its updates, so that a batch can merge
+    those of every job together (``_merge_batch``); ``fn`` then merges them alone.
+    """
+
+    __slots__ = ("fn", "future", "kind", "updates")
 
     def __init__(
         self,
         fn: Callable[[_Connection], object] | None,
         kind: _Kind,
         future: asyncio.Future[Any] | None,
+        updates: tuple[DeliveryUpdate, ...] | None = None,
     ) -> None:
         self.fn = fn
         self.kind = kind
         self.future = future
+        self.updates = updates
 
     def run(self, conn: _Connection) -> object:
         if self.fn is None:
@@ -283,6 +326,8 @@ class _Job:
 
     def logged_events(self, value: object) -> bool:
         """True when this job was an ``apply`` whose result logged an event."""
+        if self.kind == "events":
+            return bool(value)
         return self.kind == "apply" and any(
             a.event is not None for a in cast("list[Applied]", value)
         )
@@ -298,8 +343,10 @@ class _Writer:
         loop: asyncio.AbstractEventLoop,
         wakeup: Wakeup,
         max_batch: int,
+        memo: MergeMemo,
     ) -> None:
         self._path = path
+        self._memo = memo  # the writer thread's alone
         self._synchronous = synchronous
         self._loop = loop
         self._wakeup = wakeup
@@ -321,6 +368,15 @@ class _Writer:
             raise StoreError("an SQLiteStore must be used from the event loop that opened it")
         future: asyncio.Future[_T] = self._loop.create_future()
         self._queue.put(_Job(fn, kind, future))
+        return await future
+
+    async def merge(self, updates: tuple[DeliveryUpdate, ...], kind: _Kind) -> Any:
+        """Merge ``updates`` in the next batch: "apply" answers Applied, "events" the events."""
+        if asyncio.get_running_loop() is not self._loop:
+            raise StoreError("an SQLiteStore must be used from the event loop that opened it")
+        alone = _apply_all if kind == "apply" else _apply_events
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put(_Job(partial(alone, self._memo, updates), kind, future, updates))
         return await future
 
     async def stop(self) -> None:
@@ -353,7 +409,7 @@ class _Writer:
         """Run one batch of queued jobs; False once a stop job was seen."""
         jobs = self._take()
         outcomes = [self._read(conn, job) for job in jobs if job.kind == "read"]
-        writes = [job for job in jobs if job.kind in ("write", "apply")]
+        writes = [job for job in jobs if job.kind in ("write", "apply", "events")]
         fire = False
         if writes:
             written, fire = self._write(conn, writes)
@@ -388,11 +444,7 @@ class _Writer:
         """One transaction for every write job; on a failed commit, every job fails."""
         try:
             conn.execute("BEGIN IMMEDIATE")
-            outcomes: list[_Outcome]
-            if len(jobs) == 1:  # alone in its transaction: a failure rolls back just this job
-                outcomes = [(jobs[0].future, None, jobs[0].run(conn))]
-            else:
-                outcomes = [self._write_one(conn, job) for job in jobs]
+            outcomes = self._run_all(conn, jobs)
             self._commit(conn)
         except Exception as exc:
             _rollback(conn)
@@ -403,6 +455,27 @@ class _Writer:
             for job, (_, error, value) in zip(jobs, outcomes, strict=True)
         )
         return outcomes, fire
+
+    def _run_all(self, conn: _Connection, jobs: list[_Job]) -> list[_Outcome]:
+        """Run the jobs in the open transaction; a failing job is undone alone."""
+        try:  # optimistic: no savepoints and merges batched, as long as nothing fails
+            return self._run_together(conn, jobs)
+        except Exception:
+            if len(jobs) == 1:  # alone in its transaction: it fails, rolled back with it
+                raise
+        conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+        return [self._write_one(conn, job) for job in jobs]
+
+    def _run_together(self, conn: _Connection, jobs: list[_Job]) -> list[_Outcome]:
+        # Merge jobs touch states and events, the others only the polling schedule: the order
+        # between the two kinds does not matter, within each it is kept.
+        merges = [job for job in jobs if job.updates is not None]
+        merged = iter(_merge_batch(conn, self._memo, merges) if merges else [])
+        return [
+            (job.future, None, next(merged) if job.updates is not None else job.run(conn))
+            for job in jobs
+        ]
 
     def _write_one(self, conn: _Connection, job: _Job) -> _Outcome:
         # A savepoint per job: a job that fails is undone alone, the others still commit.
@@ -496,48 +569,130 @@ def _create_schema(conn: _Connection) -> None:
 # --- jobs (run on the writer thread) ---------------------------------------------------------
 
 
-def _apply_all(updates: Sequence[DeliveryUpdate], conn: _Connection) -> list[Applied]:
-    return [_apply_one(conn, update) for update in updates]
+def _merge_batch(conn: _Connection, memo: MergeMemo, jobs: list[_Job]) -> list[object]:
+    """Merge the updates of several jobs with three statements in all; each job's result."""
+    updates = [update for job in jobs for update in job.updates or ()]
+    known = _select_shapes(conn, memo, {(u.request_id, u.address) for u in updates})
+    states: dict[_Pair, tuple[object, ...]] = {}
+    events: list[tuple[object, ...]] = []
+    steps: list[tuple[DeliveryUpdate, _Step, float, int]] = []
+    for update in updates:
+        pair = (update.request_id, update.address)
+        stored = known.get(pair)
+        step = memo.step(None if stored is None else stored[0], update)
+        updated_at = update.received_at if stored is None or step.takes_time else stored[1]
+        if step.changed:
+            known[pair] = (step.shape, updated_at)
+            states[pair] = _state_params(update, step.shape, updated_at)
+        logged = 0  # this update's event: its place among the batch's events, from 1
+        if step.event_shape is not None:
+            events.append(_event_params(update, step.event_shape, updated_at))
+            logged = len(events)
+        steps.append((update, step, updated_at, logged))
+    first = _write_batch(conn, list(states.values()), events)
+    merged = [(u, step, at, first + n - 1 if n else 0) for u, step, at, n in steps]
+    return _split(jobs, merged)
 
 
-def _apply_one(conn: _Connection, update: DeliveryUpdate) -> Applied:
-    row = conn.execute(_SELECT_STATE, (update.request_id, update.address)).fetchone()
-    result = merge(None if row is None else _state_from_row(row), update)
-    if result.changed:
-        conn.execute(_UPSERT_STATE, _state_params(result.state))
-    if not result.advanced:
-        return Applied(result, None)
-    return Applied(result, _insert_event(conn, result, update.source))
+def _select_shapes(
+    conn: _Connection, memo: MergeMemo, pairs: set[_Pair]
+) -> dict[_Pair, tuple[_StateShape, float]]:
+    """The stored shape and ``updated_at`` of each pair that has a state."""
+    known: dict[_Pair, tuple[_StateShape, float]] = {}
+    listed = list(pairs)
+    for start in range(0, len(listed), _PAIRS_PER_SELECT):
+        chunk = listed[start : start + _PAIRS_PER_SELECT]
+        sql = _SELECT_SHAPES.format(pairs=", ".join(["(?, ?)"] * len(chunk)))
+        for row in conn.execute(sql, [value for pair in chunk for value in pair]):
+            known[row[0], row[1]] = (memo.shape(_shape_from_row(row[2:])), row[7])
+    return known
 
 
-def _insert_event(conn: _Connection, result: MergeResult, source: Source) -> DeliveryEvent:
-    s = result.state
-    status = parse_status(s.status)
-    previous = None if result.previous is None else parse_status(result.previous)
-    params = (
-        s.request_id,
-        s.address,
-        str(status),
-        None if previous is None else str(previous),
-        str(source),
-        s.parts_delivered,
-        s.sms_parts,
-        int(s.conflict),
-        s.updated_at,
-    )
-    cursor = conn.execute(_INSERT_EVENT, params).lastrowid
-    return DeliveryEvent(
-        cursor=str(cursor),
-        request_id=s.request_id,
-        address=s.address,
-        status=status,
-        previous=previous,
-        source=source,
-        parts_delivered=s.parts_delivered,
-        sms_parts=s.sms_parts,
-        conflict=s.conflict,
-        at=s.updated_at,
-    )
+def _write_batch(
+    conn: _Connection, states: list[tuple[object, ...]], events: list[tuple[object, ...]]
+) -> int:
+    """Write the new states and log the events; the cursor of the first event (0: none)."""
+    if states:
+        conn.executemany(_UPSERT_STATE, states)
+    if not events:
+        return 0
+    conn.executemany(_INSERT_EVENT, events)
+    # AUTOINCREMENT under the write lock: the events took consecutive row ids, up to the last.
+    last: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return last - len(events) + 1
+
+
+def _split(jobs: list[_Job], merged: list[_Merged]) -> list[object]:
+    """Each job's share of the merged updates, as the job answers them."""
+    results: list[object] = []
+    start = 0
+    for job in jobs:
+        mine = merged[start : start + len(job.updates or ())]
+        start += len(mine)
+        if job.kind == "apply":
+            results.append([_applied(m) for m in mine])
+        else:
+            results.append([event for m in mine if (event := _logged(m)) is not None])
+    return results
+
+
+def _apply_all(
+    memo: MergeMemo, updates: Sequence[DeliveryUpdate], conn: _Connection
+) -> list[Applied]:
+    cursor = conn.cursor()  # one cursor for the job: conn.execute() would make one per statement
+    return [_applied(_merge_one(cursor, memo, update)) for update in updates]
+
+
+def _apply_events(
+    memo: MergeMemo, updates: Sequence[DeliveryUpdate], conn: _Connection
+) -> list[DeliveryEvent]:
+    cursor = conn.cursor()
+    merged = [_merge_one(cursor, memo, update) for update in updates]
+    return [event for m in merged if (event := _logged(m)) is not None]
+
+
+def _merge_one(cursor: sqlite3.Cursor, memo: MergeMemo, update: DeliveryUpdate) -> _Merged:
+    """Merge one update into its stored state (through the memo) and log its event, if any."""
+    row = cursor.execute(_SELECT_SHAPE, (update.request_id, update.address)).fetchone()
+    step = memo.step(None if row is None else memo.shape(_shape_from_row(row)), update)
+    updated_at = update.received_at if row is None or step.takes_time else row[5]
+    if step.changed:
+        cursor.execute(_UPSERT_STATE, _state_params(update, step.shape, updated_at))
+    event = 0
+    if step.event_shape is not None:
+        params = _event_params(update, step.event_shape, updated_at)
+        event = cursor.execute(_INSERT_EVENT, params).lastrowid or 0
+    return update, step, updated_at, event
+
+
+def _state_params(
+    update: DeliveryUpdate, shape: _StateShape, updated_at: float
+) -> tuple[object, ...]:
+    status, parts, sms_parts, sender, conflict = shape
+    return (update.request_id, update.address, str(status), parts, sms_parts, sender,
+            int(conflict), updated_at)  # fmt: skip
+
+
+def _event_params(update: DeliveryUpdate, shape: _EventShape, at: float) -> tuple[object, ...]:
+    status, previous, source, parts, sms_parts, conflict = shape
+    previous_text = None if previous is None else str(previous)
+    return (update.request_id, update.address, str(status), previous_text, str(source), parts,
+            sms_parts, int(conflict), at)  # fmt: skip
+
+
+def _applied(merged: _Merged) -> Applied:
+    update, step, updated_at, _ = merged
+    state = DeliveryState(update.request_id, update.address, *step.shape, updated_at)
+    result = MergeResult(state, step.outcome, step.previous, step.advanced, step.changed)
+    return Applied(result, _logged(merged))
+
+
+def _logged(merged: _Merged) -> DeliveryEvent | None:
+    update, step, at, cursor = merged
+    if step.event_shape is None:
+        return None
+    # status, previous, source, parts_delivered, sms_parts, conflict
+    return DeliveryEvent(str(cursor), update.request_id, update.address, *step.event_shape, at)
 
 
 def _claim_due(now: float, limit: int, lease: float, conn: _Connection) -> list[PendingRequest]:
@@ -562,17 +717,9 @@ def _select_all(sql: str, params: tuple[object, ...], conn: _Connection) -> list
 # --- rows <-> attrs --------------------------------------------------------------------------
 
 
-def _state_params(state: DeliveryState) -> tuple[object, ...]:
-    return (
-        state.request_id,
-        state.address,
-        str(state.status),
-        state.parts_delivered,
-        state.sms_parts,
-        state.sender,
-        int(state.conflict),
-        state.updated_at,
-    )
+def _shape_from_row(row: Sequence[Any]) -> _StateShape:
+    status, parts, sms_parts, sender, conflict, _ = row
+    return (parse_status(status), parts, sms_parts, sender, bool(conflict))
 
 
 def _state_from_row(row: Sequence[Any]) -> DeliveryState:
