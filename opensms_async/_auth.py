@@ -19,8 +19,8 @@ from ._exceptions import (
     AuthenticationError,
     RateLimitError,
     ServerError,
-    send_request,
 )
+from ._transport import send_request
 
 __all__ = ["ApiKeyAuth", "Authenticator", "OAuthClientCredentials", "OAuthTokenAuth", "Secret"]
 

@@ -41,7 +41,6 @@ from ._exceptions import (
     NotFoundError,
     OpenSMSError,
     RateLimitError,
-    send_request,
 )
 from ._limiter import RateLimiter
 from ._models import (
@@ -54,6 +53,7 @@ from ._models import (
 )
 from ._retry import parse_retry_after, retry_delay, should_retry_status
 from ._segments import count_segments
+from ._transport import send_request
 
 __all__ = ["OpenSMSClient"]
 

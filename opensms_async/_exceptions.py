@@ -202,18 +202,3 @@ class StoreError(OpenSMSError):
 
 class StoreUnavailableError(StoreError):
     """The store's backend is unreachable; nothing was recorded, try again later."""
-
-
-async def send_request(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-    """``http.send(request)``, with httpx's transport errors turned into this tree's.
-
-    The message names only the error's type: httpx's own text may carry the URL with a query.
-    """
-    try:
-        return await http.send(request)
-    except httpx.TimeoutException:
-        raise APITimeoutError(request=request) from None
-    except httpx.TransportError as exc:
-        raise APIConnectionError(
-            f"Connection error: {type(exc).__name__}", request=request
-        ) from None

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeGuard
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeAlias, TypeGuard
 from urllib.parse import unquote, urlsplit
 
 from ._addressing import normalize_address, normalize_sender
@@ -18,7 +18,16 @@ from ._exceptions import ValidationError
 from ._models import DeliveryStatus, request_id_from_url
 from ._state import DeliveryUpdate, Source
 
-__all__ = ["CallbackPayloadError", "encode_token", "find_token", "parse_callback", "token_matches"]
+__all__ = [
+    "CallbackPayloadError",
+    "UrlIds",
+    "cached_url_ids",
+    "encode_token",
+    "find_token",
+    "parse_callback",
+    "parse_url_ids",
+    "token_matches",
+]
 
 _MAX_ENTRIES = 1000
 _CACHED_URL = 512
@@ -62,13 +71,16 @@ def find_token(payload: object, authorization: bytes | None) -> bytes | None:
     return None
 
 
-def parse_callback(payload: object, *, received_at: float) -> list[DeliveryUpdate]:
+def parse_callback(
+    payload: object, *, received_at: float, url_ids: UrlIds | None = None
+) -> list[DeliveryUpdate]:
     """The updates a callback body carries; :class:`CallbackPayloadError` when it is not one."""
     root = _root(payload)
     if root is None:
         raise CallbackPayloadError("not a delivery-info callback: no deliveryInfoList/deliveryInfo")
     entries = _entries(root)
-    request_id, sender = _url_ids(_resource_url(root))
+    url = _resource_url(root)
+    request_id, sender = (url_ids or parse_url_ids)(url) if url else (None, None)
     request_id = request_id or _text(root.get("callbackData"))
     sms_parts = _count(root.get("smsParts"), "smsParts")
     return [_update(entry, request_id, sender, sms_parts, received_at) for entry in entries]
@@ -115,19 +127,23 @@ def _resource_url(root: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _url_ids(url: str | None) -> tuple[str | None, str | None]:
+UrlIds: TypeAlias = Callable[[str], tuple[str | None, str | None]]
+
+
+def parse_url_ids(url: str) -> tuple[str | None, str | None]:
     """The request id and the sender in a resource URL (each None when absent)."""
-    if not url:
-        return None, None
-    # Cached: every recipient of a request has its callbacks posted with the same URL.
-    return _cached_url_ids(url) if len(url) <= _CACHED_URL else _parse_url_ids(url)
-
-
-def _parse_url_ids(url: str) -> tuple[str | None, str | None]:
     return request_id_from_url(url), _sender_from_url(url)
 
 
-_cached_url_ids = functools.lru_cache(maxsize=1024)(_parse_url_ids)
+def cached_url_ids(maxsize: int = 1024) -> UrlIds:
+    """:func:`parse_url_ids` memoised (for URLs up to 512 characters): every recipient of a
+    request has its callbacks posted with the same URL. Each receiver owns one, no module state."""
+    cached = functools.lru_cache(maxsize=maxsize)(parse_url_ids)
+
+    def url_ids(url: str) -> tuple[str | None, str | None]:
+        return cached(url) if len(url) <= _CACHED_URL else parse_url_ids(url)
+
+    return url_ids
 
 
 def _sender_from_url(url: str) -> str | None:

@@ -33,7 +33,14 @@ from starlette.types import Receive, Scope, Send
 
 from ._exceptions import StoreError
 from ._tracker import DeliveryTracker
-from ._webhook import CallbackPayloadError, encode_token, find_token, parse_callback, token_matches
+from ._webhook import (
+    CallbackPayloadError,
+    cached_url_ids,
+    encode_token,
+    find_token,
+    parse_callback,
+    token_matches,
+)
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "CallbackEndpoint", "create_receiver_app"]
 
@@ -64,6 +71,7 @@ class CallbackEndpoint:
         self._tokens = [encode_token(t) for t in tokens]
         self._max = max_body_size
         self._clock = clock
+        self._url_ids = cached_url_ids()
 
     def __repr__(self) -> str:
         return f"CallbackEndpoint(tokens={len(self._tokens)}, max_body_size={self._max})"
@@ -93,7 +101,7 @@ class CallbackEndpoint:
             logger.info("callback refused: missing or wrong security token")
             return 401
         try:
-            updates = parse_callback(payload, received_at=self._clock())
+            updates = parse_callback(payload, received_at=self._clock(), url_ids=self._url_ids)
         except CallbackPayloadError as exc:
             logger.info("callback refused: %s", exc)
             return 422
