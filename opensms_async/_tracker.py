@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import random
 import time
@@ -14,10 +13,11 @@ from typing import TYPE_CHECKING, Self
 from ._addressing import normalize_address
 from ._constants import RECEIPT_RETENTION
 from ._exceptions import StoreUnavailableError
+from ._live import LiveBuffer
 from ._models import DeliveryStatus, SendResult
 from ._poller import ReconciliationPoller
 from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source
-from .stores import Applied, Store, open_store
+from .stores import Store, open_store
 
 if TYPE_CHECKING:
     from ._client import OpenSMSClient
@@ -26,7 +26,6 @@ __all__ = ["DeliveryTracker"]
 
 logger = logging.getLogger("opensms_async.tracker")
 
-_READ_BATCH = 512
 _OUTAGE_BACKOFF = 0.25
 _MAX_OUTAGE_BACKOFF = 5.0
 _SHARED_WAIT = 1.0
@@ -64,7 +63,7 @@ class DeliveryTracker:
         self.client = client
         self.reconcile_after = reconcile_after
         self._clock = clock
-        self._live = _LiveBuffer(self.store, live_buffer)
+        self._live = LiveBuffer(self.store, live_buffer)
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._poller = (
             ReconciliationPoller(
@@ -131,8 +130,11 @@ class DeliveryTracker:
 
     # --- recording -----------------------------------------------------------------------
 
-    async def track(self, sent: SendResult) -> list[Applied]:
-        """Register the recipients of a send as pending, with the states the send answered."""
+    async def track(self, sent: SendResult) -> list[DeliveryEvent]:
+        """Register the recipients of a send as pending, with the states the send answered.
+
+        Returns the events this caused (a first sighting is one), oldest first.
+        """
         self._check_open()
         now = self._clock()
         known = {normalize_address(info.address): info for info in sent.delivery_infos}
@@ -151,45 +153,28 @@ class DeliveryTracker:
             )
             for address in sent.recipients
         ]
-        applied = await self.ingest(updates)
+        events = await self.ingest(updates)
         await self.store.schedule(
             sent.request_id, sent.sender, tracked_at=now, poll_at=now + self.reconcile_after
         )
-        return applied
+        return events
 
-    async def ingest(self, updates: Iterable[DeliveryUpdate]) -> list[Applied]:
+    async def ingest(self, updates: Iterable[DeliveryUpdate]) -> list[DeliveryEvent]:
         """Merge updates (from callbacks, polls or sends) and publish the events they cause.
 
-        Returns once the store has recorded them; raises ``StoreError`` when it could not.
+        Returns those events, oldest first, once the store has recorded them (an update that
+        advances nothing causes none); raises ``StoreError`` when it could not record them.
+        Updates to one pair apply in the order given.
         """
         self._check_open()
-        batch = list(updates)
+        batch = updates if isinstance(updates, list | tuple) else list(updates)
         if not batch:
             return []
-        applied = await self.store.apply(batch)
-        self._publish([a.event for a in applied if a.event is not None])
-        return applied
-
-    async def _record(self, updates: Sequence[DeliveryUpdate]) -> None:
-        """:meth:`ingest` for callers that need no results (the receiver): cheaper per update.
-
-        Stores that offer ``apply_events`` (the in-process ones) merge and log without building
-        a state and a result per update; others fall back to ``apply``.
-        """
-        self._check_open()
-        if not updates:
-            return
-        apply_events = getattr(self.store, "apply_events", None)
-        if apply_events is None:
-            await self.ingest(updates)
-            return
-        events: list[DeliveryEvent] = await apply_events(updates)
-        self._publish(events)
-
-    def _publish(self, events: list[DeliveryEvent]) -> None:
+        events = await self.store.apply_events(batch)
         if events:
             self._live.publish(events)
             self._wake_waiters(events)
+        return events
 
     # --- reading -------------------------------------------------------------------------
 
@@ -211,24 +196,29 @@ class DeliveryTracker:
         it yielded, so nothing is skipped.
         """
         self._check_open()
-        cursor, position = since, None
+        cursor = since
         outage = _OUTAGE_BACKOFF
-        while not self._closed.is_set():
-            changed = self._live.changed  # taken before reading, so no publish slips between
-            try:
-                batch, position = await self._live.read(cursor, position)
-                if not batch:
-                    await self._live.wait(changed, cursor)
+        live = self._live
+        reader = live.attach()
+        try:
+            while not self._closed.is_set():
+                changed = live.changed  # taken before reading, so no publish slips between
+                try:
+                    batch = await live.read(reader, cursor)
+                    if not batch:
+                        await live.wait(changed, cursor)
+                        continue
+                except StoreUnavailableError as exc:
+                    logger.warning("events paused, store unavailable: %s", exc)
+                    await asyncio.sleep(outage)
+                    outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
                     continue
-            except StoreUnavailableError as exc:
-                logger.warning("events paused, store unavailable: %s", exc)
-                await asyncio.sleep(outage)
-                outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
-                continue
-            outage = _OUTAGE_BACKOFF
-            for event in batch:
-                yield event
-            cursor = batch[-1].cursor
+                outage = _OUTAGE_BACKOFF
+                for event in batch:
+                    yield event
+                cursor = batch[-1].cursor
+        finally:
+            live.detach(reader)
 
     async def wait_for_final(
         self, request_id: str, address: str, timeout: float | None = None
@@ -278,95 +268,3 @@ class DeliveryTracker:
             raise RuntimeError("Open the tracker first: async with DeliveryTracker(...) as tracker")
         if self._closed.is_set():
             raise RuntimeError("This DeliveryTracker is closed.")
-
-
-class _LiveBuffer:
-    """The newest events of this process, so live consumers need not query the store.
-
-    Holds up to ``size`` events after ``base`` (the cursor key just before the first one). A
-    consumer whose cursor is older than ``base`` reads from the store's log instead. Stores shared
-    between processes are always read from the store (other replicas append there too).
-
-    A consumer reading here also gets a *position* (events published before its next one), which
-    finds its place in O(1) next time: cursors are parsed only when a consumer arrives or falls
-    out of the buffer, never once per event, since publishing is the hot path of the receiver.
-    """
-
-    def __init__(self, store: Store, size: int) -> None:
-        self._store = store
-        self._size = max(1, size)
-        self._events: list[DeliveryEvent] = []
-        self._dropped = 0
-        """Events published and since dropped from the head: the position of ``_events[0]``."""
-        self._base: tuple[int, int] | None = None
-        self._ready = False
-        self._generation = 0
-        """Publishes (and closes) so far: a consumer notes it before reading, waits for more."""
-        self._waiting: asyncio.Event | None = None
-
-    async def start(self) -> None:
-        last = await self._store.last_cursor()
-        self._base = self._store.cursor_key(last) if last is not None else (-1, -1)
-        self._ready = not self._store.shared
-
-    def publish(self, events: list[DeliveryEvent]) -> None:
-        if self._ready:
-            self._events.extend(events)
-            if len(self._events) > 2 * self._size:
-                cut = len(self._events) - self._size
-                self._base = self._key(self._events[cut - 1])
-                del self._events[:cut]
-                self._dropped += cut
-        self.wake()
-
-    def wake(self) -> None:
-        # Nothing to allocate unless a consumer waits: publishing is the receiver's hot path.
-        self._generation += 1
-        if self._waiting is not None:
-            self._waiting.set()
-            self._waiting = None
-
-    async def read(
-        self, cursor: str | None, position: int | None
-    ) -> tuple[list[DeliveryEvent], int | None]:
-        """Events after ``cursor``, and the position after them (None when read from the store).
-
-        ``position`` is what the previous read returned for ``cursor``, or None.
-        """
-        start = self._find(cursor, position)
-        if start is None:
-            return await self._store.read_events(cursor, limit=_READ_BATCH), None
-        batch = self._events[start : start + _READ_BATCH]
-        return batch, self._dropped + start + len(batch)
-
-    def _find(self, cursor: str | None, position: int | None) -> int | None:
-        """The index of the first event after ``cursor``, or None to read from the store."""
-        if not self._ready or cursor is None or self._base is None:
-            return None
-        if position is not None:
-            index = position - self._dropped
-            if 0 < index <= len(self._events) and self._events[index - 1].cursor == cursor:
-                return index
-        key = self._store.cursor_key(cursor)
-        if key < self._base:
-            return None
-        return bisect.bisect_right(self._events, key, key=self._key)
-
-    def _key(self, event: DeliveryEvent) -> tuple[int, int]:
-        return self._store.cursor_key(event.cursor)
-
-    @property
-    def changed(self) -> int:
-        """A mark for :meth:`wait`, which returns at the first publish (or close) after it."""
-        return self._generation
-
-    async def wait(self, changed: int, cursor: str | None) -> None:
-        if self._store.shared:
-            # Another replica may append: block in the store (e.g. XREAD BLOCK), bounded.
-            await self._store.read_events(cursor, limit=1, timeout=_SHARED_WAIT)
-            return
-        if self._generation != changed:
-            return
-        if self._waiting is None:
-            self._waiting = asyncio.Event()
-        await self._waiting.wait()

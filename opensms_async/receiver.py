@@ -127,7 +127,7 @@ class CallbackEndpoint:
 
     async def _record(self, updates: Any) -> int:
         try:
-            await self._tracker._record(updates)  # ingest() without building its results
+            await self._tracker.ingest(updates)
         except StoreError as exc:
             logger.error("callback not recorded, answering 503: %s", exc)
             return 503

@@ -39,12 +39,18 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from opensms_async import DeliveryStatus, DeliveryTracker, DeliveryUpdate, create_receiver_app
+from opensms_async import (
+    DeliveryEvent,
+    DeliveryStatus,
+    DeliveryTracker,
+    DeliveryUpdate,
+    create_receiver_app,
+)
 from opensms_async._demo import run_demo
 from opensms_async._server import serve
 from opensms_async._webhook import encode_token, token_matches
 from opensms_async.receiver import DEFAULT_MAX_BODY_SIZE
-from opensms_async.stores import Applied, MemoryStore, SQLiteStore
+from opensms_async.stores import MemoryStore, SQLiteStore
 from opensms_async.testing import Simulator
 
 TOKEN = "r2k5hq3-Fuzz-token"
@@ -163,14 +169,14 @@ def may_record(case: Case) -> bool:
 
 
 class SpyMixin:
-    """Counts the ``apply`` calls of a store: an update recorded is an update applied."""
+    """Counts the writes of a store (the tracker writes through ``apply_events``)."""
 
     applies = 0
 
-    async def apply(self, updates: Sequence[DeliveryUpdate]) -> list[Applied]:
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
         """Count the call, then apply."""
         self.applies += 1
-        return await super().apply(updates)  # type: ignore[misc]
+        return await super().apply_events(updates)  # type: ignore[misc]
 
 
 class SpyMemoryStore(SpyMixin, MemoryStore):

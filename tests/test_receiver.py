@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from opensms_async import (
+    DeliveryEvent,
     DeliveryStatus,
     DeliveryTracker,
     DeliveryUpdate,
@@ -22,7 +23,7 @@ from opensms_async import (
     create_receiver_app,
 )
 from opensms_async._server import serve
-from opensms_async.stores import Applied, MemoryStore
+from opensms_async.stores import MemoryStore
 
 pytestmark = pytest.mark.integration
 
@@ -218,7 +219,7 @@ async def test_health_route(receiver: Receiver) -> None:
 class FailingStore(MemoryStore):
     """A store whose writes fail, as when its backend is down."""
 
-    async def apply(self, updates: Sequence[DeliveryUpdate]) -> list[Applied]:
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
         """Refuse every write."""
         raise StoreUnavailableError("backend down")
 

@@ -17,11 +17,13 @@ from hypothesis import strategies as st
 
 from opensms_async._models import DeliveryStatus, Status
 from opensms_async._state import (
+    DeliveryEvent,
     DeliveryState,
     DeliveryUpdate,
     MergeOutcome,
     MergeResult,
     Source,
+    build_event,
     merge,
     rank,
 )
@@ -470,3 +472,31 @@ def test_converged_status_is_the_highest_seen(seq: list[DeliveryUpdate]) -> None
     state, _ = fold(seq)
     highest = max(((u.status, u.parts_delivered) for u in seq), key=level)
     assert state is not None and state.status == highest[0]
+
+
+# --- build_event ---------------------------------------------------------------------------------
+
+
+@given(
+    fields=st.tuples(
+        st.text(max_size=4),
+        st.text(max_size=4),
+        st.text(max_size=4),
+        st.sampled_from([*S, "Odd"]),
+        st.sampled_from([None, *S]),
+        st.sampled_from(Source),
+        st.none() | st.integers(0, 9),
+        st.none() | st.integers(1, 9),
+        st.booleans(),
+        st.floats(allow_nan=False),
+    )
+)
+def test_build_event_is_the_attrs_constructor(fields: tuple[Any, ...]) -> None:
+    """The stores' fast constructor builds exactly what ``DeliveryEvent(...)`` builds, as frozen."""
+    built = build_event(*fields)
+    assert type(built) is DeliveryEvent
+    assert built == DeliveryEvent(*fields)
+    assert hash(built) == hash(DeliveryEvent(*fields))
+    assert attrs.astuple(built, recurse=False) == fields
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built.cursor = "x"  # type: ignore[misc]

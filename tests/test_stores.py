@@ -8,6 +8,7 @@ missing server fails loudly (``make test`` installs it) rather than skipping.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.abc
 import itertools
 import os
@@ -124,6 +125,21 @@ async def test_apply_then_get(store: Store) -> None:
     )
     assert await store.get(REQ, "tel:+33600000000") is None
     assert await store.get("other", ADDR) is None
+
+
+async def test_apply_events_is_apply_without_results(store: Store) -> None:
+    """``apply_events`` merges and logs exactly as ``apply`` does and returns the logged events."""
+    chain = [S.DELIVERED_TO_NETWORK, S.DELIVERED_TO_NETWORK, S.MESSAGE_WAITING]
+    chain.append(S.DELIVERY_IMPOSSIBLE)
+    updates = [up(status, f"tel:+3361000000{i}") for status in chain for i in range(3)]
+    applied = [a.event for a in await store.apply(updates[:6]) if a.event is not None]
+    events = await store.apply_events(updates[6:])
+    assert [e.status for e in events] == [S.DELIVERY_IMPOSSIBLE] * 3
+    assert await read_all(store) == applied + events
+    assert [summary(await store.get(REQ, f"tel:+3361000000{i}")) for i in range(3)] == [
+        (S.DELIVERY_IMPOSSIBLE, None, False, None, None)
+    ] * 3
+    assert await store.apply_events([]) == []
 
 
 async def test_apply_empty_batch(store: Store) -> None:
@@ -548,6 +564,28 @@ async def test_memory_states_share_interned_shapes() -> None:
     rows = list(store._requests[REQ].rows.values())
     assert rows[0][1] is rows[1][1]
     assert store._log.request_ids[0] is store._log.request_ids[1]
+
+
+async def test_memory_states_are_invisible_to_the_garbage_collector() -> None:
+    """A million tracked recipients must not make every full collection walk a million rows:
+    the rows hold plain values only, so the collector stops tracking them."""
+    store = MemoryStore()
+    gc.collect()
+    before = len(gc.get_objects())
+    for start in range(0, 5000, 100):
+        await store.apply_events(
+            [
+                up(status, f"tel:+33{i:010d}", sender=SENDER)
+                for i in range(start, start + 100)
+                for status in (S.MESSAGE_WAITING, S.DELIVERY_UNCERTAIN)
+            ]
+        )
+    gc.collect()
+    tracked = len(gc.get_objects()) - before
+    assert tracked < 100, f"{tracked} objects tracked for 5,000 recipients of one request"
+    assert (await store.get(REQ, "tel:+330000000001")) == DeliveryState(
+        REQ, "tel:+330000000001", S.DELIVERY_UNCERTAIN, sender=SENDER, updated_at=0.0
+    )
 
 
 def test_memory_default_and_invalid_max_events() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -72,7 +73,11 @@ async def take(events: AsyncIterator[DeliveryEvent], n: int) -> list[DeliveryEve
 
 async def test_track_records_send_states(tracker: DeliveryTracker) -> None:
     """track() records each recipient with the send's status and source 'send'."""
-    await tracker.track(sent())
+    caused = await tracker.track(sent())
+    assert [(e.address, e.status) for e in caused] == [
+        ("tel:+331", S.DELIVERED_TO_NETWORK),
+        ("tel:+332", S.DELIVERED_TO_NETWORK),
+    ]
     state = await tracker.get("req-1", "+331")
     assert state is not None
     assert state.status is S.DELIVERED_TO_NETWORK
@@ -84,9 +89,11 @@ async def test_track_records_send_states(tracker: DeliveryTracker) -> None:
 
 async def test_events_only_on_advance(tracker: DeliveryTracker) -> None:
     """A late DeliveredToNetwork and a duplicate final emit nothing; the final state stays."""
-    await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)])
-    await tracker.ingest([update(S.DELIVERED_TO_NETWORK), update(S.DELIVERED_TO_TERMINAL)])
+    caused = await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)])
+    assert await tracker.ingest(u for u in [update(S.DELIVERED_TO_NETWORK)]) == []
+    assert await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)]) == []
     events = await take(tracker.events(), 1)
+    assert events == caused
     assert events[0].status is S.DELIVERED_TO_TERMINAL
     assert events[0].previous is None
     assert await tracker.store.last_cursor() == events[0].cursor
@@ -127,6 +134,51 @@ async def test_slow_consumer_reads_from_the_log(store: Store) -> None:
         assert [e.address for e in await take(tracker.events(since=cursor), 39)] == [
             f"tel:+33{i}" for i in range(11, 50)
         ]
+
+
+async def test_consumers_share_one_event_object_and_release_it() -> None:
+    """Live consumers get the very object ingest returned; once every consumer has read past an
+    event, the tracker holds it no longer (a bare receiver holds none at all)."""
+    async with DeliveryTracker(store=MemoryStore()) as tracker:
+        await check_shared_and_released(tracker)
+
+
+async def check_shared_and_released(tracker: DeliveryTracker) -> None:
+    """The body of the test above."""
+    await tracker.ingest([update(S.MESSAGE_WAITING)])
+    first, second = tracker.events(), tracker.events()
+    assert len(await take(first, 1)) == len(await take(second, 1)) == 1  # from the store
+    [caused] = await tracker.ingest([update(S.DELIVERED_TO_NETWORK)])
+    [a] = await take(first, 1)
+    [b] = await take(second, 1)
+    assert a is b is caused
+    ref = weakref.ref(caused)
+    del a, b, caused
+    await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)])  # a publish trims the buffer
+    assert len(await take(first, 1)) == len(await take(second, 1)) == 1
+    assert ref() is None  # read by both: nothing holds it (each consumer holds its latest)
+    await first.aclose()
+    await second.aclose()
+    caused = await tracker.ingest([update(S.DELIVERED_TO_NETWORK, address="tel:+339")])
+    ref = weakref.ref(caused[0])
+    del caused
+    assert ref() is None  # no consumer: nothing kept
+
+
+async def test_consumer_behind_the_buffer_reads_the_store_then_returns(store: Store) -> None:
+    """A consumer that falls more than ``live_buffer`` behind reads the store, loses nothing,
+    and shares live objects again once it has caught up."""
+    async with DeliveryTracker(store=store, live_buffer=8) as tracker:
+        lagging = tracker.events()
+        await tracker.ingest([update(S.MESSAGE_WAITING, address="tel:+330")])
+        assert len(await take(lagging, 1)) == 1  # positioned in the buffer
+        for i in range(1, 40):
+            await tracker.ingest([update(S.MESSAGE_WAITING, address=f"tel:+33{i}")])
+        caught_up = await take(lagging, 39)
+        assert [e.address for e in caught_up] == [f"tel:+33{i}" for i in range(1, 40)]
+        [live] = await tracker.ingest([update(S.MESSAGE_WAITING, address="tel:+3399")])
+        [got] = await take(lagging, 1)
+        assert got is live or tracker.store.shared
 
 
 async def test_out_of_order_storm_converges(tracker: DeliveryTracker) -> None:

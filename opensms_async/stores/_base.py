@@ -59,6 +59,14 @@ class Store(Protocol):
         """
         ...
 
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """:meth:`apply`, returning only the events it logged, oldest first.
+
+        The same merge, log and durability; what :class:`DeliveryTracker` writes through, so a
+        store may make it cheaper than ``apply`` by building no result per update.
+        """
+        ...
+
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen."""
         ...

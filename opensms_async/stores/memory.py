@@ -1,19 +1,18 @@
 """``MemoryStore``: delivery states and events in this process's memory, no I/O, no threads.
 
-Built to track millions of recipients in about 200 bytes each (``bench/bench_memory.py``):
+Built to track millions of recipients in about 200 bytes each (``bench/bench_memory.py``) and to
+merge a few hundred thousand updates a second (``bench/bench_merge.py``):
 
 * states live in one small dict per request id, ``address -> (address, shape, updated_at)``, where
-  ``shape`` is an interned ``(status, parts_delivered, sms_parts, sender, conflict)`` tuple shared
-  by every recipient in the same state; request ids and addresses are stored once and reused;
+  ``shape`` is an interned ``(status, parts_delivered, sms_parts, sender, conflict)`` tuple of plain
+  values shared by every recipient in the same state (so the garbage collector stops tracking the
+  rows); request ids and addresses are stored once and reused;
 * the event log is columnar: four parallel lists (request id, address, interned event shape,
   time), so an event costs four references, and cursors are positions, never stored;
-* attrs objects (:class:`DeliveryState`, :class:`DeliveryEvent`) are built only when read or
-  returned.
-
-Merging is memoised (:class:`MergeMemo`): what :func:`~opensms_async._state.merge` does depends
-only on the stored shape and on the update's status, parts, sender and source, never on the pair
-or the time, so each combination is merged once (through ``merge`` itself) and then replayed from
-a dict. That keeps ``apply`` near the cost of building the objects it returns.
+* the merge is replayed from a :class:`~opensms_async.stores._memo.MergeMemo` (each combination
+  of stored shape and update merged once, by :func:`~opensms_async._state.merge` itself);
+* attrs objects are built only when read or returned: ``apply_events`` builds one
+  :class:`DeliveryEvent` per advance and nothing per update.
 
 Everything runs on the event loop without awaiting inside ``apply``, which makes each call atomic.
 """
@@ -25,46 +24,22 @@ import heapq
 from array import array
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Final, Self, TypeAlias, TypeVar
-
-import attrs
+from typing import Final, Self, TypeAlias
 
 from .._exceptions import StoreError
-from .._models import Status
-from .._state import (
-    DeliveryEvent,
-    DeliveryState,
-    DeliveryUpdate,
-    MergeOutcome,
-    MergeResult,
-    Source,
-    merge,
-)
+from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, build_event
 from ._base import Applied, PendingRequest
-from ._common import Wakeup, parse_cursor, parse_status
+from ._common import Wakeup, parse_cursor
+from ._memo import EventShape, MergeMemo, StateShape, state_from_shape
 
-__all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore", "MergeMemo"]
+__all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore"]
 
 DEFAULT_MAX_EVENTS: Final = 1_000_000
 """Events retained by default (about 35 MB of log); past it the oldest are dropped first."""
 
-_MAX_SHAPES: Final = 65_536
-"""Interned shapes kept at most; past that (odd unknown statuses), tuples are simply not shared."""
-
-# Shapes list fields in the order of DeliveryState's and DeliveryEvent's own (from status on), so
-# that the attrs objects are built positionally: keywords cost a fifth more on the hot path.
-_StateShape: TypeAlias = tuple[Status, int | None, int | None, str | None, bool]
-_EventShape: TypeAlias = tuple[Status, Status | None, Source, int | None, int | None, bool]
-_Row: TypeAlias = tuple[str, _StateShape, float]
-_T = TypeVar("_T", bound=tuple[object, ...])
+_Row: TypeAlias = tuple[str, StateShape, float]
+"""A recipient's state: ``(address, shape, updated_at)``."""
 _Undo: TypeAlias = tuple["_Request", str, _Row | None]
-_StepKey: TypeAlias = tuple[object, ...]
-_Merged: TypeAlias = tuple[str, _Row, "_Step", int]
-"""What merging one update did: its request id, its row afterwards, the step, the event cursor."""
-
-# The probe pair and times of MergeMemo: merge must carry them through untouched.
-_PROBE_REQUEST, _PROBE_ADDRESS = "\x00request", "\x00address"
-_KEEP_TIME, _TAKE_TIME = -1.0, -2.0
 
 
 class _Request:
@@ -75,112 +50,6 @@ class _Request:
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         self.rows: dict[str, _Row] = {}
-
-
-class _Step:
-    """What merging one kind of update into one stored shape does, for any pair at any time.
-
-    ``shape`` is the state shape afterwards, ``event_shape`` the logged event's (None when the
-    state does not advance); ``takes_time`` says whether ``updated_at`` becomes the update's
-    ``received_at`` (an advance) or stays.
-    """
-
-    __slots__ = ("advanced", "changed", "event_shape", "outcome", "previous", "shape", "takes_time")
-
-    def __init__(
-        self,
-        result: MergeResult,
-        shape: _StateShape,
-        event_shape: _EventShape | None,
-        takes_time: bool,
-    ) -> None:
-        self.outcome: MergeOutcome = result.outcome
-        self.previous: Status | None = result.previous
-        self.advanced: bool = result.advanced
-        self.changed: bool = result.changed
-        self.shape = shape
-        self.event_shape = event_shape
-        self.takes_time = takes_time
-
-
-class MergeMemo:
-    """:func:`~opensms_async._state.merge`, memoised on what it reads (SQLiteStore uses it too).
-
-    Stored states are *shapes*, ``(status, parts_delivered, sms_parts, sender, conflict)``: what
-    merge does to one depends only on the shape and the update's status, parts, sender and source,
-    never on the pair or the times. Each combination is therefore merged once, by ``merge``
-    itself on a stand-in pair, and replayed after that. Shapes are interned, so recipients in the
-    same state share one tuple. Both tables are bounded: past the bound, nothing more is kept.
-    """
-
-    __slots__ = ("_shapes", "_steps")
-
-    def __init__(self) -> None:
-        self._shapes: dict[tuple[object, ...], tuple[object, ...]] = {}
-        self._steps: dict[_StepKey, _Step] = {}
-
-    def step(self, shape: _StateShape | None, update: DeliveryUpdate) -> _Step:
-        """What merging ``update`` into a state of ``shape`` (None: never seen) does."""
-        key = (shape, update.status, update.parts_delivered, update.sms_parts, update.sender,
-               update.source)  # fmt: skip
-        step = self._steps.get(key)
-        if step is None:
-            step = self._learn(shape, update)
-            if len(self._steps) < _MAX_SHAPES:
-                self._steps[key] = step
-        return step
-
-    def shape(self, shape: _StateShape) -> _StateShape:
-        """The interned (shared) copy of a state shape."""
-        return self._intern(shape)
-
-    def _learn(self, shape: _StateShape | None, update: DeliveryUpdate) -> _Step:
-        result = _probe(shape, update)
-        state, previous = result.state, result.previous
-        event_shape = None
-        if result.advanced:
-            event_shape = self._intern(
-                (
-                    parse_status(state.status),
-                    None if previous is None else parse_status(previous),
-                    update.source,
-                    state.parts_delivered,
-                    state.sms_parts,
-                    state.conflict,
-                )
-            )
-        state_shape = self._intern(
-            (
-                parse_status(state.status),
-                state.parts_delivered,
-                state.sms_parts,
-                state.sender,
-                state.conflict,
-            )
-        )
-        return _Step(result, state_shape, event_shape, state.updated_at == _TAKE_TIME)
-
-    def _intern(self, shape: _T) -> _T:
-        if len(self._shapes) >= _MAX_SHAPES:
-            return shape
-        # A shape's fields are hashable and compare by value; the stored object is the same type.
-        return self._shapes.setdefault(shape, shape)  # type: ignore[return-value]
-
-
-def _probe(shape: _StateShape | None, update: DeliveryUpdate) -> MergeResult:
-    """``merge`` itself on a stand-in pair, with times that show what it does with them."""
-    current = None if shape is None else _state(_PROBE_REQUEST, (_PROBE_ADDRESS, shape, _KEEP_TIME))
-    probe = attrs.evolve(
-        update, request_id=_PROBE_REQUEST, address=_PROBE_ADDRESS, received_at=_TAKE_TIME
-    )
-    result = merge(current, probe)
-    state = result.state
-    if (state.request_id, state.address) != (_PROBE_REQUEST, _PROBE_ADDRESS) or (
-        state.updated_at not in (_KEEP_TIME, _TAKE_TIME)
-    ):
-        # merge grew a dependency on the pair or the time: this memo would be wrong.
-        raise RuntimeError("merge() no longer fits MergeMemo; update it")
-    return result
 
 
 class _Pending:
@@ -207,7 +76,7 @@ class _EventLog:
     them: the retained window is always exactly the newest ``max_events``.
     """
 
-    __slots__ = ("_at", "_slack", "addresses", "base", "max_events", "request_ids", "shapes")
+    __slots__ = ("_slack", "addresses", "base", "max_events", "request_ids", "shapes", "times")
 
     def __init__(self, max_events: int) -> None:
         self.max_events = max_events
@@ -215,8 +84,8 @@ class _EventLog:
         self.base = 1
         self.request_ids: list[str] = []
         self.addresses: list[str] = []
-        self.shapes: list[_EventShape] = []
-        self._at = array("d")
+        self.shapes: list[EventShape] = []
+        self.times = array("d")
 
     @property
     def next_cursor(self) -> int:
@@ -226,28 +95,23 @@ class _EventLog:
     def first_retained(self) -> int:
         return self.next_cursor - min(len(self.shapes), self.max_events)
 
-    def append(self, request_id: str, address: str, shape: _EventShape, at: float) -> int:
-        """Log one event; its cursor number."""
-        cursor = self.base + len(self.shapes)  # next_cursor, without a property call
-        self.request_ids.append(request_id)
-        self.addresses.append(address)
-        self.shapes.append(shape)
-        self._at.append(at)
-        if len(self.shapes) > self.max_events + self._slack:
-            self._drop(len(self.shapes) - self.max_events)
-        return cursor
+    def trim(self) -> None:
+        """Drop the events past the newest ``max_events``, once enough have piled up.
 
-    def _drop(self, count: int) -> None:
-        del self.request_ids[:count], self.addresses[:count], self.shapes[:count]
-        del self._at[:count]
-        self.base += count
+        Writers append to the four columns (the same number to each), then call this.
+        """
+        count = len(self.shapes) - self.max_events
+        if count > self._slack:
+            del self.request_ids[:count], self.addresses[:count], self.shapes[:count]
+            del self.times[:count]
+            self.base += count
 
     def truncate(self, cursor: int) -> None:
         """Forget the events from ``cursor`` on (those of a failed ``apply``)."""
         count = min(self.next_cursor - cursor, len(self.shapes))
         if count > 0:
             del self.request_ids[-count:], self.addresses[-count:], self.shapes[-count:]
-            del self._at[-count:]
+            del self.times[-count:]
 
     def read(self, after: int, limit: int) -> list[DeliveryEvent]:
         """Up to ``limit`` retained events with a cursor above ``after``, oldest first."""
@@ -258,7 +122,10 @@ class _EventLog:
     def event(self, cursor: int) -> DeliveryEvent:
         """The event with cursor number ``cursor`` (which must be retained), as attrs."""
         i = cursor - self.base
-        return _event(cursor, self.request_ids[i], self.addresses[i], self.shapes[i], self._at[i])
+        # status, previous, source, parts_delivered, sms_parts, conflict
+        return build_event(
+            str(cursor), self.request_ids[i], self.addresses[i], *self.shapes[i], self.times[i]
+        )
 
 
 class MemoryStore:
@@ -321,18 +188,16 @@ class MemoryStore:
         No ``await`` happens inside, so concurrent calls cannot interleave; if an update raises
         (a malformed one), the updates of this call that were already applied are undone.
         """
-        return [self._applied(merged) for merged in self._merge_all(updates)]
+        results: list[Applied] = []
+        self._merge_all(updates, results)
+        return results
 
     async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
         """:meth:`apply`, returning only the events it logged (oldest first).
 
-        The same merge and log, without building a state and a result per update: the
-        receiver's path (``DeliveryTracker`` uses it when it needs no results).
+        The same merge and log, without building a state and a result per update.
         """
-        if type(self).apply is not MemoryStore.apply:  # a subclass wraps apply: go through it
-            return [a.event for a in await self.apply(updates) if a.event is not None]
-        merged = self._merge_all(updates)
-        return [event for m in merged if (event := _logged(m)) is not None]
+        return self._merge_all(updates, None)
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen."""
@@ -349,42 +214,69 @@ class MemoryStore:
             return []
         return [_state(request.request_id, request.rows[a]) for a in sorted(request.rows)]
 
-    def _merge_all(self, updates: Sequence[DeliveryUpdate]) -> list[_Merged]:
-        """Merge and log every update, all or none (a failing update undoes its call)."""
+    def _merge_all(
+        self, updates: Sequence[DeliveryUpdate], results: list[Applied] | None
+    ) -> list[DeliveryEvent]:
+        """Merge and log every update, all or none (a failing update undoes its call).
+
+        Returns the events logged; appends what each update did to ``results`` unless None.
+        This loop is the in-process hot path (``bench/bench_merge.py``), hence written out in
+        one piece with its lookups bound to locals.
+        """
         self._check_open()
+        requests, log, memo = self._requests, self._log, self._memo
+        known_steps, learn = memo.steps, memo.step
+        log_request, log_address = log.request_ids.append, log.addresses.append
+        log_shape, log_time = log.shapes.append, log.times.append
+        mark = log.next_cursor
         undo: list[_Undo] = []
-        mark = self._log.next_cursor
+        events: list[DeliveryEvent] = []
         try:
-            merged = [self._merge_one(update, undo) for update in updates]
+            for update in updates:
+                request_id = update.request_id
+                request = requests.get(request_id)
+                if request is None:
+                    request = requests[request_id] = _Request(request_id)
+                rows = request.rows
+                stored = rows.get(update.address)
+                shape = None if stored is None else stored[1]
+                # MergeMemo.step(shape, update), its lookup inlined (a miss asks the memo).
+                step = known_steps.get(
+                    (shape, update.status, update.parts_delivered, update.sms_parts,
+                     update.sender, update.source)
+                ) or learn(shape, update)  # fmt: skip
+                if stored is None:
+                    row = (update.address, step.shape, update.received_at)
+                elif step.changed:
+                    at = update.received_at if step.takes_time else stored[2]
+                    row = (stored[0], step.shape, at)
+                else:
+                    row = stored
+                if row is not stored:
+                    undo.append((request, row[0], stored))
+                    rows[row[0]] = row
+                event = None
+                event_shape = step.event_shape
+                if event_shape is not None:
+                    address, at = row[0], row[2]
+                    log_request(request.request_id)
+                    log_address(address)
+                    log_shape(event_shape)
+                    log_time(at)
+                    # status, previous, source, parts_delivered, sms_parts, conflict
+                    cursor = str(mark + len(events))
+                    event = build_event(cursor, request.request_id, address, *event_shape, at)
+                    events.append(event)
+                if results is not None:
+                    state = state_from_shape(request.request_id, *row)
+                    results.append(Applied(step.result(state), event))
         except BaseException:
             self._undo(undo, mark)
             raise
-        if self._log.next_cursor != mark:
+        if events:
+            log.trim()
             self._wakeup.fire()
-        return merged
-
-    def _merge_one(self, update: DeliveryUpdate, undo: list[_Undo]) -> _Merged:
-        request = self._requests.get(update.request_id)
-        if request is None:
-            request = self._requests[update.request_id] = _Request(update.request_id)
-        stored = request.rows.get(update.address)
-        step = self._memo.step(None if stored is None else stored[1], update)
-        row = stored if stored is not None else (update.address, step.shape, update.received_at)
-        if step.changed:
-            updated_at = update.received_at if step.takes_time else row[2]
-            row = (row[0], step.shape, updated_at)
-            undo.append((request, row[0], stored))
-            request.rows[row[0]] = row
-        cursor = 0
-        if step.event_shape is not None:
-            cursor = self._log.append(request.request_id, row[0], step.event_shape, row[2])
-        return request.request_id, row, step, cursor
-
-    def _applied(self, merged: _Merged) -> Applied:
-        request_id, row, step, _ = merged
-        state = _state(request_id, row)
-        result = MergeResult(state, step.outcome, step.previous, step.advanced, step.changed)
-        return Applied(result, _logged(merged))
+        return events
 
     def _undo(self, undo: list[_Undo], mark: int) -> None:
         """Put back the rows a failed ``apply`` changed and drop the events it logged."""
@@ -475,23 +367,7 @@ class MemoryStore:
 
 def _state(request_id: str, row: _Row) -> DeliveryState:
     address, shape, updated_at = row
-    # status, parts_delivered, sms_parts, sender, conflict
-    return DeliveryState(request_id, address, *shape, updated_at)
-
-
-def _event(
-    cursor: int, request_id: str, address: str, shape: _EventShape, at: float
-) -> DeliveryEvent:
-    # status, previous, source, parts_delivered, sms_parts, conflict
-    return DeliveryEvent(str(cursor), request_id, address, *shape, at)
-
-
-def _logged(merged: _Merged) -> DeliveryEvent | None:
-    """The event a merge logged, as attrs, or None."""
-    request_id, (address, _, at), step, cursor = merged
-    if step.event_shape is None:
-        return None
-    return _event(cursor, request_id, address, step.event_shape, at)
+    return state_from_shape(request_id, address, shape, updated_at)
 
 
 def _pending(request_id: str, entry: _Pending) -> PendingRequest:

@@ -247,6 +247,10 @@ class RedisStore:
             self._flusher = asyncio.create_task(self._flush())
         return await call.future
 
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """:meth:`apply`, returning only the events it logged (oldest first)."""
+        return [applied.event for applied in await self.apply(updates) if applied.event]
+
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen (or has expired)."""
         self._ready()

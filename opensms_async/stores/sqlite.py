@@ -33,16 +33,13 @@ import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias, TypeVar, cast
+from typing import Any, Final, Literal, Self, TypeAlias, TypeVar, cast
 
 from .._exceptions import StoreError, StoreUnavailableError
-from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeResult, Source
+from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
 from ._base import Applied, PendingRequest
 from ._common import Wakeup, parse_cursor, parse_status
-from .memory import MergeMemo
-
-if TYPE_CHECKING:
-    from .memory import _EventShape, _StateShape, _Step
+from ._memo import EventShape, MergeMemo, StateShape, Step, state_from_shape
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -101,7 +98,7 @@ _Kind: TypeAlias = Literal["read", "write", "apply", "events", "stop"]
 _Outcome: TypeAlias = tuple["asyncio.Future[Any] | None", BaseException | None, object]
 _Connection: TypeAlias = sqlite3.Connection
 _Pair: TypeAlias = tuple[str, str]
-_Merged: TypeAlias = tuple[DeliveryUpdate, "_Step", float, int]
+_Merged: TypeAlias = tuple[DeliveryUpdate, Step, float, int]
 """What merging one update did: the update, the step, ``updated_at`` after it, the event cursor."""
 
 
@@ -208,11 +205,9 @@ class SQLiteStore:
     async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
         """:meth:`apply`, returning only the events it logged (oldest first).
 
-        The same merge, log and commit, without building a state and a result per update: the
-        receiver's path (``DeliveryTracker`` uses it when it needs no results).
+        The same merge, log and commit, without building a state and a result per update
+        (``DeliveryTracker`` writes through it).
         """
-        if type(self).apply is not SQLiteStore.apply:  # a subclass wraps apply: go through it
-            return [a.event for a in await self.apply(updates) if a.event is not None]
         writer = self._ready()
         if not updates:
             return []
@@ -575,7 +570,7 @@ def _merge_batch(conn: _Connection, memo: MergeMemo, jobs: list[_Job]) -> list[o
     known = _select_shapes(conn, memo, {(u.request_id, u.address) for u in updates})
     states: dict[_Pair, tuple[object, ...]] = {}
     events: list[tuple[object, ...]] = []
-    steps: list[tuple[DeliveryUpdate, _Step, float, int]] = []
+    steps: list[tuple[DeliveryUpdate, Step, float, int]] = []
     for update in updates:
         pair = (update.request_id, update.address)
         stored = known.get(pair)
@@ -596,9 +591,9 @@ def _merge_batch(conn: _Connection, memo: MergeMemo, jobs: list[_Job]) -> list[o
 
 def _select_shapes(
     conn: _Connection, memo: MergeMemo, pairs: set[_Pair]
-) -> dict[_Pair, tuple[_StateShape, float]]:
+) -> dict[_Pair, tuple[StateShape, float]]:
     """The stored shape and ``updated_at`` of each pair that has a state."""
-    known: dict[_Pair, tuple[_StateShape, float]] = {}
+    known: dict[_Pair, tuple[StateShape, float]] = {}
     listed = list(pairs)
     for start in range(0, len(listed), _PAIRS_PER_SELECT):
         chunk = listed[start : start + _PAIRS_PER_SELECT]
@@ -666,14 +661,14 @@ def _merge_one(cursor: sqlite3.Cursor, memo: MergeMemo, update: DeliveryUpdate) 
 
 
 def _state_params(
-    update: DeliveryUpdate, shape: _StateShape, updated_at: float
+    update: DeliveryUpdate, shape: StateShape, updated_at: float
 ) -> tuple[object, ...]:
     status, parts, sms_parts, sender, conflict = shape
     return (update.request_id, update.address, str(status), parts, sms_parts, sender,
             int(conflict), updated_at)  # fmt: skip
 
 
-def _event_params(update: DeliveryUpdate, shape: _EventShape, at: float) -> tuple[object, ...]:
+def _event_params(update: DeliveryUpdate, shape: EventShape, at: float) -> tuple[object, ...]:
     status, previous, source, parts, sms_parts, conflict = shape
     previous_text = None if previous is None else str(previous)
     return (update.request_id, update.address, str(status), previous_text, str(source), parts,
@@ -682,9 +677,8 @@ def _event_params(update: DeliveryUpdate, shape: _EventShape, at: float) -> tupl
 
 def _applied(merged: _Merged) -> Applied:
     update, step, updated_at, _ = merged
-    state = DeliveryState(update.request_id, update.address, *step.shape, updated_at)
-    result = MergeResult(state, step.outcome, step.previous, step.advanced, step.changed)
-    return Applied(result, _logged(merged))
+    state = state_from_shape(update.request_id, update.address, step.shape, updated_at)
+    return Applied(step.result(state), _logged(merged))
 
 
 def _logged(merged: _Merged) -> DeliveryEvent | None:
@@ -692,7 +686,7 @@ def _logged(merged: _Merged) -> DeliveryEvent | None:
     if step.event_shape is None:
         return None
     # status, previous, source, parts_delivered, sms_parts, conflict
-    return DeliveryEvent(str(cursor), update.request_id, update.address, *step.event_shape, at)
+    return build_event(str(cursor), update.request_id, update.address, *step.event_shape, at)
 
 
 def _claim_due(now: float, limit: int, lease: float, conn: _Connection) -> list[PendingRequest]:
@@ -717,9 +711,9 @@ def _select_all(sql: str, params: tuple[object, ...], conn: _Connection) -> list
 # --- rows <-> attrs --------------------------------------------------------------------------
 
 
-def _shape_from_row(row: Sequence[Any]) -> _StateShape:
+def _shape_from_row(row: Sequence[Any]) -> StateShape:
     status, parts, sms_parts, sender, conflict, _ = row
-    return (parse_status(status), parts, sms_parts, sender, bool(conflict))
+    return (status, parts, sms_parts, sender, bool(conflict))  # the plain str MergeMemo keeps
 
 
 def _state_from_row(row: Sequence[Any]) -> DeliveryState:
