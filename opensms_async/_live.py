@@ -42,8 +42,8 @@ class Reader:
 class LiveBuffer:
     """The newest events of this process, kept while some :class:`Reader` still needs them.
 
-    Holds the events after ``base`` (the cursor key just before the first one). A reader whose
-    cursor is older than ``base`` reads from the store's log. Stores shared between processes
+    Holds the events after a base (the cursor key just before the first one). A reader whose
+    cursor is older than the base reads from the store's log. Stores shared between processes
     are always read from the store (other replicas append there too), so nothing is kept then.
     Positions find a reader's place in O(1): cursors are parsed only when a reader arrives or
     falls out of the buffer, never once per event.
@@ -55,7 +55,9 @@ class LiveBuffer:
         self._events: list[DeliveryEvent] = []
         self._dropped = 0
         """Events published and since dropped from the head: the position of ``_events[0]``."""
-        self._base: tuple[int, int] | None = None
+        self._base_key: tuple[int, int] | None = None
+        self._dropped_cursor: str | None = None
+        """The cursor of the newest event dropped since ``_base_key`` was last computed."""
         self._ready = False
         self._readers: set[Reader] = set()
         self._generation = 0
@@ -65,7 +67,7 @@ class LiveBuffer:
     async def start(self) -> None:
         """Note where the store's log ends: events published from now on are kept here."""
         last = await self._store.last_cursor()
-        self._base = self._store.cursor_key(last) if last is not None else (-1, -1)
+        self._base_key = self._store.cursor_key(last) if last is not None else (-1, -1)
         self._ready = not self._store.shared
 
     def attach(self) -> Reader:
@@ -81,8 +83,11 @@ class LiveBuffer:
     def publish(self, events: list[DeliveryEvent]) -> None:
         """Add events (newest last) and wake the waiting readers."""
         if self._ready:
-            self._events.extend(events)
-            self._trim()
+            if self._readers:
+                self._events.extend(events)
+                self._trim()
+            elif events:  # nobody to keep them for (a bare receiver): only note the newest
+                self._drop_all(events[-1].cursor)
         self.wake()
 
     def _trim(self) -> None:
@@ -92,10 +97,24 @@ class LiveBuffer:
             if reader.position is not None:
                 needed = min(needed, reader.position - self._dropped)
         cut = max(needed, len(self._events) - self._size)
-        if cut > 0:
-            self._base = self._key(self._events[cut - 1])
+        if cut == len(self._events):
+            self._drop_all(self._events[-1].cursor)
+        elif cut > 0:
+            self._dropped_cursor = self._events[cut - 1].cursor
             del self._events[:cut]
             self._dropped += cut
+
+    def _drop_all(self, newest: str) -> None:
+        self._dropped += len(self._events)
+        self._events.clear()
+        self._dropped_cursor = newest
+
+    def _base(self) -> tuple[int, int] | None:
+        """The cursor key just before the first kept event (parsed only when a reader asks)."""
+        if self._dropped_cursor is not None:
+            self._base_key = self._store.cursor_key(self._dropped_cursor)
+            self._dropped_cursor = None
+        return self._base_key
 
     def wake(self) -> None:
         """Wake every waiting reader; allocates nothing unless one waits (the hot path)."""
@@ -119,14 +138,15 @@ class LiveBuffer:
 
     def _find(self, cursor: str | None, position: int | None) -> int | None:
         """The index of the first event after ``cursor``, or None to read from the store."""
-        if not self._ready or cursor is None or self._base is None:
+        if not self._ready or cursor is None:
             return None
         if position is not None and position >= self._dropped:
             # The reader got the event just before ``position`` from here; trimming keeps
             # what a positioned reader needs unless it fell ``size`` behind (then: the store).
             return position - self._dropped
         key = self._store.cursor_key(cursor)
-        if key < self._base:
+        base = self._base()
+        if base is None or key < base:
             return None
         return bisect.bisect_right(self._events, key, key=self._key)
 
