@@ -38,7 +38,9 @@ class DeliveryTracker:
     ``sqlite:///file.db``, ``redis://...``); the tracker opens and closes it. With a ``client``,
     requests still not final ``reconcile_after`` seconds after :meth:`track` are polled with
     ``get_delivery_infos`` (backing off per request, for up to the 7-day receipt retention), so a
-    lost callback is recovered. Without one, the tracker only receives.
+    lost callback is recovered. Without one, the tracker only receives. ``live_buffer`` bounds
+    the events kept in memory for ``events()`` consumers that are behind (further behind, they
+    read the store's log).
 
     Use it as ``async with DeliveryTracker(...) as tracker``.
     """
