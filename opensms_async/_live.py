@@ -140,10 +140,14 @@ class LiveBuffer:
         """The index of the first event after ``cursor``, or None to read from the store."""
         if not self._ready or cursor is None:
             return None
-        if position is not None and position >= self._dropped:
-            # The reader got the event just before ``position`` from here; trimming keeps
-            # what a positioned reader needs unless it fell ``size`` behind (then: the store).
-            return position - self._dropped
+        if position is not None:
+            # Trimming keeps what a positioned reader needs unless it fell ``size`` behind. The
+            # event before its position must be its cursor's: a store may log an event before
+            # the tracker publishes it (SQLite answers from its thread), and a reader that read
+            # it from the store in between must not get it again from here.
+            index = position - self._dropped
+            if 0 < index <= len(self._events) and self._events[index - 1].cursor == cursor:
+                return index
         key = self._store.cursor_key(cursor)
         base = self._base()
         if base is None or key < base:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -179,6 +179,30 @@ async def test_consumer_behind_the_buffer_reads_the_store_then_returns(store: St
         [live] = await tracker.ingest([update(S.MESSAGE_WAITING, address="tel:+3399")])
         [got] = await take(lagging, 1)
         assert got is live or tracker.store.shared
+
+
+class LatePublishStore(MemoryStore):
+    """A store that logs an event a moment before the tracker can publish it, as SQLite does
+    (its writer thread commits, then the caller's task resumes)."""
+
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """Log, then yield to the loop before answering."""
+        events = await super().apply_events(updates)
+        await asyncio.sleep(0)
+        return events
+
+
+async def test_event_read_from_the_store_before_its_publish_comes_once() -> None:
+    """A consumer that reads an event from the store's log before the tracker publishes it
+    does not get it a second time from the live buffer."""
+    async with DeliveryTracker(store=LatePublishStore()) as tracker:
+        first = asyncio.create_task(tracker.ingest([update(S.DELIVERED_TO_NETWORK)]))
+        consumer = asyncio.create_task(take(tracker.events(), 2))
+        await first
+        await asyncio.sleep(0.01)
+        await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)])
+        events = await consumer
+    assert [e.status for e in events] == [S.DELIVERED_TO_NETWORK, S.DELIVERED_TO_TERMINAL]
 
 
 async def test_out_of_order_storm_converges(tracker: DeliveryTracker) -> None:
