@@ -8,7 +8,8 @@
 | ``starlette`` | a bare Starlette route that reads the body and answers 204 (**the yardstick**) |
 | ``memory`` | ``create_receiver_app`` over a ``DeliveryTracker(MemoryStore())`` |
 | ``sqlite`` | the same over ``SQLiteStore`` in the directory ``ARG`` (2xx after commit) |
-| ``redis`` | the same over ``open_store(ARG)``, ``ARG`` a ``redis://`` URL (a hook for later) |
+| ``redis`` | the same over ``open_store(ARG)``, ``ARG`` a ``redis://`` URL |
+| ``null`` | the receiver over a store that records nothing: the cost of HTTP, token and parsing |
 
 Every variant serves ``GET /healthz`` too (``_util.server_process`` waits for it) and runs under
 the same uvicorn settings: uvloop, httptools, one process, no access log. With ``--stats FILE``,
@@ -23,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import uvicorn
 from starlette.applications import Starlette
@@ -32,11 +33,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from opensms_async import DeliveryTracker
+from opensms_async import DeliveryEvent, DeliveryTracker, DeliveryUpdate
 from opensms_async.receiver import create_receiver_app
 from opensms_async.stores import MemoryStore, SQLiteStore, Store, open_store
 
-VARIANTS = ("raw", "starlette", "memory", "sqlite", "redis")
+VARIANTS = ("raw", "starlette", "memory", "sqlite", "redis", "null")
 TOKEN = "bench-token"
 CALLBACK_PATH = "/sms/callback"
 
@@ -69,6 +70,14 @@ def starlette_app() -> Starlette:
             Route("/healthz", health, methods=["GET"]),
         ]
     )
+
+
+class NullStore(MemoryStore):
+    """A store whose writes record nothing: the receiver's own cost, without the merge."""
+
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """Record nothing."""
+        return []
 
 
 def _write_stats(path: str, stats: dict[str, object]) -> None:
@@ -106,6 +115,8 @@ def build(variant: str, arg: str | None, stats: str | None) -> ASGIApp:
         if arg is None:
             raise SystemExit("the sqlite variant needs a directory")
         return receiver_app(SQLiteStore(os.path.join(arg, "bench.db")), stats)
+    if variant == "null":
+        return receiver_app(NullStore(), stats)
     if variant == "redis":
         if arg is None:
             raise SystemExit("the redis variant needs a redis:// URL")

@@ -1,7 +1,8 @@
 """Receiver throughput: callbacks/s of the real receiver divided by a bare Starlette route.
 
 Each variant of ``_receiver_apps.py`` (``raw`` ASGI for context, the bare ``starlette`` route that
-is the yardstick, the receiver over ``memory`` and over ``sqlite``; ``redis`` with ``--redis URL``)
+is the yardstick, the receiver over ``memory`` and over ``sqlite``; ``redis`` with ``--redis URL``;
+``null``, a store that records nothing, with ``--variants``, to see what the merge costs)
 runs in its own uvicorn process (uvloop, httptools, one worker) pinned to CPU 0; ``wrk`` (one
 thread, 64 connections) is pinned to CPU 1. Rounds are interleaved, a fresh server (and store)
 per round and variant, a short warm-up before each measured run; medians are reported, because

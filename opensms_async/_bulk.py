@@ -23,6 +23,9 @@ class Message:
     sender_name: str | None = None
     client_correlator: str | None = None
     callback_data: str | None = None
+    notify_url: str | None = None
+    asynchronous: bool | None = None
+    final_delivery: bool | None = None
 
 
 @attrs.frozen

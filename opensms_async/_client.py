@@ -159,6 +159,8 @@ class OpenSMSClient:
         client_correlator: str | None = None,
         callback_data: str | None = None,
         notify_url: str | None = None,
+        asynchronous: bool | None = None,
+        final_delivery: bool | None = None,
         max_retries: int | None = None,
     ) -> SendResult:
         """Send ``text`` from ``sender`` to one or more numbers; returns the request id and states.
@@ -166,6 +168,12 @@ class OpenSMSClient:
         Recipients are normalised to ``tel:+<digits>`` (duplicates dropped, order kept). A
         ``clientCorrelator`` is generated when none is given and reused on every retry, so the
         API answers a retry with the original response instead of sending again.
+
+        BICS v3 options, sent only when given (``None`` leaves them off the wire):
+        ``asynchronous=True`` asks BICS to acknowledge before validating the message, so every
+        recipient comes back ``MessageAccepted`` and a bad number only shows later, as a final
+        failure in callbacks and polls; ``final_delivery=True`` asks for final states only in
+        this message's delivery notifications.
         """
         sender = normalize_sender(sender)
         recipients = _recipients(to)
@@ -173,6 +181,8 @@ class OpenSMSClient:
             raise InvalidMessageError("text must be a non-empty string")
         if notify_url is not None:
             _check_https(notify_url, "notify_url")
+        _check_flag(asynchronous, "asynchronous")
+        _check_flag(final_delivery, "final_delivery")
         correlator = client_correlator or str(uuid.uuid4())
         body = OutboundMessageRequest(
             address=list(recipients),
@@ -182,6 +192,8 @@ class OpenSMSClient:
             client_correlator=correlator,
             callback_data=callback_data,
             notify_url=notify_url,
+            asynchronous=asynchronous,
+            final_delivery=final_delivery,
         )
         path = f"/outbound/{sender_path_segment(sender)}/requests"
         payload = {"outboundSMSMessageRequest": unstructure(body)}
@@ -275,6 +287,9 @@ class OpenSMSClient:
             sender_name=message.sender_name,
             client_correlator=message.client_correlator,
             callback_data=message.callback_data,
+            notify_url=message.notify_url,
+            asynchronous=message.asynchronous,
+            final_delivery=message.final_delivery,
         )
 
     # --- the request loop --------------------------------------------------------------------
@@ -418,6 +433,11 @@ def _check_https(url: str, name: str) -> None:
     if parts is None or parts.scheme != "https" or not parts.hostname:
         shown = url[:80] if isinstance(url, str) else type(url).__name__
         raise InvalidCallbackURLError(f"{name} must be an absolute https:// URL, got {shown!r}")
+
+
+def _check_flag(value: object, name: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise InvalidMessageError(f"{name} must be True, False or None, got {type(value).__name__}")
 
 
 def _send_result(

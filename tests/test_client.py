@@ -126,6 +126,54 @@ async def test_send_message_wire_format(client: OpenSMSClient, api: respx.MockRo
     assert result.parts == 1
 
 
+async def test_send_leaves_unset_bics_options_off_the_wire(
+    client: OpenSMSClient, api: respx.MockRouter
+) -> None:
+    """Without asynchronous/final_delivery the body has neither key (BICS defaults apply)."""
+    route = api.post(SEND_URL).respond(201, json=send_response(["tel:+331"]))
+    await client.send_message(SENDER, "+331", "Hi")
+    body = sent_bodies(route)[0]["outboundSMSMessageRequest"]
+    assert "asynchronous" not in body
+    assert "finalDelivery" not in body
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"asynchronous": True}, {"asynchronous": True}),
+        ({"final_delivery": True}, {"finalDelivery": True}),
+        (
+            {"asynchronous": False, "final_delivery": False},
+            {"asynchronous": False, "finalDelivery": False},
+        ),
+    ],
+)
+async def test_send_puts_given_bics_options_on_the_wire(
+    client: OpenSMSClient, api: respx.MockRouter, kwargs: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    """Each option given, True or False, is sent under its camelCase name and no other is."""
+    route = api.post(SEND_URL).respond(201, json=send_response(["tel:+331"]))
+    await client.send_message(SENDER, "+331", "Hi", **kwargs)
+    body = sent_bodies(route)[0]["outboundSMSMessageRequest"]
+    assert {k: body[k] for k in ("asynchronous", "finalDelivery") if k in body} == expected
+
+
+async def test_asynchronous_send_reports_message_accepted(
+    client: OpenSMSClient, api: respx.MockRouter
+) -> None:
+    """An asynchronous send's MessageAccepted infos come back as DeliveryStatus members."""
+    answer = send_response(["tel:+331", "tel:+332"])
+    for info in answer["outboundSMSMessageRequest"]["deliveryInfoList"]["deliveryInfo"]:
+        info |= {"deliveryStatus": "MessageAccepted", "deliveryStatusCode": 12}
+    route = api.post(SEND_URL).respond(201, json=answer)
+    result = await client.send_message(SENDER, ["+331", "+332"], "Hi", asynchronous=True)
+    assert sent_bodies(route)[0]["outboundSMSMessageRequest"]["asynchronous"] is True
+    assert [(i.status, i.status_code, i.is_final) for i in result.delivery_infos] == [
+        (DeliveryStatus.MESSAGE_ACCEPTED, 12, False),
+        (DeliveryStatus.MESSAGE_ACCEPTED, 12, False),
+    ]
+
+
 async def test_send_message_alphanumeric_sender_path(
     client: OpenSMSClient, api: respx.MockRouter
 ) -> None:
@@ -429,6 +477,8 @@ async def test_malformed_success_body_is_a_typed_error(
         ({"sender": "1234567890123456"}, InvalidSenderError),
         ({"text": ""}, InvalidMessageError),
         ({"notify_url": "http://me.test/cb"}, InvalidCallbackURLError),
+        ({"asynchronous": "yes"}, InvalidMessageError),
+        ({"final_delivery": 1}, InvalidMessageError),
     ],
 )
 async def test_bad_input_fails_before_any_request(
@@ -598,6 +648,34 @@ async def test_send_many_bounds_concurrency_and_reports_each(
     failed = [r for r in results if not r.ok]
     assert len(failed) == 1 and isinstance(failed[0].error, BadRequestError)
     assert failed[0].message.to == "+339"
+
+
+async def test_send_many_passes_every_option_of_a_message(
+    client: OpenSMSClient, api: respx.MockRouter
+) -> None:
+    """A Message's notify URL, callback data and BICS v3 flags reach the wire as send_message's."""
+    bodies: list[dict[str, Any]] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)["outboundSMSMessageRequest"]
+        bodies.append(body)
+        return httpx.Response(201, json=send_response(body["address"]))
+
+    api.post(SEND_URL).mock(side_effect=respond)
+    message = Message(
+        SENDER,
+        "+331",
+        "Hi",
+        callback_data="order-7",
+        notify_url="https://me.example/cb",
+        asynchronous=True,
+        final_delivery=False,
+    )
+    [result] = [r async for r in client.send_many([message])]
+    assert result.ok
+    [body] = bodies
+    assert (body["callbackData"], body["notifyURL"]) == ("order-7", "https://me.example/cb")
+    assert (body["asynchronous"], body["finalDelivery"]) == (True, False)
 
 
 async def test_lifecycle(api: respx.MockRouter) -> None:

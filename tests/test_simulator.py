@@ -155,7 +155,13 @@ async def test_send_answers_201_with_location_and_echoed_request(
 
 @pytest.mark.parametrize(
     "request_fields",
-    [{"address": ["+33612345678"]}, {"address": []}, {"outboundSMSTextMessage": {}}],
+    [
+        {"address": ["+33612345678"]},
+        {"address": []},
+        {"outboundSMSTextMessage": {}},
+        {"asynchronous": "true"},
+        {"finalDelivery": 1},
+    ],
 )
 async def test_invalid_send_is_400_with_a_service_exception(
     sim: RunningSimulator, api: httpx.AsyncClient, request_fields: dict[str, Any]
@@ -210,6 +216,101 @@ async def test_unknown_request_id_is_404(api: httpx.AsyncClient) -> None:
     """Polling a request id the API never issued answers 404."""
     response = await api.get(f"{REQUESTS}/no-such-id/deliveryInfos")
     assert response.status_code == 404
+
+
+async def test_poll_from_another_sender_is_404(
+    sim: RunningSimulator, api: httpx.AsyncClient
+) -> None:
+    """A request id polled under another sender is unknown, encoded or not in the path."""
+    response = await api.post(REQUESTS, json=send_body("tel:+33612345678"))
+    request_id = response.headers["location"].rsplit("/", 1)[-1]
+    other = await api.get(f"/outbound/tel%3A%2B3299999/requests/{request_id}/deliveryInfos")
+    bare = await api.get(f"/outbound/%2B3212345/requests/{request_id}/deliveryInfos")
+    encoded = await api.get(f"{REQUESTS}/{request_id}/deliveryInfos")
+    plain = await api.get(f"/outbound/tel:+3212345/requests/{request_id}/deliveryInfos")
+    assert (other.status_code, other.content) == (404, b"")
+    assert bare.status_code == 404
+    assert plain.request.url.raw_path.startswith(b"/outbound/tel:+3212345/")
+    assert (encoded.status_code, plain.status_code) == (200, 200)
+    resource = f"{response.headers['location']}/deliveryInfos"
+    assert plain.json()["deliveryInfoList"]["resourceURL"] == resource
+
+
+async def test_plain_sender_path_send_is_polled_under_the_encoded_one(
+    api: httpx.AsyncClient,
+) -> None:
+    """A send to /outbound/tel:+3212345/requests is the same sender as tel%3A%2B3212345."""
+    response = await api.post("/outbound/tel:+3212345/requests", json=send_body("tel:+331"))
+    request_id = response.headers["location"].rsplit("/", 1)[-1]
+    assert response.headers["location"].endswith(f"{REQUESTS}/{request_id}")
+    assert (await api.get(f"{REQUESTS}/{request_id}/deliveryInfos")).status_code == 200
+
+
+async def test_asynchronous_send_accepts_every_recipient_and_validates_later() -> None:
+    """asynchronous: true answers MessageAccepted (12) for all; a bad number fails only later."""
+    now = [0.0]
+    async with (
+        run_simulator(clock=lambda: now[0], **FAST) as sim,
+        httpx.AsyncClient(base_url=sim.base_url, headers=_auth(sim)) as api,
+    ):
+        body = send_body("tel:+33612345678", "tel:+33612345699", asynchronous=True)
+        response = await api.post(REQUESTS, json=body)
+        location = response.headers["location"]
+        at_once = (await api.get(f"{location}/deliveryInfos")).json()["deliveryInfoList"]
+        now[0] = 10.0
+        later = (await api.get(f"{location}/deliveryInfos")).json()["deliveryInfoList"]
+    sent = response.json()["outboundSMSMessageRequest"]
+    assert response.status_code == 201
+    assert sent["asynchronous"] is True
+    assert [
+        (i["address"], i["deliveryStatus"], i["deliveryStatusCode"])
+        for i in sent["deliveryInfoList"]["deliveryInfo"]
+    ] == [
+        ("tel:+33612345678", "MessageAccepted", 12),
+        ("tel:+33612345699", "MessageAccepted", 12),
+    ]
+    assert {i["deliveryStatus"] for i in at_once["deliveryInfo"]} == {"MessageAccepted"}
+    assert [(i["deliveryStatus"], i["deliveryStatusCode"]) for i in later["deliveryInfo"]] == [
+        ("DeliveredToTerminal", 2),
+        ("DeliveryImpossible", 3),
+    ]
+
+
+async def test_asynchronous_send_callbacks_start_with_message_accepted(
+    sim: RunningSimulator, api: httpx.AsyncClient
+) -> None:
+    """Each recipient's callbacks run MessageAccepted, DeliveredToNetwork, then its final state."""
+    async with receiver() as (url, bodies):
+        await subscribe(api)
+        sim.simulator.route_callbacks_to(url)
+        body = send_body("tel:+33612345678", "tel:+33612345699", asynchronous=True)
+        location = (await api.post(REQUESTS, json=body)).headers["location"]
+        await sim.simulator.settle()
+    assert statuses(bodies, "tel:+33612345678") == [
+        "MessageAccepted",
+        "DeliveredToNetwork",
+        "DeliveredToTerminal",
+    ]
+    assert statuses(bodies, "tel:+33612345699") == [
+        "MessageAccepted",
+        "DeliveredToNetwork",
+        "DeliveryImpossible",
+    ]
+    timeline = sim.simulator.message(location.rsplit("/", 1)[-1]).timelines["tel:+33612345678"]
+    assert (timeline[0].at, timeline[0].status) == (0.0, "MessageAccepted")
+    assert timeline[1].at > 0.0
+
+
+async def test_asynchronous_false_is_an_ordinary_send(
+    sim: RunningSimulator, api: httpx.AsyncClient
+) -> None:
+    """asynchronous: false is echoed and answers DeliveredToNetwork, with no MessageAccepted."""
+    response = await api.post(REQUESTS, json=send_body("tel:+331", asynchronous=False))
+    sent = response.json()["outboundSMSMessageRequest"]
+    assert sent["asynchronous"] is False
+    assert sent["deliveryInfoList"]["deliveryInfo"][0]["deliveryStatus"] == "DeliveredToNetwork"
+    timeline = sim.simulator.messages[0].timelines["tel:+331"]
+    assert "MessageAccepted" not in [t.status for t in timeline]
 
 
 async def test_multipart_message_is_partially_delivered_part_by_part(
@@ -317,6 +418,22 @@ async def test_final_delivery_subscription_gets_only_final_states(
     assert len(bodies) == 2
 
 
+async def test_send_final_delivery_overrides_the_subscription(
+    sim: RunningSimulator, api: httpx.AsyncClient
+) -> None:
+    """A send's finalDelivery decides for its own callbacks: true limits them, false lifts it."""
+    async with receiver() as (url, bodies), receiver() as (notify_url, notify_bodies):
+        callback = {"url": "https://me.example/cb", "securityToken": "t", "finalDelivery": True}
+        await api.post("/outbound/subscriptions", json={"callback": callback})
+        sim.simulator.route_callbacks_to(url)
+        await api.post(REQUESTS, json=send_body("tel:+331", finalDelivery=False))
+        final_only = send_body("tel:+332", notifyURL=notify_url, finalDelivery=True)
+        await api.post(REQUESTS, json=final_only)
+        await sim.simulator.settle()
+    assert statuses(bodies, "tel:+331") == ["DeliveredToNetwork", "DeliveredToTerminal"]
+    assert statuses(notify_bodies, "tel:+332") == ["DeliveredToTerminal"]
+
+
 async def test_uncertain_number_goes_through_delivery_uncertain(
     sim: RunningSimulator, api: httpx.AsyncClient
 ) -> None:
@@ -405,6 +522,40 @@ async def test_seeded_runs_plan_the_same_callbacks() -> None:
     for address, status, *_ in sorted(plans[0], key=lambda p: p[2]):
         first_seen.setdefault(address, status)
     assert "DeliveredToTerminal" in first_seen.values()
+
+
+async def _planned(seed: int, asynchronous: list[bool]) -> list[tuple[Any, ...]]:
+    """The callbacks a simulator plans for one send per flag (driven in-process, not posted)."""
+    simulator = Simulator(seed=seed, callback_jitter=0.5, callback_duplicate_rate=0.3)
+    transport = httpx.ASGITransport(app=simulator.app)
+    headers = {"Authorization": f"Bearer {simulator.api_key}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://sim", headers=headers
+    ) as api:
+        for n, flag in enumerate(asynchronous):
+            extra = {"asynchronous": True} if flag else {}
+            await api.post(REQUESTS, json=send_body(f"tel:+3361234560{n}", **extra))
+    return [(p.address, p.status, p.delay, p.copy) for p in simulator.planned_callbacks]
+
+
+async def test_seeded_asynchronous_sends_plan_the_same_callbacks() -> None:
+    """One seed and the same sends plan the same callbacks, asynchronous sends included."""
+    flags = [True, False, True]
+    first, again = await _planned(11, flags), await _planned(11, flags)
+    assert first == again
+    accepted = [p for p in first if p[1] == "MessageAccepted"]
+    assert {p[0] for p in accepted} == {"tel:+33612345600", "tel:+33612345602"}
+
+
+async def test_asynchronous_send_leaves_other_sends_plans_unchanged() -> None:
+    """An asynchronous send between ordinary ones does not change what the ordinary ones plan."""
+    mixed = await _planned(5, [False, True, False])
+    plain = await _planned(5, [False, False, False])
+    ordinary = ("tel:+33612345600", "tel:+33612345602")
+    assert [p for p in mixed if p[0] in ordinary] == [p for p in plain if p[0] in ordinary]
+    assert [p for p in mixed if p[0] == "tel:+33612345601"] != [
+        p for p in plain if p[0] == "tel:+33612345601"
+    ]
 
 
 # -- faults -----------------------------------------------------------------------------------

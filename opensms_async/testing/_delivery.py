@@ -76,8 +76,12 @@ class Transition:
     parts_delivered: int
 
 
-def _steps(address: str, parts: int, rules: DeliveryRules) -> list[tuple[DeliveryStatus, int]]:
-    steps = [(S.DELIVERED_TO_NETWORK, 0)]
+def _steps(
+    address: str, parts: int, rules: DeliveryRules, accepted_first: bool
+) -> list[tuple[DeliveryStatus, int]]:
+    # An asynchronous send is acknowledged before validation: MessageAccepted, then as usual.
+    steps = [(S.MESSAGE_ACCEPTED, 0)] if accepted_first else []
+    steps.append((S.DELIVERED_TO_NETWORK, 0))
     if rules.goes_uncertain(address):
         steps.append((S.DELIVERY_UNCERTAIN, 0))
     if rules.fails(address):
@@ -90,12 +94,21 @@ def _steps(address: str, parts: int, rules: DeliveryRules) -> list[tuple[Deliver
 
 
 def plan_transitions(
-    address: str, parts: int, rules: DeliveryRules, rng: random.Random
+    address: str,
+    parts: int,
+    rules: DeliveryRules,
+    rng: random.Random,
+    *,
+    accepted_first: bool = False,
 ) -> tuple[Transition, ...]:
-    """The timeline of one recipient: DeliveredToNetwork at once, then one step per delay."""
+    """The timeline of one recipient: its first state at once, then one step per delay.
+
+    The first state is DeliveredToNetwork, or MessageAccepted with ``accepted_first`` (an
+    asynchronous send), which then takes one more step, so one more draw from ``rng``.
+    """
     at = 0.0
     timeline = []
-    for index, (status, delivered) in enumerate(_steps(address, parts, rules)):
+    for index, (status, delivered) in enumerate(_steps(address, parts, rules, accepted_first)):
         if index:
             at += rng.uniform(*rules.step_delay)
         timeline.append(Transition(at, status, delivered))
@@ -141,6 +154,10 @@ class SentMessage:
     created_at: float
     callback_data: str | None = None
     notify_url: str | None = None
+    asynchronous: bool = False
+    """Sent with ``asynchronous: true``: acknowledged ``MessageAccepted``, validated later."""
+    final_delivery: bool | None = None
+    """The send's own ``finalDelivery``, when it gave one."""
     timelines: dict[str, tuple[Transition, ...]] = attrs.field(factory=dict, repr=False)
 
     @property

@@ -103,6 +103,10 @@ class Simulator:
     numbers ending in a ``failing_suffixes`` entry (default ``"99"``) end ``DeliveryImpossible``,
     and those ending in an ``uncertain_suffixes`` entry (default ``"98"``) pass through
     ``DeliveryUncertain`` first. Each step takes a random ``step_delay`` (seeded by ``seed``).
+    A send with ``asynchronous: true`` is acknowledged before validation: every recipient is
+    ``MessageAccepted`` in the response and first in its timeline, and a failing number only
+    fails later, in callbacks and polls. A send's ``finalDelivery`` overrides the subscription's
+    for its own callbacks. A poll must name the sender the request was sent from, else 404.
     """
 
     api_key: str = attrs.field(default="sim-api-key", repr=False)
@@ -309,6 +313,7 @@ class Simulator:
             client_correlator=message.client_correlator,
             addresses=message.addresses,
             parts=message.parts,
+            status=_first_status(message),
         )
         response = JSONResponse(body, status_code=201, headers={"Location": message.resource_url})
         replay = _Replay(message.created_at, bytes(response.body), message.resource_url)
@@ -330,12 +335,13 @@ class Simulator:
     def _new_message(
         self, request: Request, fields: dict[str, Any], rng: random.Random
     ) -> SentMessage:
-        sender: str = request.path_params["sender"]
+        sender = _path_sender(request)
         request_id = str(uuid.uuid4())
         addresses = tuple(dict.fromkeys(fields["address"]))
         text: str = fields["outboundSMSTextMessage"]["message"]
         parts = count_parts(text)
         rules = DeliveryRules(self.failing_suffixes, self.uncertain_suffixes, self.step_delay)
+        accepted_first = fields.get("asynchronous") is True
         return SentMessage(
             request_id=request_id,
             sender=sender,
@@ -348,7 +354,12 @@ class Simulator:
             created_at=self.clock(),
             callback_data=fields.get("callbackData"),
             notify_url=fields.get("notifyURL"),
-            timelines={a: plan_transitions(a, parts, rules, rng) for a in addresses},
+            asynchronous=accepted_first,
+            final_delivery=fields.get("finalDelivery"),
+            timelines={
+                a: plan_transitions(a, parts, rules, rng, accepted_first=accepted_first)
+                for a in addresses
+            },
         )
 
     def _public_base(self, request: Request) -> str:
@@ -358,7 +369,9 @@ class Simulator:
 
     async def _poll(self, request: Request) -> Response:
         message = self._by_id.get(request.path_params["request_id"])
-        if message is None or self.clock() - message.created_at >= self.receipt_ttl:
+        if message is None or message.sender != _path_sender(request):
+            return _empty(404)  # another sender's request is as unknown as a made-up id
+        if self.clock() - message.created_at >= self.receipt_ttl:
             return _empty(404)
         infos = [self._info(message, address) for address in message.addresses]
         resource_url = f"{message.resource_url}/deliveryInfos"
@@ -406,11 +419,28 @@ class Simulator:
         token = subscription.security_token if subscription is not None else None
         if message.notify_url:
             # notifyURL takes precedence over the subscription (BICS v3), and is used as given.
-            return CallbackTarget(message.notify_url, token, final_only=False)
+            final = bool(message.final_delivery)
+            return CallbackTarget(message.notify_url, token, final_only=final)
         if subscription is None:
             return None
         url = self.callback_target or subscription.url
-        return CallbackTarget(url, token, final_only=bool(subscription.final_delivery))
+        final_only = message.final_delivery
+        if final_only is None:
+            final_only = bool(subscription.final_delivery)
+        return CallbackTarget(url, token, final_only=final_only)
+
+
+def _path_sender(request: Request) -> str:
+    # The ASGI server percent-decodes the path, so "tel%3A%2B32123" and "tel:+32123" are one
+    # sender: the send path records this value and the poll path compares with it.
+    sender: str = request.path_params["sender"]
+    return sender
+
+
+def _first_status(message: SentMessage) -> DeliveryStatus:
+    if message.asynchronous:
+        return DeliveryStatus.MESSAGE_ACCEPTED
+    return DeliveryStatus.DELIVERED_TO_NETWORK
 
 
 def _tel(address: str) -> str:

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._models import Subscription
+from .._models import DeliveryStatus, Subscription
+from ._delivery import STATUS_CODES
 
 __all__ = [
     "callback_body",
@@ -20,6 +21,7 @@ __all__ = [
 
 _ADDRESS = re.compile(r"tel:\+[0-9]{1,15}")
 _OPTIONAL_TEXT = ("senderName", "clientCorrelator", "callbackData", "notifyURL")
+_OPTIONAL_FLAGS = ("asynchronous", "finalDelivery")
 
 
 def service_exception(part: str) -> dict[str, Any]:
@@ -45,6 +47,7 @@ def invalid_send_field(body: object) -> str | None:
         ("senderAddress", _non_empty_text(request.get("senderAddress"))),
         ("outboundSMSTextMessage", _valid_text(request.get("outboundSMSTextMessage"))),
         *((name, name not in request or isinstance(request[name], str)) for name in _OPTIONAL_TEXT),
+        *((name, _optional_flag(request.get(name))) for name in _OPTIONAL_FLAGS),
         ("notifyURL", _is_http_url(request.get("notifyURL", "http://ok"))),
     )
     return next((name for name, valid in checks if not valid), None)
@@ -56,6 +59,10 @@ def _valid_addresses(value: object) -> bool:
         and bool(value)
         and all(isinstance(a, str) and _ADDRESS.fullmatch(a) for a in value)
     )
+
+
+def _optional_flag(value: object) -> bool:
+    return value is None or isinstance(value, bool)
 
 
 def _non_empty_text(value: object) -> bool:
@@ -80,10 +87,15 @@ def send_response_body(
     client_correlator: str,
     addresses: Sequence[str],
     parts: int,
+    status: DeliveryStatus = DeliveryStatus.DELIVERED_TO_NETWORK,
 ) -> dict[str, Any]:
-    """The 201 body: the request echoed, plus its resource URL and first delivery infos."""
+    """The 201 body: the request echoed, plus its resource URL and first delivery infos.
+
+    Every recipient is reported in ``status``: ``MessageAccepted`` for an asynchronous send.
+    """
+    code = STATUS_CODES[status]
     infos = [
-        {"address": a, "deliveryStatus": "DeliveredToNetwork", "deliveryStatusCode": 6}
+        {"address": a, "deliveryStatus": status.value, "deliveryStatusCode": code}
         for a in addresses
     ]
     echoed = {key: value for key, value in request.items() if key != "deliveryInfoList"}
