@@ -18,6 +18,7 @@ the update, because BICS never retries a callback; when the store cannot record,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -78,6 +79,11 @@ class CallbackEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = await self._handle(scope, receive)
+        # Answer on the loop's next turn. Callbacks that arrive together are then all recorded
+        # first and all answered together, so the server reads and writes its sockets in
+        # batches: under concurrent load that cuts the server's CPU per callback by about a
+        # third (bench/bench_receiver.py), for one more turn of the loop (~10 µs) per answer.
+        await asyncio.sleep(0)
         await send(
             {
                 "type": "http.response.start",
