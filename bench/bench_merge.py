@@ -9,11 +9,7 @@ yields to the loop after each batch, as a receiver does between callbacks (other
 would only start once everything is ingested). The clock runs from the first ``ingest`` until
 every consumer has received every event; the updates are built before it starts.
 
-    .venv/bin/python bench/bench_merge.py [--recipients 50000] [--rounds 3] [--fixture-in-gc]
-
-The prebuilt updates are moved out of the garbage collector's sight (``gc.freeze()``) before the
-clock starts: a receiver parses each update from its callback and drops it, it never holds
-hundreds of thousands at once, and every full collection would otherwise walk the fixture.
+    .venv/bin/python bench/bench_merge.py [--recipients 50000] [--rounds 3]
 
 Reported (medians of interleaved rounds, on uvloop, pinned to CPU 0): MemoryStore with 4
 consumers (the target, at least 300k events/s), MemoryStore with 1 consumer, and SQLiteStore
@@ -25,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import tempfile
@@ -97,9 +92,6 @@ async def measure(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
     """Interleaved rounds of each variant; the median events/s of each."""
     batches = make_batches(args.recipients, args.batch)
     small = make_batches(args.sqlite_recipients, args.batch)
-    if not args.fixture_in_gc:
-        gc.collect()
-        gc.freeze()  # the fixture is not what is measured (see above)
     with tempfile.TemporaryDirectory(prefix="opensms-bench-") as workdir:
         counter = iter(range(1_000_000))
 
@@ -131,9 +123,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="updates per ingest() call")
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--fixture-in-gc", action="store_true", help="leave the prebuilt updates to the collector"
-    )
     args = parser.parse_args()
     pin_to_cpu(0)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
