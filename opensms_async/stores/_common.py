@@ -1,12 +1,38 @@
-"""Small pieces the in-process stores share: cursor parsing, waking readers, status parsing."""
+"""Small pieces the stores share: ``async with``, cursor parsing, waking readers, statuses."""
 
 from __future__ import annotations
 
 import asyncio
+from types import TracebackType
+from typing import Self
 
 from .._models import DeliveryStatus, Status
 
-__all__ = ["Wakeup", "parse_cursor", "parse_status"]
+__all__ = ["OpenClose", "Wakeup", "parse_cursor", "parse_status"]
+
+
+class OpenClose:
+    """``async with store``: :meth:`open` on the way in, :meth:`close` on the way out."""
+
+    async def open(self) -> None:
+        """Connect and prepare; idempotent."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release what :meth:`open` took; idempotent."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
 
 def parse_cursor(cursor: str) -> int:

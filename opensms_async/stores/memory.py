@@ -23,13 +23,12 @@ import asyncio
 import heapq
 from array import array
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Final, Self, TypeAlias
+from typing import Final, TypeAlias
 
 from .._exceptions import StoreError
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, build_event
 from ._base import Applied, PendingRequest
-from ._common import Wakeup, parse_cursor
+from ._common import OpenClose, Wakeup, parse_cursor
 from ._memo import EventShape, MergeMemo, StateShape, state_from_shape
 
 __all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore"]
@@ -128,7 +127,7 @@ class _EventLog:
         )
 
 
-class MemoryStore:
+class MemoryStore(OpenClose):
     """A :class:`~opensms_async.stores.Store` in process memory, for tests and single processes.
 
     Nothing survives the process. ``max_events`` bounds the event log (default
@@ -158,18 +157,6 @@ class MemoryStore:
     def max_events(self) -> int:
         """How many events the log retains."""
         return self._log.max_events
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Nothing to connect; refuses a closed store."""

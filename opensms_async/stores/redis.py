@@ -41,8 +41,7 @@ import collections
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeAlias, TypeVar
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import attrs
 from redis import exceptions as redis_errors
@@ -55,6 +54,7 @@ from . import _redis_codec as codec
 from . import _redis_config as config
 from . import _redis_scripts as scripts
 from ._base import Applied, PendingRequest
+from ._common import OpenClose
 from ._url import _redact
 
 __all__ = [
@@ -109,7 +109,7 @@ class _Call:
     future: asyncio.Future[list[Applied]]
 
 
-class RedisStore:
+class RedisStore(OpenClose):
     """A :class:`~opensms_async.stores.Store` in Redis, shared by any number of replicas.
 
     ``client`` is a ``redis://`` or ``rediss://`` URL (connection options only in its query; the
@@ -181,18 +181,6 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Check that Redis answers (and is 6.2 or later); idempotent.

@@ -32,13 +32,12 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
-from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeAlias, TypeVar, cast
+from typing import Any, Final, Literal, TypeAlias, TypeVar, cast
 
 from .._exceptions import StoreError, StoreUnavailableError
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
 from ._base import Applied, PendingRequest
-from ._common import Wakeup, parse_cursor, parse_status
+from ._common import OpenClose, Wakeup, parse_cursor, parse_status
 from ._memo import EventShape, MergeMemo, StateShape, Step, state_from_shape
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -102,7 +101,7 @@ _Merged: TypeAlias = tuple[DeliveryUpdate, Step, float, int]
 """What merging one update did: the update, the step, ``updated_at`` after it, the event cursor."""
 
 
-class SQLiteStore:
+class SQLiteStore(OpenClose):
     """A :class:`~opensms_async.stores.Store` in one SQLite file (WAL mode), for one process.
 
     ``path`` is the database file (created when missing; its directory must exist), or
@@ -144,18 +143,6 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, synchronous={self.synchronous!r})"
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Start the writer thread, open the file and create the schema; idempotent.
