@@ -251,8 +251,11 @@ class MemoryStore(OpenClose):
                     log_shape(event_shape)
                     log_time(at)
                     # status, previous, source, parts_delivered, sms_parts, conflict
-                    cursor = str(mark + len(events))
-                    event = build_event(cursor, request.request_id, address, *event_shape, at)
+                    status, previous, source, parts, sms_parts, conflict = event_shape
+                    event = build_event(
+                        str(mark + len(events)), request.request_id, address, status, previous,
+                        source, parts, sms_parts, conflict, at,
+                    )  # fmt: skip
                     events.append(event)
                 if results is not None:
                     state = state_from_shape(request.request_id, *row)
