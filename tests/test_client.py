@@ -678,6 +678,26 @@ async def test_send_many_passes_every_option_of_a_message(
     assert (body["asynchronous"], body["finalDelivery"]) == (True, False)
 
 
+async def test_request_urls_are_right_and_their_cache_stays_bounded(
+    client: OpenSMSClient, api: respx.MockRouter
+) -> None:
+    """Each poll goes to its own request's URL, and polling 300 request ids (one parsed URL
+    each) does not grow the client's URL cache without bound."""
+    seen: list[str] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"deliveryInfoList": {"deliveryInfo": []}})
+
+    api.get(url__regex=r".*/deliveryInfos$").mock(side_effect=respond)
+    for i in range(300):
+        await client.get_delivery_infos(SENDER, f"req-{i}")
+    await client.get_delivery_infos(SENDER, "req-7")
+    assert seen[7] == seen[-1] == f"{SEND_URL}/req-7/deliveryInfos"
+    assert len(set(seen)) == 300
+    assert len(client._urls) <= 256
+
+
 async def test_lifecycle(api: respx.MockRouter) -> None:
     """A client opens once, closes twice safely, refuses calls once closed, spares given clients."""
     http = httpx.AsyncClient()
