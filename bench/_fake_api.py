@@ -9,6 +9,7 @@ import json
 import sys
 
 import uvicorn
+from _util import drain_body
 from starlette.types import Receive, Scope, Send
 
 RESOURCE = "http://127.0.0.1/outbound/tel%3A%2B32123456/requests/bench-1"
@@ -40,10 +41,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """Drain the request body, answer 201 with the fixed body."""
     if scope["type"] != "http":
         return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
+    await drain_body(receive)
     await send({"type": "http.response.start", "status": 201, "headers": HEADERS})
     await send({"type": "http.response.body", "body": BODY})
 

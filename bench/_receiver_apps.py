@@ -27,6 +27,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 
 import uvicorn
+from _util import drain_body
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -46,10 +47,7 @@ async def raw_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Drain the request body and answer 204: the least any ASGI receiver can do."""
     if scope["type"] != "http":
         return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
+    await drain_body(receive)
     await send({"type": "http.response.start", "status": 204, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 

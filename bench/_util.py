@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: free ports, server subprocesses, CPU pinning, medians."""
+"""Shared helpers of the benchmarks: free ports, server subprocesses (ASGI apps, redis-server),
+CPU pinning, medians."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 import httpx
+from starlette.types import Receive
 
 
 def free_port() -> int:
@@ -28,14 +30,14 @@ def pin_to_cpu(cpu: int) -> None:
 
 
 @contextlib.contextmanager
-def server_process(argv: Sequence[str], port: int, *, cpu: int = 0) -> Iterator[str]:
-    """Run ``python argv...`` pinned to ``cpu`` until it answers on ``port``; yield its URL."""
+def server_process(argv: Sequence[str], port: int, *, cpu: int = 0) -> Iterator[tuple[str, int]]:
+    """Run ``python argv...`` pinned to ``cpu`` until it answers on ``port``; yield (URL, pid)."""
     preexec = (lambda: pin_to_cpu(cpu)) if hasattr(os, "sched_setaffinity") else None
     proc = subprocess.Popen([sys.executable, *argv], preexec_fn=preexec)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, proc)
-        yield url
+        wait_until_up(url, proc)
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -45,7 +47,8 @@ def server_process(argv: Sequence[str], port: int, *, cpu: int = 0) -> Iterator[
             proc.wait()
 
 
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+def wait_until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until ``GET url/healthz`` answers (20 s at most); fail at once if ``proc`` exits."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -61,3 +64,44 @@ def _wait_until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
 def median(values: Sequence[float]) -> float:
     """The median of a non-empty sequence."""
     return statistics.median(values)
+
+
+@contextlib.contextmanager
+def redis_server(folder: str, *, aof: bool = False) -> Iterator[str]:
+    """A fresh redis-server on a free 127.0.0.1 port, its files in ``folder``; yield its URL.
+
+    Without ``aof`` nothing is persisted; with it, every write is fsynced (``appendfsync
+    always``), the durable setting.
+    """
+    port = free_port()
+    persistence = (
+        ["--appendonly", "yes", "--appendfsync", "always"] if aof else ["--appendonly", "no"]
+    )
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", folder]
+    argv += ["--save", "", "--logfile", "redis.log", *(persistence or ["--appendonly", "no"])]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)  # noqa: S603
+    try:
+        _wait_for_port(port, proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise RuntimeError("redis-server did not start in 10 s")
+
+
+async def drain_body(receive: Receive) -> None:
+    """Read an ASGI request's body to its end, discarding it."""
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)

@@ -108,7 +108,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     port = free_port()
-    with server_process(["bench/_fake_api.py", str(port)], port, cpu=0) as url:
+    with server_process(["bench/_fake_api.py", str(port)], port, cpu=0) as (url, _):
         pin_to_cpu(1)
         if args.in_flight:
             limits = [int(n) for n in args.in_flight.split(",")]

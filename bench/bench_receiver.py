@@ -32,19 +32,17 @@ Needs ``wrk`` (``apt-get install wrk``; ``bench/run.py`` installs it when missin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from _receiver_apps import CALLBACK_PATH, TOKEN
-from _util import _wait_until_up as wait_until_up
-from _util import free_port, median, pin_to_cpu
+from _util import free_port, median, pin_to_cpu, server_process
 
 HERE = Path(__file__).resolve().parent
 LAG = 1000
@@ -113,28 +111,6 @@ def wrk(url: str, script: str, *, tag: str, duration: int, connections: int) -> 
     return result
 
 
-@contextlib.contextmanager
-def server(argv: Sequence[str], port: int) -> Iterator[tuple[str, int]]:
-    """Run ``python argv...`` pinned to CPU 0 until it answers on ``port``; yield (URL, pid).
-
-    ``_util.server_process`` without hiding the pid: the benchmark reads the server's CPU time.
-    """
-    proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, *argv], preexec_fn=lambda: pin_to_cpu(0)
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, proc)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -150,7 +126,7 @@ def run_variant(
     stats = os.path.join(workdir, "stats.json")
     argv = [str(HERE / "_receiver_apps.py"), variant, str(port)]
     argv += ([arg] if arg else []) + ["--stats", stats]
-    with server(argv, port) as (url, pid):
+    with server_process(argv, port) as (url, pid):
         warm = wrk(url, script, tag="w", duration=args.warmup, connections=args.connections)
         cpu = cpu_seconds(pid)
         run = wrk(url, script, tag="m", duration=args.duration, connections=args.connections)

@@ -31,44 +31,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis
-from _util import _wait_until_up as wait_until_up
-from _util import free_port
+from _util import free_port, redis_server, wait_until_up
 from bench_receiver import lua_script, wrk
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "opensms"
 ERROR_KEYS = ("connect", "read", "write", "status", "timeout")
-
-
-@contextlib.contextmanager
-def redis_server(folder: str, *, aof: bool) -> Iterator[str]:
-    """A fresh redis-server on a free port in ``folder``; yield its URL, kill it at the end."""
-    port = free_port()
-    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if aof else []
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", folder]
-    argv += ["--save", "", "--logfile", "redis.log", *(persistence or ["--appendonly", "no"])]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)  # noqa: S603
-    try:
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 @contextlib.contextmanager

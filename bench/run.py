@@ -11,18 +11,14 @@ A throwaway ``redis-server`` is started on a free port for the Redis figure;
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from _util import free_port
+from _util import redis_server
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,33 +56,9 @@ def main() -> None:
         print("\n(no redis-server: the receiver benchmark runs without its Redis variant)")
         run("bench_receiver.py", "--duration", duration)
     else:
-        with redis_server() as url:
+        with tempfile.TemporaryDirectory() as folder, redis_server(folder) as url:
             run("bench_receiver.py", "--duration", duration, "--redis", url)
     run("bench_replicas.py", "--duration", duration)
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A throwaway redis-server (no persistence) on a free 127.0.0.1 port; yields its URL."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as folder:
-        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        proc = subprocess.Popen([*argv, "--dir", folder], stdout=subprocess.DEVNULL)  # noqa: S603
-        try:
-            _wait_for_port(port)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError("redis-server did not start in 10 s")
 
 
 if __name__ == "__main__":
