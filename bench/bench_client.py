@@ -20,7 +20,6 @@ import httpx
 from _util import free_port, median, pin_to_cpu, server_process
 
 from opensms_async import OpenSMSClient
-from opensms_async._constants import DEFAULT_MAX_CONNECTIONS
 
 SENDER = "tel:+32123456"
 TO = "+33612345678"
@@ -65,8 +64,12 @@ async def raw_httpx(url: str, callers: int, total: int) -> float:
 
 async def sdk(url: str, callers: int, total: int, in_flight: int | None = None) -> float:
     """The SDK with its defaults (bounded in-flight requests), or ``in_flight`` of them."""
-    limit = DEFAULT_MAX_CONNECTIONS if in_flight is None else in_flight
-    async with OpenSMSClient(api_key="bench-key", base_url=url, max_in_flight=limit) as client:
+    client = (  # None: the client's own default
+        OpenSMSClient(api_key="bench-key", base_url=url)
+        if in_flight is None
+        else OpenSMSClient(api_key="bench-key", base_url=url, max_in_flight=in_flight)
+    )
+    async with client:
         return await drive(lambda: client.send_message(SENDER, TO, "Hello"), callers, total)
 
 

@@ -11,11 +11,11 @@ absolute numbers drift on these machines: only ratios measured in one run mean a
 The load: every request POSTs a BICS ``deliveryInfoList`` callback (compact JSON, 255-256 bytes)
 with the security token in the body. A counter in the Lua script makes every callback count:
 even requests are the first sighting of a new recipient (``DeliveredToNetwork``: a new state and an
-event), odd requests bring the recipient first seen 1000 callbacks earlier to
+event), odd requests bring the recipient first seen about 2000 callbacks earlier to
 ``DeliveredToTerminal`` (a merge that advances the state: an update and an event). Ten recipients
 share a request id (so consecutive callbacks often share a resource URL, as the callbacks of a
 bulk send do). So half the callbacks insert and half merge, and each one logs an event; the
-benchmark checks the store's event count afterwards (``events_per_callback`` is a little over 1:
+benchmark reports the store's event count afterwards (``events_per_callback`` is a little over 1:
 the callbacks still in flight when wrk stops are stored but not counted). The Starlette route gets
 the same bodies. No consumer iterates ``events()`` during the run.
 

@@ -376,8 +376,8 @@ class OpenSMSClient:
             response = await send_request(self._http, request)
             if logger.isEnabledFor(logging.DEBUG):  # spare building the arguments otherwise
                 elapsed = (time.perf_counter() - started) * 1000
-                path = request.url.path
-                logger.debug("%s %s -> %d in %.1f ms", method, path, response.status_code, elapsed)
+                status, sent_to = response.status_code, request.url.path
+                logger.debug("%s %s -> %d in %.1f ms", method, sent_to, status, elapsed)
             return response
 
     def _url(self, path: str) -> httpx.URL:

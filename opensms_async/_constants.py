@@ -37,3 +37,7 @@ RECEIPT_RETENTION = 7 * 24 * 3600.0
 """BICS keeps delivery receipts for 7 days: polling after that can only answer 404."""
 
 USER_AGENT = "opensms-async"
+
+SHARED_STORE_RECHECK = 1.0
+"""Seconds between re-reads of a store shared with other processes (Redis) while waiting: other
+replicas append events and finish recipients without waking this process."""

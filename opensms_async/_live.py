@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 
+from ._constants import SHARED_STORE_RECHECK
 from ._state import DeliveryEvent
 from .stores import Store
 
 __all__ = ["LiveBuffer", "Reader"]
 
 _READ_BATCH = 512
-_SHARED_WAIT = 1.0
 
 
 class Reader:
@@ -166,7 +166,7 @@ class LiveBuffer:
         """Wait for a publish after mark ``changed`` (shared stores: for the store's log)."""
         if self._store.shared:
             # Another replica may append: block in the store (e.g. XREAD BLOCK), bounded.
-            await self._store.read_events(cursor, limit=1, timeout=_SHARED_WAIT)
+            await self._store.read_events(cursor, limit=1, timeout=SHARED_STORE_RECHECK)
             return
         if self._generation != changed:
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -11,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from ._addressing import normalize_address
-from ._constants import RECEIPT_RETENTION
+from ._constants import RECEIPT_RETENTION, SHARED_STORE_RECHECK
 from ._exceptions import StoreUnavailableError
 from ._live import LiveBuffer
 from ._models import DeliveryStatus, SendResult
@@ -28,7 +29,6 @@ logger = logging.getLogger("opensms_async.tracker")
 
 _OUTAGE_BACKOFF = 0.25
 _MAX_OUTAGE_BACKOFF = 5.0
-_SHARED_WAIT = 1.0
 
 
 class DeliveryTracker:
@@ -212,7 +212,8 @@ class DeliveryTracker:
                         continue
                 except StoreUnavailableError as exc:
                     logger.warning("events paused, store unavailable: %s", exc)
-                    await asyncio.sleep(outage)
+                    with contextlib.suppress(TimeoutError):  # a close ends the wait at once
+                        await asyncio.wait_for(self._closed.wait(), outage)
                     outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
                     continue
                 outage = _OUTAGE_BACKOFF
@@ -241,7 +242,7 @@ class DeliveryTracker:
                 try:
                     # Re-read now and then: another replica may have recorded it.
                     await asyncio.wait_for(
-                        asyncio.shield(future), _SHARED_WAIT if self.store.shared else None
+                        asyncio.shield(future), SHARED_STORE_RECHECK if self.store.shared else None
                     )
                 except TimeoutError:
                     pass

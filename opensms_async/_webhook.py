@@ -32,8 +32,6 @@ __all__ = [
 _MAX_ENTRIES = 1000
 _CACHED_URL = 512
 """Longest resource URL whose ids are cached (BICS's are about 100 characters)."""
-_STATUSES: dict[str, DeliveryStatus] = {status.value: status for status in DeliveryStatus}
-"""``DeliveryStatus.parse`` as a table: the enum's own lookup costs more than the whole check."""
 
 
 class CallbackPayloadError(ValidationError):
@@ -187,7 +185,7 @@ def _update(
     return DeliveryUpdate(
         request_id,
         address,
-        _STATUSES.get(status, status),  # status
+        DeliveryStatus.parse(status),
         Source.CALLBACK,  # source
         parts,  # parts_delivered
         sms_parts,

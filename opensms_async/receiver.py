@@ -145,19 +145,20 @@ class CallbackEndpoint:
 
 
 _DECODER = json.JSONDecoder()
+_JSON_WHITESPACE = " \t\n\r"
 
 
 def _json(body: bytes) -> object:
     """``json.loads(body)``, minus the wrappers that cost as much as the parse of a callback.
 
     A body opening with ``{`` and no NUL byte after it is UTF-8 to ``json.loads`` (no BOM, not
-    UTF-16/32); parsed whole with nothing after it, the answer is the same. Anything else takes
-    the standard path, which decides.
+    UTF-16/32); parsed whole with nothing but JSON whitespace after it (senders often end with a
+    newline), the answer is the same. Anything else takes the standard path, which decides.
     """
     if body[:1] == b"{" and body[1:2] != b"\x00":
         text = body.decode("utf-8", "surrogatepass")
         payload, end = _DECODER.raw_decode(text)
-        if end == len(text):
+        if end == len(text) or not text[end:].strip(_JSON_WHITESPACE):
             return payload
     return json.loads(body)
 

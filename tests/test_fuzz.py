@@ -902,26 +902,28 @@ def test_fuzz_hostile_headers() -> None:
     assert run_seeded(hostile_case, 600) >= 3_000
 
 
+def with_examples(test: Callable[[Case], None], cases: Sequence[Case]) -> Callable[[Case], None]:
+    """``test`` with every one of ``cases`` as an explicit hypothesis example (all of them, so a
+    regression added to the list is run without touching the test)."""
+    for case in reversed(cases):
+        test = example(case)(test)
+    return test
+
+
 def test_fuzz_mutated_callbacks() -> None:
     """1,500 callbacks in every accepted shape, built by hypothesis draws, with odd values in any
     field and the token right, wrong, non-string, non-ASCII, surrogate, misplaced or missing,
     get exactly the answer the receiver rules prescribe (and shrink to a minimal case if not)."""
     with harness() as h:
 
-        @settings(FUZZ, max_examples=1_500)
-        @given(
-            structured(lambda ch: dataclasses.replace(callback_case(ch), headers=simple_auth(ch)))
-        )
-        @example(REGRESSIONS[0])
-        @example(REGRESSIONS[1])
-        @example(REGRESSIONS[2])
-        @example(REGRESSIONS[3])
-        @example(REGRESSIONS[4])
-        @example(REGRESSIONS[5])
-        def run(case: Case) -> None:
+        def check(case: Case) -> None:
             h.check(case)
 
-        run()
+        run = with_examples(check, REGRESSIONS)
+        strategy = structured(
+            lambda ch: dataclasses.replace(callback_case(ch), headers=simple_auth(ch))
+        )
+        settings(FUZZ, max_examples=1_500)(given(strategy)(run))()
         assert h.cases >= 1_500
 
 
@@ -935,15 +937,11 @@ def test_fuzz_over_a_real_socket_with_sqlite() -> None:
 
     with harness(real_socket=True) as h:
 
-        @settings(FUZZ, max_examples=300)
-        @given(structured(build))
-        @example(SQLITE_REGRESSIONS[0])
-        @example(SQLITE_REGRESSIONS[1])
-        @example(SQLITE_REGRESSIONS[2])
-        def run(case: Case) -> None:
+        def check(case: Case) -> None:
             h.check(case)
 
-        run()
+        run = with_examples(check, SQLITE_REGRESSIONS)
+        settings(FUZZ, max_examples=300)(given(structured(build))(run))()
         assert h.cases >= 300
 
 

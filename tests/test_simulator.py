@@ -434,6 +434,21 @@ async def test_send_final_delivery_overrides_the_subscription(
     assert statuses(notify_bodies, "tel:+332") == ["DeliveredToTerminal"]
 
 
+async def test_send_final_delivery_limits_a_subscription_that_wants_every_state(
+    sim: RunningSimulator, api: httpx.AsyncClient
+) -> None:
+    """A send with finalDelivery=true gets only its final state, though the subscription (no
+    finalDelivery) takes every state of other sends."""
+    async with receiver() as (url, bodies):
+        await subscribe(api)
+        sim.simulator.route_callbacks_to(url)
+        await api.post(REQUESTS, json=send_body("tel:+331", finalDelivery=True))
+        await api.post(REQUESTS, json=send_body("tel:+332"))
+        await sim.simulator.settle()
+    assert statuses(bodies, "tel:+331") == ["DeliveredToTerminal"]
+    assert statuses(bodies, "tel:+332") == ["DeliveredToNetwork", "DeliveredToTerminal"]
+
+
 async def test_uncertain_number_goes_through_delivery_uncertain(
     sim: RunningSimulator, api: httpx.AsyncClient
 ) -> None:

@@ -128,7 +128,7 @@ async def test_apply_then_get(store: Store) -> None:
 
 
 async def test_apply_events_is_apply_without_results(store: Store) -> None:
-    """``apply_events`` merges and logs exactly as ``apply`` does and returns the logged events."""
+    """``apply_events`` merges into the same states and log as ``apply``; returns what it logged."""
     chain = [S.DELIVERED_TO_NETWORK, S.DELIVERED_TO_NETWORK, S.MESSAGE_WAITING]
     chain.append(S.DELIVERY_IMPOSSIBLE)
     updates = [up(status, f"tel:+3361000000{i}") for status in chain for i in range(3)]

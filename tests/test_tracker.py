@@ -177,27 +177,37 @@ async def test_consumer_behind_the_buffer_reads_the_store_then_returns(store: St
 
 
 class LatePublishStore(MemoryStore):
-    """A store that logs an event a moment before the tracker can publish it, as SQLite does
-    (its writer thread commits, then the caller's task resumes)."""
+    """A store that logs an event and answers only when released, as SQLite logs (commits on its
+    thread) before the caller's task resumes and the tracker publishes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logged = asyncio.Event()
+        self.release = asyncio.Event()
 
     async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
-        """Log, then yield to the loop before answering."""
+        """Log, then wait for the release before answering."""
         events = await super().apply_events(updates)
-        await asyncio.sleep(0)
+        self.logged.set()
+        await self.release.wait()
         return events
 
 
 async def test_event_read_from_the_store_before_its_publish_comes_once() -> None:
     """A consumer that reads an event from the store's log before the tracker publishes it
     does not get it a second time from the live buffer."""
-    async with DeliveryTracker(store=LatePublishStore()) as tracker:
-        first = asyncio.create_task(tracker.ingest([update(S.DELIVERED_TO_NETWORK)]))
-        consumer = asyncio.create_task(take(tracker.events(), 2))
-        await first
-        await asyncio.sleep(0.01)
+    store = LatePublishStore()
+    async with DeliveryTracker(store=store) as tracker:
+        recording = asyncio.create_task(tracker.ingest([update(S.DELIVERED_TO_NETWORK)]))
+        await store.logged.wait()  # logged by the store, not yet published
+        consumer = tracker.events()
+        [early] = await take(consumer, 1)  # logged, not yet published: read from the store
+        store.release.set()
+        [published] = await recording
+        assert early == published
         await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)])
-        events = await consumer
-    assert [e.status for e in events] == [S.DELIVERED_TO_NETWORK, S.DELIVERED_TO_TERMINAL]
+        [after] = await take(consumer, 1)
+    assert after.status is S.DELIVERED_TO_TERMINAL
 
 
 async def test_out_of_order_storm_converges(tracker: DeliveryTracker) -> None:

@@ -3,8 +3,9 @@
 A store keeps the merged :class:`DeliveryState` per (request id, address), an append-only log of
 :class:`DeliveryEvent` written only when a state advances, and the schedule of requests the
 reconciliation poller still has to poll. Stores call :func:`opensms_async._state.merge`; they
-never re-implement it. Every method may raise :class:`StoreError`; ``apply`` raises
-:class:`StoreUnavailableError` when it recorded nothing, so the receiver can answer 503.
+never re-implement it. Every method may raise :class:`StoreError`; ``apply`` and
+``apply_events`` raise :class:`StoreUnavailableError` when they recorded nothing, so the receiver
+can answer 503.
 """
 
 from __future__ import annotations

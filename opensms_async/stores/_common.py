@@ -1,4 +1,4 @@
-"""Small pieces the stores share: ``async with``, cursor parsing, waking readers, statuses."""
+"""Small pieces the stores share: ``async with``, cursor parsing, waking readers."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import asyncio
 from types import TracebackType
 from typing import Self
 
-from .._models import DeliveryStatus, Status
-
-__all__ = ["OpenClose", "Wakeup", "parse_cursor", "parse_status"]
+__all__ = ["OpenClose", "Wakeup", "parse_cursor"]
 
 
 class OpenClose:
@@ -41,11 +39,6 @@ def parse_cursor(cursor: str) -> int:
     if not (isinstance(cursor, str) and cursor.isascii() and cursor.isdigit()):
         raise ValueError(f"malformed event cursor: {cursor!r}")
     return int(cursor)
-
-
-def parse_status(status: Status) -> Status:
-    """The enum member for a known status string; stored statuses are always normalised so."""
-    return status if isinstance(status, DeliveryStatus) else DeliveryStatus.parse(status)
 
 
 class Wakeup:

@@ -12,9 +12,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeOutcome, MergeResult, Source
 from ._base import Applied, PendingRequest
-from ._common import parse_status
 
 __all__ = [
     "applied_from_row",
@@ -110,7 +110,7 @@ def state_from_fields(request_id: str, address: str, fields: Sequence[Any]) -> D
     return DeliveryState(
         request_id=request_id,
         address=address,
-        status=parse_status(status),
+        status=DeliveryStatus.parse(status),
         parts_delivered=parts,
         sms_parts=sms_parts,
         sender=sender,
@@ -123,7 +123,7 @@ def applied_from_row(update: DeliveryUpdate, row: Sequence[Any]) -> Applied:
     """One row of the merge script's reply as :class:`Applied` (with its event when logged)."""
     outcome, previous, advanced, changed, fields, stream_id = row
     state = state_from_fields(update.request_id, update.address, fields)
-    before = None if previous is None else parse_status(previous)
+    before = None if previous is None else DeliveryStatus.parse(previous)
     result = MergeResult(state, MergeOutcome(outcome), before, bool(advanced), bool(changed))
     if stream_id is None:
         return Applied(result, None)
@@ -154,8 +154,8 @@ def event_from_entry(stream_id: bytes | str, fields: Mapping[Any, Any]) -> Deliv
         cursor=text(stream_id),
         request_id=values["request_id"],
         address=values["address"],
-        status=parse_status(values["status"]),
-        previous=None if previous is None else parse_status(previous),
+        status=DeliveryStatus.parse(values["status"]),
+        previous=None if previous is None else DeliveryStatus.parse(previous),
         source=Source(values["source"]),
         parts_delivered=None if parts is None else int(parts),
         sms_parts=None if sms_parts is None else int(sms_parts),

@@ -237,7 +237,8 @@ class RedisStore(OpenClose):
 
     async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
         """:meth:`apply`, returning only the events it logged (oldest first)."""
-        return [applied.event for applied in await self.apply(updates) if applied.event]
+        applied = await self.apply(updates)
+        return [a.event for a in applied if a.event is not None]
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen (or has expired)."""

@@ -35,9 +35,10 @@ from functools import partial
 from typing import Any, Final, Literal, TypeAlias, TypeVar, cast
 
 from .._exceptions import StoreError, StoreUnavailableError
+from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
 from ._base import Applied, PendingRequest
-from ._common import OpenClose, Wakeup, parse_cursor, parse_status
+from ._common import OpenClose, Wakeup, parse_cursor
 from ._memo import EventShape, MergeMemo, StateShape, Step, state_from_shape
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -66,7 +67,8 @@ _SYNCHRONOUS: Final = {
     "NORMAL": "PRAGMA synchronous=NORMAL",
     "FULL": "PRAGMA synchronous=FULL",
 }
-# Statements are spelled out, never assembled from strings: nothing user-given becomes SQL.
+# Statements are spelled out; only lists of ``?`` placeholders are assembled: nothing user-given
+# becomes SQL.
 _SELECT_STATE: Final = """SELECT request_id, address, status, parts_delivered, sms_parts, sender,
     conflict, updated_at FROM states WHERE request_id = ? AND address = ?"""
 _SELECT_SHAPE: Final = """SELECT status, parts_delivered, sms_parts, sender, conflict, updated_at
@@ -307,7 +309,7 @@ class _Job:
         return self.fn(conn)
 
     def logged_events(self, value: object) -> bool:
-        """True when this job was an ``apply`` whose result logged an event."""
+        """True when this job was a merge (``apply`` or ``events``) whose result logged an event."""
         if self.kind == "events":
             return bool(value)
         return self.kind == "apply" and any(
@@ -708,7 +710,7 @@ def _state_from_row(row: Sequence[Any]) -> DeliveryState:
     return DeliveryState(
         request_id=request_id,
         address=address,
-        status=parse_status(status),
+        status=DeliveryStatus.parse(status),
         parts_delivered=parts,
         sms_parts=sms_parts,
         sender=sender,
@@ -723,8 +725,8 @@ def _event_from_row(row: Sequence[Any]) -> DeliveryEvent:
         cursor=str(cursor),
         request_id=request_id,
         address=address,
-        status=parse_status(status),
-        previous=None if previous is None else parse_status(previous),
+        status=DeliveryStatus.parse(status),
+        previous=None if previous is None else DeliveryStatus.parse(previous),
         source=Source(source),
         parts_delivered=parts,
         sms_parts=sms_parts,
