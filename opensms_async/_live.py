@@ -55,7 +55,7 @@ class LiveBuffer:
         self._events: list[DeliveryEvent] = []
         self._dropped = 0
         """Events published and since dropped from the head: the position of ``_events[0]``."""
-        self._base_key: tuple[int, int] | None = None
+        self._base_key: tuple[int, int] = (0, 0)
         self._dropped_cursor: str | None = None
         """The cursor of the newest event dropped since ``_base_key`` was last computed."""
         self._ready = False
@@ -67,7 +67,7 @@ class LiveBuffer:
     async def start(self) -> None:
         """Note where the store's log ends: events published from now on are kept here."""
         last = await self._store.last_cursor()
-        self._base_key = self._store.cursor_key(last) if last is not None else (-1, -1)
+        self._base_key = self._store.cursor_key(last) if last is not None else (0, 0)
         self._ready = not self._store.shared
 
     def attach(self) -> Reader:
@@ -81,14 +81,36 @@ class LiveBuffer:
         self._readers.discard(reader)
 
     def publish(self, events: list[DeliveryEvent]) -> None:
-        """Add events (newest last) and wake the waiting readers."""
-        if self._ready:
+        """Add events (oldest first) and wake the waiting readers."""
+        if self._ready and events:
             if self._readers:
-                self._events.extend(events)
-                self._trim()
-            elif events:  # nobody to keep them for (a bare receiver): only note the newest
+                self._keep(events)
+            else:  # nobody to keep them for (a bare receiver): only note the newest
                 self._drop_all(events[-1].cursor)
         self.wake()
+
+    def _keep(self, events: list[DeliveryEvent]) -> None:
+        """Append events so that the buffer stays one unbroken run of cursors after its base.
+
+        The in-process stores number events 1, 2, 3... (``cursor_key`` ``(n, 0)``). Events the
+        store logged but the tracker never published (an ``ingest`` cancelled after the store
+        wrote) leave a gap: the buffer then starts over after it, and a reader behind the gap
+        reads the store, which has every event. Events published late, behind newer ones, are
+        left to the store the same way. A store numbered otherwise only ever starts over.
+        """
+        tail = self._key(self._events[-1]) if self._events else self._base()
+        first = self._key(events[0])
+        if first <= tail:
+            events = [event for event in events if self._key(event) > tail]
+            if not events:
+                return
+            first = self._key(events[0])
+        if first != (tail[0] + 1, 0):
+            self._dropped += len(self._events)
+            self._events.clear()
+            self._base_key, self._dropped_cursor = (first[0] - 1, first[1]), None
+        self._events.extend(events)
+        self._trim()
 
     def _trim(self) -> None:
         """Drop the events every positioned reader has passed, and any beyond ``size``."""
@@ -109,7 +131,7 @@ class LiveBuffer:
         self._events.clear()
         self._dropped_cursor = newest
 
-    def _base(self) -> tuple[int, int] | None:
+    def _base(self) -> tuple[int, int]:
         """The cursor key just before the first kept event (parsed only when a reader asks)."""
         if self._dropped_cursor is not None:
             self._base_key = self._store.cursor_key(self._dropped_cursor)
@@ -149,8 +171,7 @@ class LiveBuffer:
             if 0 < index <= len(self._events) and self._events[index - 1].cursor == cursor:
                 return index
         key = self._store.cursor_key(cursor)
-        base = self._base()
-        if base is None or key < base:
+        if key < self._base():
             return None
         return bisect.bisect_right(self._events, key, key=self._key)
 

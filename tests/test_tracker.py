@@ -210,6 +210,31 @@ async def test_event_read_from_the_store_before_its_publish_comes_once() -> None
     assert after.status is S.DELIVERED_TO_TERMINAL
 
 
+async def test_events_of_a_cancelled_ingest_still_reach_live_consumers() -> None:
+    """An ingest cancelled after the store logged its events (so the tracker never publishes
+    them) leaves no hole in a live consumer's stream: it reads them from the store."""
+    store = LatePublishStore()
+    async with DeliveryTracker(store=store) as tracker:
+        store.release.set()
+        await tracker.ingest([update(S.MESSAGE_WAITING, address="tel:+330")])
+        consumer = tracker.events()
+        assert [e.address for e in await take(consumer, 1)] == ["tel:+330"]
+        store.release.clear()
+        store.logged.clear()
+        cancelled = asyncio.create_task(
+            tracker.ingest([update(S.MESSAGE_WAITING, address=f"tel:+33{i}") for i in (1, 2)])
+        )
+        await store.logged.wait()  # logged by the store, and then the caller gives up
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        store.release.set()
+        await tracker.ingest([update(S.MESSAGE_WAITING, address="tel:+333")])
+        rest = await take(consumer, 3)
+    assert [e.address for e in rest] == ["tel:+331", "tel:+332", "tel:+333"]
+    assert [int(e.cursor) for e in rest] == [2, 3, 4]
+
+
 async def test_out_of_order_storm_converges(tracker: DeliveryTracker) -> None:
     """Shuffled, duplicated updates for many recipients converge and log each advance once."""
     chain = [S.DELIVERED_TO_NETWORK, S.DELIVERY_UNCERTAIN, S.DELIVERED_TO_TERMINAL]
