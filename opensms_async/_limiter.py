@@ -2,7 +2,9 @@
 
 BICS counts requests per hour and answers 429 past the quota, without rate-limit headers. The
 limiter keeps the timestamps of the last hour's requests (a sliding window, exact), caps requests
-in flight, and after a 429 pauses everyone until the server's ``Retry-After`` (or a default).
+in flight, and after a 429 pauses everyone until the server's ``Retry-After`` (or a default), for
+at most ``max_pause``: a wait one call refused (``Retry-After`` past the client's cap) must not
+become every later call's wait.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+
+from ._constants import MAX_RETRY_AFTER
 
 __all__ = ["RateLimiter"]
 
@@ -21,7 +26,10 @@ _WINDOW = 3600.0
 class RateLimiter:
     """Limits requests per hour and in flight; share one instance between clients to pool them.
 
-    ``clock`` (monotonic seconds) and ``sleep`` are injectable for tests.
+    After a 429 every caller is held for the server's ``Retry-After`` (``default_pause`` when it
+    gives none), never longer than ``max_pause`` (default: the client's own cap on
+    ``Retry-After``, 60 s, or ``default_pause`` if that is longer). ``clock`` (monotonic seconds)
+    and ``sleep`` are injectable for tests.
     """
 
     def __init__(
@@ -30,6 +38,7 @@ class RateLimiter:
         requests_per_hour: int | None = None,
         max_concurrency: int | None = None,
         default_pause: float = 60.0,
+        max_pause: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -37,9 +46,16 @@ class RateLimiter:
             raise ValueError("requests_per_hour must be at least 1")
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if not 0.0 <= default_pause < math.inf:
+            raise ValueError("default_pause must be a finite number of seconds, 0 or more")
+        if max_pause is None:
+            max_pause = max(MAX_RETRY_AFTER, default_pause)
+        if not default_pause <= max_pause < math.inf:
+            raise ValueError("max_pause must be finite and at least default_pause")
         self.requests_per_hour = requests_per_hour
         self.max_concurrency = max_concurrency
         self.default_pause = default_pause
+        self.max_pause = max_pause
         self._clock = clock
         self._sleep = sleep
         self._sent: collections.deque[float] = collections.deque()
@@ -59,8 +75,13 @@ class RateLimiter:
         return max(0.0, self._paused_until - self._clock())
 
     def pause(self, seconds: float | None) -> None:
-        """Hold every caller for ``seconds`` (the default pause when None) from now."""
-        until = self._clock() + (self.default_pause if seconds is None else seconds)
+        """Hold every caller for ``seconds`` (the default pause when None) from now.
+
+        The pause is bounded by ``max_pause`` (``inf`` too); ``nan`` counts as None.
+        """
+        if seconds is None or math.isnan(seconds):
+            seconds = self.default_pause
+        until = self._clock() + min(max(0.0, seconds), self.max_pause)
         self._paused_until = max(self._paused_until, until)
 
     @contextlib.asynccontextmanager

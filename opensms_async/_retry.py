@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 from collections.abc import Callable
 
 from ._constants import INITIAL_RETRY_DELAY, MAX_RETRY_AFTER, MAX_RETRY_DELAY
@@ -19,14 +20,18 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP-date), else None.
 
     ``now`` is the current Unix time, used to turn a date into a delay. Negative delays clamp to 0.
+    The result is always finite: ``inf``, ``1e999`` or ``nan`` are no number of seconds (RFC 9110
+    wants digits), so they count as no header at all rather than as a wait without end.
     """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
