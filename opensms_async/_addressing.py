@@ -3,7 +3,10 @@
 Recipients are E.164 numbers and travel as ``tel:+<digits>``. A sender is either a number or
 short code of at most 15 digits (``tel:`` and ``+`` optional, as in the spec's ``tel:12345678``)
 or an alphanumeric name of at most 11 characters from the GSM-7 basic table. The sender is also
-a path segment of the API's URLs, percent-encoded there.
+a path segment of the API's URLs, percent-encoded there, and so is a request id: ``.`` and ``..``
+are refused as either, since a URL library removes such "dot segments" however they are encoded
+(RFC 3986 5.2.4) and the request would go to another endpoint. Every string that goes on the wire
+must be encodable as UTF-8 (no lone surrogate): :func:`check_text`.
 """
 
 from __future__ import annotations
@@ -11,13 +14,20 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from ._exceptions import InvalidAddressError, InvalidSenderError
+from ._exceptions import (
+    InvalidAddressError,
+    InvalidMessageError,
+    InvalidSenderError,
+    ValidationError,
+)
 from ._segments import GSM7_BASIC, GSM7_EXTENSION
 
 __all__ = [
+    "check_text",
     "is_alphanumeric_sender",
     "normalize_address",
     "normalize_sender",
+    "request_id_path_segment",
     "sender_path_segment",
 ]
 
@@ -30,6 +40,7 @@ MAX_ALPHANUMERIC_SENDER = 11
 _E164_RE = re.compile(r"(?i:tel:)?\+([1-9][0-9]{0,14})")
 _NUMERIC_SENDER_RE = re.compile(r"(?i:tel:)?(\+(?=[1-9]))?([0-9]{1,15})")
 _TEL_RE = re.compile(r"(?i:tel:)")
+_DOT_SEGMENTS = (".", "..")
 _DIGITS_RE = re.compile(r"[0-9]+")
 
 # Line breaks are in the basic table but make no sense in a sender name.
@@ -111,6 +122,8 @@ def _numeric_problem(value: str) -> str:
 
 def _alphanumeric_problem(value: str) -> str | None:
     """Why ``value`` is not a valid alphanumeric sender, or None when it is one."""
+    if value in _DOT_SEGMENTS:
+        return "'.' and '..' cannot be a URL path segment"
     for char in value:
         if char in GSM7_EXTENSION:
             return (
@@ -168,3 +181,35 @@ def sender_path_segment(sender: str) -> str:
     ``tel%3A%2B32123``, ``ALPHA NUM`` -> ``ALPHA%20NUM``.
     """
     return quote(sender, safe="")
+
+
+def request_id_path_segment(request_id: object) -> str:
+    """A request id percent-encoded for the URL path, as one segment.
+
+    Raises :class:`InvalidMessageError` for a non-string, an empty id, ``.`` or ``..``, or one
+    that cannot be encoded (a lone surrogate).
+    """
+    request_id = check_text(request_id, "request_id")
+    if not request_id or request_id in _DOT_SEGMENTS:
+        raise InvalidMessageError(f"request_id {_shown(request_id)} cannot be a URL path segment")
+    return quote(request_id, safe="")
+
+
+def check_text(value: object, name: str, error: type[ValidationError] = InvalidMessageError) -> str:
+    """``value``, if it is a string that UTF-8 can encode (no lone surrogate), else ``error``.
+
+    Lone surrogates (``"\\ud800"``) are legal in a Python ``str`` but in no UTF-8 byte string;
+    refused here, before any request, instead of failing as ``UnicodeEncodeError`` on the way
+    out. The message names the position, never the value (which may be a secret).
+    """
+    if not isinstance(value, str):
+        raise error(f"{name} must be a string, not {type(value).__name__}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise error(
+                f"{name} is not valid Unicode: a lone surrogate at index {exc.start} "
+                "(UTF-8 cannot encode it)"
+            ) from None
+    return value

@@ -6,19 +6,23 @@ Secrets live in :class:`Secret`, whose repr and str never show the value.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 import httpx
 
+from ._addressing import check_text
 from ._constants import DEFAULT_TOKEN_URL
+from ._converter import WireFormatError, decode_json
 from ._exceptions import (
     APIResponseValidationError,
     AuthenticationError,
     RateLimitError,
     ServerError,
+    ValidationError,
 )
 from ._transport import send_request
 
@@ -40,17 +44,22 @@ class Secret:
     __str__ = __repr__
 
 
+def _wire_text(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_text(value, attribute.name, ValidationError)
+
+
 @attrs.frozen
 class OAuthClientCredentials:
     """OAuth2 client-credentials settings for BICS SMS v3.
 
     ``scope`` is the product scope, e.g. ``"sms-a2p-business-class"``; ``"sms"`` is prepended.
+    Each field must be a string UTF-8 can encode (else :class:`ValidationError`, at once).
     """
 
-    client_id: str
-    client_secret: str = attrs.field(repr=False)
-    scope: str
-    token_url: str = DEFAULT_TOKEN_URL
+    client_id: str = attrs.field(validator=_wire_text)
+    client_secret: str = attrs.field(repr=False, validator=_wire_text)
+    scope: str = attrs.field(validator=_wire_text)
+    token_url: str = attrs.field(default=DEFAULT_TOKEN_URL, validator=_wire_text)
 
     @property
     def scopes(self) -> str:
@@ -70,10 +79,18 @@ class Authenticator(Protocol):
         """Forget a cached credential the server refused, so the next call fetches a new one."""
 
 
+def _header_safe(value: str) -> bool:
+    """True for a non-empty header value httpx can send: printable ASCII (RFC 9110 VCHAR, SP)."""
+    return bool(value) and value.isascii() and value.isprintable()
+
+
 class ApiKeyAuth:
     """A static API key sent as ``Authorization: Bearer <key>``."""
 
     def __init__(self, api_key: str) -> None:
+        if not isinstance(api_key, str) or not _header_safe(api_key):
+            # The key itself never goes into the message.
+            raise ValidationError("api_key must be printable ASCII (it travels in a header)")
         self._header = Secret(f"Bearer {api_key}")
 
     def __repr__(self) -> str:
@@ -148,16 +165,21 @@ def _parse_token(response: httpx.Response) -> tuple[Secret, float]:
     if response.status_code != 200:
         raise _token_error(response)
     try:
-        payload = response.json()
+        payload = decode_json(response.content)
         token = payload["access_token"]
         lifetime = float(payload.get("expires_in", 300))
-    except (ValueError, KeyError, TypeError):
+    except (WireFormatError, ValueError, KeyError, TypeError, AttributeError):
         raise APIResponseValidationError(
             "The token endpoint answered 200 without an access_token", response=response
         ) from None
-    if not isinstance(token, str) or not token:
+    if not isinstance(token, str) or not _header_safe(token):
         raise APIResponseValidationError(
-            "The token endpoint gave an empty token", response=response
+            "The token endpoint gave an empty token, or one that cannot go in a header",
+            response=response,
+        )
+    if not math.isfinite(lifetime):
+        raise APIResponseValidationError(
+            "The token endpoint gave no finite expires_in", response=response
         )
     return Secret(token), lifetime
 
@@ -175,7 +197,8 @@ def _token_error(response: httpx.Response) -> Exception:
 
 def _oauth_error_code(response: httpx.Response) -> str | None:
     try:
-        code = response.json().get("error")
-    except (ValueError, AttributeError):
+        payload = decode_json(response.content)
+    except WireFormatError:
         return None
+    code = payload.get("error") if isinstance(payload, dict) else None
     return code if isinstance(code, str) and code.isidentifier() else None

@@ -13,11 +13,17 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from ._addressing import normalize_address, normalize_sender, sender_path_segment
+from ._addressing import (
+    check_text,
+    normalize_address,
+    normalize_sender,
+    request_id_path_segment,
+    sender_path_segment,
+)
 from ._auth import ApiKeyAuth, Authenticator, OAuthClientCredentials, OAuthTokenAuth
 from ._bulk import BulkResult, Message, run_bulk
 from ._constants import (
@@ -30,17 +36,19 @@ from ._constants import (
     KEEPALIVE_EXPIRY,
     USER_AGENT,
 )
-from ._converter import WireFormatError, structure, unstructure
+from ._converter import WireFormatError, decode_json, structure, unstructure
 from ._errors_map import make_status_error
 from ._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
     APIStatusError,
+    InvalidAddressError,
     InvalidCallbackURLError,
     InvalidMessageError,
     NotFoundError,
     OpenSMSError,
     RateLimitError,
+    ValidationError,
 )
 from ._limiter import RateLimiter
 from ._models import (
@@ -182,8 +190,11 @@ class OpenSMSClient:
         """
         sender = normalize_sender(sender)
         recipients = _recipients(to)
-        if not isinstance(text, str) or not text:
+        if not check_text(text, "text"):
             raise InvalidMessageError("text must be a non-empty string")
+        _check_optional_text(sender_name, "sender_name")
+        _check_optional_text(client_correlator, "client_correlator")
+        _check_optional_text(callback_data, "callback_data")
         if notify_url is not None:
             _check_https(notify_url, "notify_url")
         _check_flag(asynchronous, "asynchronous")
@@ -215,11 +226,9 @@ class OpenSMSClient:
     ) -> DeliveryInfoList:
         """The delivery info of every recipient of a request (kept by BICS for 7 days)."""
         sender = normalize_sender(sender)
-        if not request_id:
-            raise InvalidMessageError("request_id must not be empty")
         path = (
-            f"/outbound/{sender_path_segment(sender)}/requests/{quote(request_id, safe='')}"
-            "/deliveryInfos"
+            f"/outbound/{sender_path_segment(sender)}/requests/"
+            f"{request_id_path_segment(request_id)}/deliveryInfos"
         )
         response = await self._request("GET", path, expected=(200,), max_retries=max_retries)
         return self._parse(response, "deliveryInfoList", DeliveryInfoList)
@@ -237,8 +246,9 @@ class OpenSMSClient:
         BICS puts ``security_token`` in every callback body: give the same token to the receiver.
         """
         _check_https(url, "url")
-        if not isinstance(security_token, str) or not security_token:
+        if not check_text(security_token, "security_token"):
             raise InvalidMessageError("security_token must be a non-empty string")
+        _check_flag(final_delivery, "final_delivery")
         subscription = Subscription(
             url=url, security_token=security_token, final_delivery=final_delivery
         )
@@ -394,10 +404,10 @@ class OpenSMSClient:
         self, response: httpx.Response, root: str, cls: type[T], *, secrets: tuple[str, ...] = ()
     ) -> T:
         try:
-            payload = response.json()
-        except ValueError:
+            payload = decode_json(response.content)
+        except WireFormatError as exc:
             raise APIResponseValidationError(
-                f"{response.request.method} {response.request.url.path}: the body is not JSON",
+                f"{response.request.method} {response.request.url.path}: the body is {exc}",
                 response=response,
             ) from None
         node = payload.get(root, payload) if isinstance(payload, dict) else payload
@@ -425,26 +435,49 @@ def _make_auth(
 
 
 def _base_url(base_url: str | None) -> str:
-    url = base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"base_url must be an absolute http(s) URL, got {url!r}")
+    url = check_text(
+        base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL, "base_url", ValidationError
+    )
+    try:
+        parts = urlsplit(url)
+        httpx.URL(url)  # what every request will parse: refuse now what would fail then
+        valid = parts.scheme in ("http", "https") and bool(parts.netloc)
+    except (ValueError, httpx.InvalidURL):
+        valid = False
+    if not valid:
+        raise ValidationError(f"base_url must be an absolute http(s) URL, got {url[:80]!r}")
     return url.rstrip("/")
 
 
 def _recipients(to: str | Iterable[str]) -> tuple[str, ...]:
-    items = [to] if isinstance(to, str) else list(to)
+    if isinstance(to, str):
+        items = [to]
+    elif isinstance(to, Iterable):
+        items = list(to)
+    else:
+        raise InvalidAddressError(
+            f"to must be a number or an iterable of numbers, not {type(to).__name__}"
+        )
     recipients = tuple(dict.fromkeys(normalize_address(item) for item in items))
     if not recipients:
         raise InvalidMessageError("to must name at least one recipient")
     return recipients
 
 
+def _check_optional_text(value: str | None, name: str) -> None:
+    if value is not None:
+        check_text(value, name)
+
+
 def _check_https(url: str, name: str) -> None:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme != "https" or not parts.hostname:
-        shown = url[:80] if isinstance(url, str) else type(url).__name__
-        raise InvalidCallbackURLError(f"{name} must be an absolute https:// URL, got {shown!r}")
+    check_text(url, name, InvalidCallbackURLError)
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme == "https" and bool(parts.hostname)
+    except ValueError:  # e.g. "https://[x": a malformed IPv6 host
+        valid = False
+    if not valid:
+        raise InvalidCallbackURLError(f"{name} must be an absolute https:// URL, got {url[:80]!r}")
 
 
 def _check_flag(value: object, name: str) -> None:

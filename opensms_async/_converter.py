@@ -8,6 +8,7 @@ missing required field is a :class:`WireFormatError`, never a half-built model.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from ._models import DeliveryInfo, DeliveryStatus, Status
 
-__all__ = ["WireFormatError", "structure", "unstructure", "wire_name"]
+__all__ = ["WireFormatError", "decode_json", "structure", "unstructure", "wire_name"]
 
 T = TypeVar("T")
 
@@ -85,6 +86,21 @@ def _make_converter() -> cattrs.Converter:
 def _converter() -> cattrs.Converter:
     # Built once, on first use; a private instance, never cattrs' global converter.
     return _make_converter()
+
+
+def decode_json(data: bytes | str) -> Any:
+    """The decoded JSON document, or :class:`WireFormatError` when ``data`` is not one.
+
+    Deep nesting (``[[[[...]]]]``, ten thousand levels) makes ``json.loads`` raise
+    ``RecursionError``, which is no ``ValueError``: it is turned into the same error as any other
+    malformed body, never let through.
+    """
+    try:
+        return json.loads(data)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise WireFormatError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise WireFormatError("not JSON this client reads: nested too deeply") from None
 
 
 def structure(data: object, cls: type[T]) -> T:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from typing import Any
 
 import httpx
 
+from ._converter import WireFormatError, decode_json
 from ._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -115,8 +115,8 @@ def _decode(body: str) -> Any:
     if not body.lstrip().startswith("{"):
         return None
     try:
-        return json.loads(body)
-    except ValueError:
+        return decode_json(body)
+    except WireFormatError:  # kept as raw text: malformed, or nested too deeply to decode
         return None
 
 

@@ -1,20 +1,59 @@
 """The client against a hostile or broken API, over real sockets: a raw asyncio server
-(``hostile_server``) sends chosen bytes: absurd ``Retry-After`` headers, and more below."""
+(``hostile_server``) sends chosen bytes: 10,000-deep JSON, absurd ``Retry-After`` headers; and
+inputs that cannot go on the wire are refused before any request."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hostile_server import HostileServer, Reply, Request, hostile_server
 
-from opensms_async import OpenSMSClient, RateLimiter, RateLimitError
+from opensms_async import (
+    APIResponseValidationError,
+    BadRequestError,
+    InvalidCallbackURLError,
+    InvalidMessageError,
+    InvalidSenderError,
+    OpenSMSClient,
+    RateLimiter,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
 from opensms_async._retry import parse_retry_after
 
 pytestmark = pytest.mark.integration
 
 KEY = "hostile-key-7f3a"
+SENDER = "tel:+32123456"
+SURROGATE = "\udc80"
+DEEP = b"[" * 10_000 + b"]" * 10_000
+DEEP_ERROR = b'{"requestError": ' + DEEP + b"}"
+MiB = 1024 * 1024
+
+
+def send_body(request: Request, rid: str = "req-1") -> bytes:
+    """A 201 body for the send ``request``, echoing its recipients and correlator."""
+    sent = json.loads(request.body)["outboundSMSMessageRequest"]
+    resource = f"http://api.test/outbound/tel%3A%2B32123456/requests/{rid}"
+    infos = [{"address": a, "deliveryStatus": "DeliveredToNetwork"} for a in sent["address"]]
+    answer = {
+        "outboundSMSMessageRequest": {
+            **sent,
+            "resourceURL": resource,
+            "deliveryInfoList": {"resourceURL": f"{resource}/deliveryInfos", "deliveryInfo": infos},
+        }
+    }
+    return json.dumps(answer).encode()
+
+
+def json_reply(status: int, body: bytes, *extra: tuple[str, str]) -> Reply:
+    """A reply with a JSON content type."""
+    return Reply(status, (("Content-Type", "application/json"), *extra), body)
 
 
 def client_for(server: HostileServer, **kwargs: Any) -> OpenSMSClient:
@@ -25,6 +64,151 @@ def client_for(server: HostileServer, **kwargs: Any) -> OpenSMSClient:
 
     kwargs.setdefault("sleep", no_sleep)
     return OpenSMSClient(api_key=KEY, base_url=server.url, **kwargs)
+
+
+def answering(reply: Reply) -> Callable[[Request], Reply]:
+    """A handler that gives every request the same reply."""
+    return lambda request: reply
+
+
+# --- item 8: deeply nested JSON is a typed error, never a RecursionError ---------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (json_reply(201, DEEP), APIResponseValidationError),
+        (
+            json_reply(201, b'{"outboundSMSMessageRequest": ' + DEEP + b"}"),
+            APIResponseValidationError,
+        ),
+        (json_reply(400, DEEP_ERROR), BadRequestError),
+        (json_reply(503, DEEP_ERROR), ServerError),
+    ],
+    ids=["2xx", "2xx-under-root", "400", "503"],
+)
+async def test_deeply_nested_json_is_a_typed_error(reply: Reply, expected: type[Exception]) -> None:
+    """A body of 10,000 nested arrays raises the response or status error, not RecursionError."""
+    async with (
+        hostile_server(answering(reply)) as server,
+        client_for(server, max_retries=0) as client,
+    ):
+        with pytest.raises(expected) as info:
+            await client.send_message(SENDER, "+33612345678", "Hi")
+    assert len(server.requests) == 1
+    assert len(str(info.value)) < 1000  # the message quotes a bounded piece of the body
+
+
+async def test_deeply_nested_json_in_a_poll_and_a_subscription() -> None:
+    """Polls and subscription reads refuse a 10,000-deep body with APIResponseValidationError."""
+    async with (
+        hostile_server(answering(json_reply(200, DEEP))) as server,
+        client_for(server) as client,
+    ):
+        with pytest.raises(APIResponseValidationError, match="nested too deeply"):
+            await client.get_delivery_infos(SENDER, "req-1")
+        with pytest.raises(APIResponseValidationError):
+            await client.get_subscription()
+
+
+# --- item 9: strings that cannot be encoded are refused before any request -------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"text": f"Hi {SURROGATE}"}, InvalidMessageError),
+        ({"sender_name": f"shop{SURROGATE}"}, InvalidMessageError),
+        ({"client_correlator": f"c-{SURROGATE}"}, InvalidMessageError),
+        ({"callback_data": f"order{SURROGATE}"}, InvalidMessageError),
+        ({"notify_url": f"https://me.example/{SURROGATE}"}, InvalidCallbackURLError),
+        ({"sender": f"SHOP{SURROGATE}"}, InvalidSenderError),
+        ({"to": [f"+3361234567{SURROGATE}"]}, ValidationError),
+    ],
+    ids=lambda value: next(iter(value)) if isinstance(value, dict) else value.__name__,
+)
+async def test_lone_surrogates_in_a_send_are_refused_before_any_request(
+    kwargs: dict[str, Any], expected: type[Exception]
+) -> None:
+    """A lone surrogate in any string of a send is a ValidationError; nothing is sent."""
+    arguments: dict[str, Any] = {"sender": SENDER, "to": "+33612345678", "text": "Hi", **kwargs}
+    async with (
+        hostile_server(lambda r: json_reply(201, send_body(r))) as server,
+        client_for(server) as client,
+    ):
+        with pytest.raises(expected) as info:
+            await client.send_message(**arguments)
+        assert isinstance(info.value, ValidationError)
+        await client.send_message(SENDER, "+33612345678", "Hi")  # the client still works
+    assert len(server.requests) == 1
+
+
+async def test_lone_surrogates_elsewhere_are_refused_before_any_request() -> None:
+    """Subscription URL and token and a polled request id with a lone surrogate are refused."""
+    async with (
+        hostile_server(answering(json_reply(200, b"{}"))) as server,
+        client_for(server) as client,
+    ):
+        with pytest.raises(InvalidCallbackURLError):
+            await client.create_subscription(f"https://me.example/{SURROGATE}", "tok-1234")
+        with pytest.raises(InvalidMessageError) as info:
+            await client.create_subscription("https://me.example/cb", f"s3cr3t{SURROGATE}")
+        assert "s3cr3t" not in str(info.value)  # a secret is never quoted
+        with pytest.raises(InvalidMessageError):
+            await client.get_delivery_infos(SENDER, f"req-{SURROGATE}")
+    assert server.requests == []
+
+
+def test_credentials_that_cannot_travel_are_refused_at_once() -> None:
+    """An API key that is not printable ASCII is refused on construction, without quoting it."""
+    for key in (f"key-{SURROGATE}-123", "clé-secrète-1", "key\r\nX-Injected: 1"):
+        with pytest.raises(ValidationError) as info:
+            OpenSMSClient(api_key=key, base_url="https://api.test")
+        assert key not in str(info.value)
+
+
+# --- item 12: dot segments never leave their path segment -----------------------------------
+
+
+@pytest.mark.parametrize("sender", [".", "..", " .. "])
+async def test_dot_segment_senders_are_refused(sender: str) -> None:
+    """'.' and '..' as a sender are refused for sends and polls: httpx would drop them."""
+    async with (
+        hostile_server(answering(json_reply(200, b"{}"))) as server,
+        client_for(server) as client,
+    ):
+        with pytest.raises(InvalidSenderError, match="path segment"):
+            await client.send_message(sender, "+33612345678", "Hi")
+        with pytest.raises(InvalidSenderError, match="path segment"):
+            await client.get_delivery_infos(sender, "req-1")
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("request_id", [".", "..", ""])
+async def test_dot_segment_request_ids_are_refused(request_id: str) -> None:
+    """'.', '..' (and '') as a request id are refused before any request."""
+    async with (
+        hostile_server(answering(json_reply(200, b"{}"))) as server,
+        client_for(server) as client,
+    ):
+        with pytest.raises(InvalidMessageError):
+            await client.get_delivery_infos(SENDER, request_id)
+    assert server.requests == []
+
+
+async def test_request_ids_and_senders_stay_one_segment() -> None:
+    """Slashes, dots and '...' stay inside their segment, percent-encoded where needed."""
+    body = json.dumps({"deliveryInfoList": {"deliveryInfo": []}}).encode()
+    async with (
+        hostile_server(answering(json_reply(200, body))) as server,
+        client_for(server) as client,
+    ):
+        await client.get_delivery_infos("...", "a/../b")
+        await client.get_delivery_infos(SENDER, "..x")
+    assert [r.path for r in server.requests] == [
+        "/outbound/.../requests/a%2F..%2Fb/deliveryInfos",
+        "/outbound/tel%3A%2B32123456/requests/..x/deliveryInfos",
+    ]
 
 
 # --- item 2: one long Retry-After never freezes the shared limiter ---------------------------
