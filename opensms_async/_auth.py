@@ -24,7 +24,7 @@ from ._exceptions import (
     ServerError,
     ValidationError,
 )
-from ._transport import send_request
+from ._transport import Wire
 
 __all__ = ["ApiKeyAuth", "Authenticator", "OAuthClientCredentials", "OAuthTokenAuth", "Secret"]
 
@@ -71,7 +71,7 @@ class OAuthClientCredentials:
 class Authenticator(Protocol):
     """What the client asks for the ``Authorization`` header value of each request."""
 
-    async def header(self, client: httpx.AsyncClient) -> str:
+    async def header(self, wire: Wire) -> str:
         """The header value, e.g. ``Bearer ...``."""
         ...
 
@@ -96,7 +96,7 @@ class ApiKeyAuth:
     def __repr__(self) -> str:
         return "ApiKeyAuth(api_key='**********')"
 
-    async def header(self, client: httpx.AsyncClient) -> str:
+    async def header(self, wire: Wire) -> str:
         """The static header."""
         return self._header.value
 
@@ -126,30 +126,30 @@ class OAuthTokenAuth:
     def __repr__(self) -> str:
         return f"OAuthTokenAuth(client_id={self.credentials.client_id!r})"
 
-    async def header(self, client: httpx.AsyncClient) -> str:
+    async def header(self, wire: Wire) -> str:
         """``Bearer <token>``, fetching a new token when there is none or it is about to expire."""
         token = self._token
         if token is None or self._clock() >= self._refresh_at:
-            token = await self._refresh(client, stale=token)
+            token = await self._refresh(wire, stale=token)
         return f"Bearer {token.value}"
 
     def invalidate(self) -> None:
         """Drop the cached token (the API answered 401 with it)."""
         self._token = None
 
-    async def _refresh(self, client: httpx.AsyncClient, stale: Secret | None) -> Secret:
+    async def _refresh(self, wire: Wire, stale: Secret | None) -> Secret:
         async with self._lock:
             # Another caller may have refreshed while this one waited for the lock.
             if self._token is not None and self._token is not stale:
                 return self._token
-            token, lifetime = await self._fetch(client)
+            token, lifetime = await self._fetch(wire)
             self._token = token
             self._refresh_at = self._clock() + max(
                 0.0, min(lifetime - _REFRESH_MARGIN, lifetime * 0.9)
             )
             return token
 
-    async def _fetch(self, client: httpx.AsyncClient) -> tuple[Secret, float]:
+    async def _fetch(self, wire: Wire) -> tuple[Secret, float]:
         creds = self.credentials
         form = {
             "grant_type": "client_credentials",
@@ -157,8 +157,8 @@ class OAuthTokenAuth:
             "client_id": creds.client_id,
             "client_secret": creds.client_secret,
         }
-        request = client.build_request("POST", creds.token_url, data=form)
-        return _parse_token(await send_request(client, request))
+        request = wire.build("POST", creds.token_url, headers={}, data=form)
+        return _parse_token(await wire.send(request))
 
 
 def _parse_token(response: httpx.Response) -> tuple[Secret, float]:

@@ -6,6 +6,7 @@ import asyncio
 import enum
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -29,6 +30,7 @@ from ._bulk import BulkResult, Message, run_bulk
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_SIZE,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     ENV_API_KEY,
@@ -61,7 +63,7 @@ from ._models import (
 )
 from ._retry import parse_retry_after, retry_delay, should_retry_status
 from ._segments import count_segments
-from ._transport import send_request
+from ._transport import Wire, attempt_deadline
 
 __all__ = ["OpenSMSClient"]
 
@@ -91,6 +93,17 @@ class OpenSMSClient:
     slows down with many pooled connections); ``limiter`` adds an hourly budget shared by every
     call. ``http_client`` or ``transport`` inject the HTTP layer; a client you pass in is not
     closed by this one. ``sleep`` and ``random`` are injectable for tests.
+
+    ``timeout`` is httpx's, per phase (connect, each read, each write, pool wait). ``deadline``
+    bounds each attempt as a whole, from sending to the last byte of the answer, so a server that
+    drips its answer cannot hold a call past it: seconds, default the longest of the timeouts
+    (30 s by default; ``timeout=1.0`` makes it 1 s). A deadline hit is an
+    :class:`APITimeoutError`, retried like any timeout (a send under its ``clientCorrelator``).
+    The OAuth token fetch keeps the same deadline and size bound.
+
+    ``max_response_size`` (default 4 MiB) is the most body bytes, counted after gzip/deflate
+    decoding as they stream in, that the client reads from one answer; past it the connection is
+    dropped and :class:`ResponseTooLargeError` raised (not retried).
     """
 
     def __init__(
@@ -105,6 +118,8 @@ class OpenSMSClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_in_flight: int = DEFAULT_MAX_CONNECTIONS,
         limiter: RateLimiter | None = None,
+        deadline: float | None = None,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random.random,
     ) -> None:
@@ -112,6 +127,12 @@ class OpenSMSClient:
             raise ValueError("max_retries must be 0 or more")
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if deadline is not None and not 0.0 < deadline < math.inf:
+            raise ValueError("deadline must be a finite number of seconds above 0 (or None)")
+        if isinstance(max_response_size, bool) or not (
+            isinstance(max_response_size, int) and max_response_size >= 1
+        ):
+            raise ValueError("max_response_size must be a whole number of bytes, at least 1")
         self._auth, self._secrets = _make_auth(api_key, oauth)
         self.base_url = _base_url(base_url)
         self.max_retries = max_retries
@@ -126,6 +147,11 @@ class OpenSMSClient:
                 keepalive_expiry=KEEPALIVE_EXPIRY,
             ),
             headers={"User-Agent": USER_AGENT},
+        )
+        self._wire = Wire(
+            self._http,
+            deadline=deadline if deadline is not None else attempt_deadline(self._http.timeout),
+            max_response_size=max_response_size,
         )
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._urls: dict[str, httpx.URL] = {}
@@ -376,14 +402,12 @@ class OpenSMSClient:
 
     async def _send(self, method: str, path: str, content: bytes | None) -> httpx.Response:
         async with self._in_flight:
-            headers = {"Authorization": await self._auth.header(self._http)}
+            headers = {"Authorization": await self._auth.header(self._wire)}
             if content is not None:
                 headers["Content-Type"] = "application/json"
-            request = self._http.build_request(
-                method, self._url(path), content=content, headers=headers
-            )
+            request = self._wire.build(method, self._url(path), content=content, headers=headers)
             started = time.perf_counter()
-            response = await send_request(self._http, request)
+            response = await self._wire.send(request)
             if logger.isEnabledFor(logging.DEBUG):  # spare building the arguments otherwise
                 elapsed = (time.perf_counter() - started) * 1000
                 status, sent_to = response.status_code, request.url.path

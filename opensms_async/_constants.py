@@ -41,3 +41,14 @@ USER_AGENT = "opensms-async"
 SHARED_STORE_RECHECK = 1.0
 """Seconds between re-reads of a store shared with other processes (Redis) while waiting: other
 replicas append events and finish recipients without waking this process."""
+
+DEFAULT_MAX_RESPONSE_SIZE = 4 * 1024 * 1024
+"""Bytes of (decoded) response body the client reads before giving up with
+``ResponseTooLargeError``: a send or poll answer for 1,000 recipients is about 150 KB, so 4 MiB is
+far above any answer the API gives, and far below what a gzip bomb would inflate to."""
+
+ACCEPT_ENCODING = "gzip, deflate"
+"""The content codings the client asks for: the ones it can inflate with a bound on the output."""
+
+DECODE_PIECE = 64 * 1024
+"""Most bytes one inflate step may produce, so a compressed chunk never balloons in memory."""

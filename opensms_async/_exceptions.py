@@ -12,6 +12,7 @@ Callers catch :class:`OpenSMSError`; nothing from httpx escapes the client::
     ├── APIConnectionError                      the request did not get a response
     │   └── APITimeoutError
     ├── APIResponseValidationError              a 2xx whose body is not what the API promises
+    │   └── ResponseTooLargeError               a body past max_response_size (not retried)
     ├── APIStatusError (status_code, error, body, response)
     │   ├── BadRequestError          400
     │   ├── AuthenticationError      401
@@ -50,6 +51,7 @@ __all__ = [
     "OpenSMSError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ServerError",
     "StoreError",
     "StoreUnavailableError",
@@ -107,6 +109,18 @@ class APIResponseValidationError(OpenSMSError):
         super().__init__(message)
         self.response = response
         self.status_code = response.status_code
+
+
+class ResponseTooLargeError(APIResponseValidationError):
+    """A response (of any status) whose decoded body exceeds the client's ``max_response_size``.
+
+    Reading stops at the limit and the connection is closed, so ``response`` has no content.
+    Not retried: the same request would most likely get the same answer.
+    """
+
+    def __init__(self, message: str, *, response: httpx.Response, limit: int) -> None:
+        super().__init__(message, response=response)
+        self.limit = limit
 
 
 class APIStatusError(OpenSMSError):

@@ -1,11 +1,15 @@
 """The client against a hostile or broken API, over real sockets: a raw asyncio server
-(``hostile_server``) sends chosen bytes: 10,000-deep JSON, absurd ``Retry-After`` headers; and
-inputs that cannot go on the wire are refused before any request."""
+(``hostile_server``) sends chosen bytes: 10,000-deep JSON, gzip bombs, bodies dripped a byte at
+a time, absurd ``Retry-After`` headers; and inputs that cannot go on the wire are refused before
+any request."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import tracemalloc
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +17,9 @@ import pytest
 from hostile_server import HostileServer, Reply, Request, hostile_server
 
 from opensms_async import (
+    APIConnectionError,
     APIResponseValidationError,
+    APITimeoutError,
     BadRequestError,
     InvalidCallbackURLError,
     InvalidMessageError,
@@ -21,6 +27,7 @@ from opensms_async import (
     OpenSMSClient,
     RateLimiter,
     RateLimitError,
+    ResponseTooLargeError,
     ServerError,
     ValidationError,
 )
@@ -272,3 +279,150 @@ def test_limiter_pauses_are_bounded() -> None:
         assert 0.0 <= limiter.paused_for <= 30.0
     with pytest.raises(ValueError, match="max_pause"):
         RateLimiter(max_pause=float("inf"))
+
+
+# --- item 13: the deadline bounds a whole attempt ---------------------------------------------
+
+
+async def test_a_dripped_answer_hits_the_deadline() -> None:
+    """An answer dripped a byte every 0.3 s ends a timeout=1.0 call as APITimeoutError."""
+    dripped = Reply(200, (("Content-Type", "application/json"),), b" " * 100 + b"{}", drip=0.3)
+    async with (
+        hostile_server(answering(dripped)) as server,
+        client_for(server, timeout=1.0, max_retries=0) as client,
+    ):
+        async with asyncio.timeout(15):  # 30 s of drip without a deadline
+            with pytest.raises(APITimeoutError):
+                await client.get_subscription()
+    assert len(server.requests) == 1
+
+
+async def test_a_send_past_its_deadline_is_retried_under_its_correlator() -> None:
+    """A send whose answer stalls is retried after the deadline with the same correlator."""
+    seen: list[Request] = []
+
+    def handler(request: Request) -> Reply:
+        seen.append(request)
+        body = send_body(request)
+        drip = 0.3 if len(seen) == 1 else None
+        return Reply(201, (("Content-Type", "application/json"),), body, drip=drip)
+
+    async with (
+        hostile_server(handler) as server,
+        client_for(server, timeout=5.0, deadline=1.0, max_retries=1) as client,
+    ):
+        async with asyncio.timeout(15):
+            sent = await client.send_message(SENDER, "+33612345678", "Hi")
+    correlators = [
+        json.loads(r.body)["outboundSMSMessageRequest"]["clientCorrelator"] for r in seen
+    ]
+    assert len(correlators) == 2 and correlators[0] == correlators[1] == sent.client_correlator
+    assert len(server.requests) == 2
+
+
+def test_the_deadline_defaults_to_the_longest_timeout() -> None:
+    """deadline defaults to the longest httpx timeout; an explicit one wins; bad ones refused."""
+    assert OpenSMSClient(api_key=KEY)._wire.deadline == 30.0
+    assert OpenSMSClient(api_key=KEY, timeout=1.0)._wire.deadline == 1.0
+    assert OpenSMSClient(api_key=KEY, timeout=None)._wire.deadline is None
+    assert OpenSMSClient(api_key=KEY, deadline=7.5)._wire.deadline == 7.5
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="deadline"):
+            OpenSMSClient(api_key=KEY, deadline=bad)
+
+
+# --- item 15: the size of an answer is bounded, counted on decoded bytes ----------------------
+
+
+def gzip_bomb(mebibytes: int = 254) -> tuple[bytes, int]:
+    """About ``mebibytes`` KiB of gzip that inflate to that many MiB of zeros (built piecewise)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    zeros = bytes(MiB)
+    bomb = b"".join(packer.compress(zeros) for _ in range(mebibytes)) + packer.flush()
+    return bomb, mebibytes * MiB
+
+
+async def test_a_gzip_bomb_is_refused_within_a_few_megabytes() -> None:
+    """A 254 KiB gzip answer (260 MB inflated) raises ResponseTooLargeError; memory stays small."""
+    bomb, inflated = gzip_bomb()
+    reply = Reply(200, (("Content-Type", "application/json"), ("Content-Encoding", "gzip")), bomb)
+    async with hostile_server(answering(reply)) as server, client_for(server) as client:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ResponseTooLargeError) as info:
+                await client.get_subscription()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    print(f"gzip bomb: {len(bomb)} B inflating to {inflated} B; client peak {peak / MiB:.1f} MiB")
+    assert info.value.limit == 4 * MiB
+    assert isinstance(info.value, APIResponseValidationError)
+    assert peak < 16 * MiB
+    assert len(server.requests) == 1  # not retried
+
+
+@pytest.mark.parametrize("status", [200, 400, 503])
+async def test_the_size_bound_applies_to_every_status(status: int) -> None:
+    """A body past max_response_size is refused whatever the status, and never retried."""
+    reply = Reply(status, (("Content-Type", "application/json"),), b" " * 5000 + b"{}")
+    async with (
+        hostile_server(answering(reply)) as server,
+        client_for(server, max_response_size=4096) as client,
+    ):
+        with pytest.raises(ResponseTooLargeError, match="4096 bytes"):
+            await client.get_subscription()
+    assert len(server.requests) == 1
+
+
+async def test_an_answer_within_the_bound_is_read() -> None:
+    """An answer of exactly max_response_size bytes is read as usual."""
+    body = json.dumps({"callback": {"url": "https://me.example/cb", "securityToken": "t-12"}})
+    reply = Reply(200, (("Content-Type", "application/json"),), body.encode())
+    async with (
+        hostile_server(answering(reply)) as server,
+        client_for(server, max_response_size=len(body)) as client,
+    ):
+        subscription = await client.get_subscription()
+    assert subscription is not None and subscription.url == "https://me.example/cb"
+
+
+def deflate_raw(data: bytes) -> bytes:
+    """Deflate without the zlib header, as some servers send ``deflate``."""
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", deflate_raw),
+        ("deflate, gzip", lambda data: gzip.compress(zlib.compress(data))),
+        ("identity", lambda data: data),
+    ],
+)
+async def test_encoded_answers_are_decoded(coding: str, encode: Callable[[bytes], bytes]) -> None:
+    """gzip and deflate answers (and stacked codings) decode to the same result as plain ones."""
+
+    def handler(request: Request) -> Reply:
+        headers = (("Content-Type", "application/json"), ("Content-Encoding", coding))
+        return Reply(201, headers, encode(send_body(request, rid="r" * 5000)))
+
+    async with hostile_server(handler) as server, client_for(server) as client:
+        sent = await client.send_message(SENDER, "+33612345678", "Hi")
+    assert sent.request_id == "r" * 5000
+    assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+async def test_a_corrupt_gzip_answer_is_a_connection_error() -> None:
+    """A gzip body that does not inflate is an APIConnectionError (as httpx reports it), retried."""
+    reply = Reply(200, (("Content-Encoding", "gzip"),), b"\x1f\x8bnot gzip at all")
+    async with (
+        hostile_server(answering(reply)) as server,
+        client_for(server, max_retries=1) as client,
+    ):
+        with pytest.raises(APIConnectionError, match="DecodingError"):
+            await client.get_subscription()
+    assert len(server.requests) == 2
