@@ -19,11 +19,14 @@ from ._constants import DEFAULT_TOKEN_URL
 from ._converter import WireFormatError, decode_json
 from ._exceptions import (
     APIResponseValidationError,
+    APIStatusError,
     AuthenticationError,
+    OpenSMSError,
     RateLimitError,
     ServerError,
     ValidationError,
 )
+from ._retry import parse_retry_after
 from ._transport import Wire
 
 __all__ = ["ApiKeyAuth", "Authenticator", "OAuthClientCredentials", "OAuthTokenAuth", "Secret"]
@@ -75,8 +78,8 @@ class Authenticator(Protocol):
         """The header value, e.g. ``Bearer ...``."""
         ...
 
-    def invalidate(self) -> None:
-        """Forget a cached credential the server refused, so the next call fetches a new one."""
+    def invalidate(self, refused: str) -> None:
+        """Forget the credential of header value ``refused`` (answered 401), if still cached."""
 
 
 def _header_safe(value: str) -> bool:
@@ -100,15 +103,17 @@ class ApiKeyAuth:
         """The static header."""
         return self._header.value
 
-    def invalidate(self) -> None:
+    def invalidate(self, refused: str) -> None:
         """Nothing to refresh for a static key."""
 
 
 class OAuthTokenAuth:
     """Fetches, caches and refreshes a client-credentials access token.
 
-    Concurrent callers share one refresh: the first takes the lock and fetches, the others wait
-    and reuse its token.
+    Concurrent callers share one fetch and its outcome: the first takes the lock and fetches;
+    those that waited meanwhile take its token, or raise its error, without fetching again.
+    A 401 drops the cached token only if it is the one refused, so the late 401s of requests
+    sent with a revoked token never discard the fresh one: one revocation, one refresh.
     """
 
     def __init__(
@@ -122,6 +127,8 @@ class OAuthTokenAuth:
         self._token: Secret | None = None
         self._refresh_at = 0.0
         self._lock = asyncio.Lock()
+        self._fetches = 0  # fetches that ended (with a token or an error), to share the outcome
+        self._failure: OpenSMSError | None = None  # how the last one that ended failed, if it did
 
     def __repr__(self) -> str:
         return f"OAuthTokenAuth(client_id={self.credentials.client_id!r})"
@@ -130,19 +137,32 @@ class OAuthTokenAuth:
         """``Bearer <token>``, fetching a new token when there is none or it is about to expire."""
         token = self._token
         if token is None or self._clock() >= self._refresh_at:
-            token = await self._refresh(wire, stale=token)
+            token = await self._refresh(wire)
         return f"Bearer {token.value}"
 
-    def invalidate(self) -> None:
-        """Drop the cached token (the API answered 401 with it)."""
-        self._token = None
+    def invalidate(self, refused: str) -> None:
+        """Drop the cached token if ``refused`` (the header a 401 answered) carried it.
 
-    async def _refresh(self, wire: Wire, stale: Secret | None) -> Secret:
+        A newer token, fetched since that request left, stays: it was not refused.
+        """
+        token = self._token
+        if token is not None and refused == f"Bearer {token.value}":
+            self._token = None
+
+    async def _refresh(self, wire: Wire) -> Secret:
+        seen = self._fetches
         async with self._lock:
-            # Another caller may have refreshed while this one waited for the lock.
-            if self._token is not None and self._token is not stale:
-                return self._token
-            token, lifetime = await self._fetch(wire)
+            if self._fetches != seen:  # a fetch ended while this caller waited: share its outcome
+                if self._failure is not None:
+                    raise self._failure
+                if self._token is not None:
+                    return self._token
+            try:
+                token, lifetime = await self._fetch(wire)
+            except OpenSMSError as exc:
+                self._failure, self._fetches = exc, self._fetches + 1
+                raise
+            self._failure, self._fetches = None, self._fetches + 1
             self._token = token
             self._refresh_at = self._clock() + max(
                 0.0, min(lifetime - _REFRESH_MARGIN, lifetime * 0.9)
@@ -184,12 +204,13 @@ def _parse_token(response: httpx.Response) -> tuple[Secret, float]:
     return Secret(token), lifetime
 
 
-def _token_error(response: httpx.Response) -> Exception:
+def _token_error(response: httpx.Response) -> APIStatusError:
     # The body of a token error may echo the request; keep only the OAuth error code.
     code = _oauth_error_code(response)
     message = f"Token request refused with {response.status_code}" + (f" ({code})" if code else "")
     if response.status_code == 429:
-        return RateLimitError(message, response=response, body="")
+        retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+        return RateLimitError(message, response=response, body="", retry_after=retry_after)
     if response.status_code >= 500:
         return ServerError(message, response=response, body="")
     return AuthenticationError(message, response=response, body="")

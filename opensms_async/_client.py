@@ -361,6 +361,11 @@ class OpenSMSClient:
                 logger.debug(
                     "%s %s failed (%s); retry in %.2fs", method, path, type(exc).__name__, delay
                 )
+            except APIStatusError as exc:  # only the token endpoint raises one from an attempt
+                delay = self._token_delay(exc, attempt, retries)
+                if delay is None:
+                    raise
+                logger.debug("token request answered %d; retry in %.2fs", exc.status_code, delay)
             else:
                 if response.status_code in expected:
                     return response
@@ -387,8 +392,19 @@ class OpenSMSClient:
                 self.limiter.pause(error.retry_after)
             return self._delay_after(attempt, retries, error.retry_after)
         if error.status_code == 401 and attempt == 0 and isinstance(self._auth, OAuthTokenAuth):
-            self._auth.invalidate()  # the token was revoked or expired early: fetch a new one
+            # The token was revoked or expired early: forget it (only it, not a newer one that
+            # another caller fetched meanwhile) and try again with a fresh one.
+            self._auth.invalidate(error.response.request.headers.get("authorization", ""))
             return 0.0 if retries > 0 else None
+        return self._retry_status(error, attempt, retries)
+
+    def _token_delay(self, error: APIStatusError, attempt: int, retries: int) -> float | None:
+        # The identity server's 429 says nothing of the API's quota: the limiter is not paused.
+        if isinstance(error, RateLimitError):
+            return self._delay_after(attempt, retries, error.retry_after)
+        return self._retry_status(error, attempt, retries)
+
+    def _retry_status(self, error: APIStatusError, attempt: int, retries: int) -> float | None:
         if not should_retry_status(error.status_code):
             return None
         retry_after = parse_retry_after(error.response.headers.get("retry-after"), time.time())
