@@ -315,12 +315,19 @@ class OpenSMSClient:
     ) -> AsyncIterator[BulkResult]:
         """Send many messages with at most ``concurrency`` in flight; yields results as they finish.
 
-        Each result carries its message and either ``result`` or ``error``; one failure does not
-        stop the others. Messages are read from ``messages`` lazily, so it may be a generator.
+        Every message taken from ``messages`` gets exactly one result, carrying the message and
+        either ``result`` or ``error`` (whatever the send raised: an :class:`OpenSMSError`, or any
+        other exception); one failure does not stop the others. Messages are read from
+        ``messages`` lazily, so it may be a generator; if reading it raises, no more are taken,
+        the results of those already taken are yielded, then that exception is raised.
         """
         return run_bulk(self._send_one, messages, concurrency=concurrency)
 
     async def _send_one(self, message: Message) -> SendResult:
+        if not isinstance(message, Message):
+            raise InvalidMessageError(
+                f"send_many takes Message objects, not {type(message).__name__}"
+            )
         return await self.send_message(
             message.sender,
             message.to,
