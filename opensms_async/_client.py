@@ -356,9 +356,10 @@ class OpenSMSClient:
         ``inbound_number`` is an E.164 number or a short code, written as a sender number is
         (``tel:`` and ``+`` optional) and percent-encoded in the path the same way.
         ``max_batch_size`` (0 to 200) caps the page; None leaves it to BICS (20). An empty 2xx
-        body reads as an empty page. If BICS takes what it lists off the inbox, a response lost
-        on the way loses that page: the inbound subscription, which BICS retries, is the durable
-        path, and polling the way to catch up.
+        body reads as an empty page; one that cannot be read raises APIResponseValidationError
+        with the response attached (``.response``), so what was fetched stays within reach. If
+        BICS takes what it lists off the inbox, a response lost on the way loses that page: the
+        inbound subscription, which BICS retries, is the durable path, polling the way to catch up.
         """
         number = normalize_inbound_number(inbound_number)
         path = f"/inbound/registrations/{sender_path_segment(number)}/messages"

@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse, Response
 from .._inbound import InboundSubscription
 from .._segments import split_segments
 from . import _inbound_wire as wire
-from ._wire import service_exception
+from ._wire import NOT_HTTPS, service_exception
 
 __all__ = [
     "BICS_RETRY_DELAYS",
@@ -59,7 +59,6 @@ __all__ = [
     "inbound_retry_delays",
 ]
 
-_NOT_HTTPS = {"code": "NOT_HTTPS", "description": "The callback URL must be an https:// URL."}
 _MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
 _REFERENCES = 256
 _JSON_UTF8 = "application/json; charset=UTF-8"
@@ -78,7 +77,7 @@ def inbound_retry_delays(horizon: float = 3 * _DAY) -> tuple[float, ...]:
 
 
 BICS_RETRY_DELAYS = inbound_retry_delays()
-"""5 x 2 min, 2 x 1 h, 11 x 6 h: 18 retries after the first post, the last one 2 d 19 h later."""
+"""5 x 2 min, 2 x 1 h, 11 x 6 h: 18 retries, the last one 68 h 10 min after the first post."""
 
 
 def _empty(status: int) -> Response:
@@ -225,6 +224,8 @@ class _Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with self._lock:
+            self._pending = 0  # a task cancelled before its first step never ran its finally
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -242,8 +243,11 @@ class _Dispatcher:
             running = None
         if running is loop:
             self._start(post)
-        else:
+            return
+        try:
             loop.call_soon_threadsafe(self._start, post)
+        except RuntimeError:  # the loop closed meanwhile: the post is planned, never sent
+            self._done()
 
     def _start(self, post: InboundPost) -> None:
         if self._client is None:  # closed between deliver and now
@@ -391,7 +395,7 @@ class InboundService:
         if subscription is None:
             return _bad("callback")
         if urlsplit(subscription.url).scheme.lower() != "https":
-            return JSONResponse(_NOT_HTTPS, status_code=406)
+            return JSONResponse(NOT_HTTPS, status_code=406)
         self.subscription = subscription  # one per account: a new one replaces the old one
         return JSONResponse(wire.inbound_subscription_body(subscription), status_code=201)
 

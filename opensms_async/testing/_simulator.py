@@ -60,7 +60,6 @@ from ._routes import method_route
 __all__ = ["SentMessage", "Simulator"]
 
 _Endpoint = Callable[[Request], Awaitable[Response]]
-_NOT_HTTPS = {"code": "NOT_HTTPS", "description": "The callback URL must be an https:// URL."}
 
 
 @attrs.frozen
@@ -510,7 +509,7 @@ class Simulator:
         if subscription is None:
             return JSONResponse(_wire.service_exception("callback"), status_code=400)
         if urlsplit(subscription.url).scheme.lower() != "https":
-            return JSONResponse(_NOT_HTTPS, status_code=406)
+            return JSONResponse(_wire.NOT_HTTPS, status_code=406)
         # One subscription per account: a new one replaces the old one, as a PUT would.
         self.subscription = subscription
         return JSONResponse(_wire.subscription_body(subscription), status_code=201)

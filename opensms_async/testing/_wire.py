@@ -16,6 +16,7 @@ from .._models import DeliveryStatus, Subscription
 from ._delivery import STATUS_CODES
 
 __all__ = [
+    "NOT_HTTPS",
     "callback_body",
     "invalid_send_field",
     "parse_callback",
@@ -23,6 +24,9 @@ __all__ = [
     "service_exception",
     "subscription_body",
 ]
+
+NOT_HTTPS = {"code": "NOT_HTTPS", "description": "The callback URL must be an https:// URL."}
+"""The 406 body of a subscription whose callback URL is not https (``NotAcceptableCallback``)."""
 
 _ADDRESS = re.compile(r"tel:\+[0-9]{1,15}")
 _OPTIONAL_TEXT = ("senderName", "clientCorrelator", "callbackData", "notifyURL")
