@@ -149,14 +149,16 @@ def test_recycled_references_never_join_two_messages(
         offsets = data.draw(
             st.lists(st.floats(0, T * 0.9), min_size=len(order), max_size=len(order))
         )
-        for now, part in timed(order, [start + o for o in offsets]):
+        times = [start + o for o in offsets]
+        for now, part in timed(order, times):
             driver.add(part, now)
         complete = len(numbers) == len(texts)
         kept = [texts[n - 1] for n in numbers]
         expected.append((f"r{index}-{numbers[0]}", "".join(kept), complete, len(numbers)))
         gap = data.draw(st.floats(0, 3 * T))
-        # An incomplete message's window opened with its first part to arrive.
-        start += (max(offsets) if complete else min(offsets) + T) + gap
+        # An incomplete message's window opened with its first part to arrive: the next one
+        # comes at its end or later (computed as the rules compute it, to the same float).
+        start = max(times) + gap if complete else min(times) + T + gap
     out = driver.finish(start + T)
     assert [(m.message_id, m.text, m.complete, m.parts) for m in out] == expected
 
