@@ -38,7 +38,8 @@ class DeliveryTracker:
     ``sqlite:///file.db``, ``redis://...``); the tracker opens and closes it. With a ``client``,
     requests still not final ``reconcile_after`` seconds after :meth:`track` are polled with
     ``get_delivery_infos`` (backing off per request, for up to the 7-day receipt retention), so a
-    lost callback is recovered. Without one, the tracker only receives. ``live_buffer`` bounds
+    lost callback is recovered; a 429 pauses every poll for its ``Retry-After`` (1 s doubling
+    without one, at most 60 s). Without a client, the tracker only receives. ``live_buffer`` bounds
     the events kept in memory for ``events()`` consumers that are behind (further behind, they
     read the store's log).
 
