@@ -4,6 +4,7 @@ in small steps, as the Redis store promises; files of schema version 1 are migra
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -135,6 +136,51 @@ async def test_states_expire_retention_after_their_requests_last_write(tmp_path:
 
 async def _gone(store: SQLiteStore, request_id: str) -> bool:
     return await store.get_request(request_id) == []
+
+
+async def test_a_sweep_deletes_exactly_the_expired_requests_of_every_size(tmp_path: Path) -> None:
+    """Over 400 requests of 1 to 1,200 recipients (some bigger than a sweep window), expired or
+    not at random, and one row of some expired-looking requests rewritten since, a pass deletes
+    every recipient of exactly the requests whose newest write is older than the retention."""
+    rng = random.Random(8)
+    path = tmp_path / "mixed.db"
+    async with SQLiteStore(path):
+        pass
+    rows, expected = [], {}
+    for n in range(400):
+        request_id = f"req-{rng.randrange(10**9):09d}-{n}"
+        size = rng.choice([1, 2, 3, 10, 499, 500, 501, 1200])
+        old = rng.random() < 0.6
+        times = [T0 if old else T0 + 500] * size
+        if old and rng.random() < 0.3:
+            times[rng.randrange(size)] = T0 + 500  # one recipient written since: all stay
+            old = False
+        expected[request_id] = 0 if old else size
+        rows += [(request_id, f"tel:+33{k:06d}", at) for k, at in enumerate(times)]
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.executemany(
+            "INSERT INTO states VALUES (?, ?, 'DeliveredToNetwork', NULL, 1, NULL, 0, 0.0, ?)", rows
+        )
+    conn.close()
+    clock = Clock(T0 + 550)  # retention 100: T0 expired, T0 + 500 not
+    async with SQLiteStore(path, retention=100.0, clock=clock) as store:
+
+        async def swept() -> bool:
+            await store.get_request("probe")  # a job: the writer may step after it
+            return sizes(path) == {rid: size for rid, size in expected.items() if size}
+
+        await eventually(swept)
+
+
+def sizes(path: Path) -> dict[str, int]:
+    """Recipients per request in the file, read by another connection."""
+    conn = sqlite3.connect(path)
+    try:
+        sql = "SELECT request_id, count(*) FROM states GROUP BY request_id"
+        return dict(conn.execute(sql).fetchall())
+    finally:
+        conn.close()
 
 
 async def test_schedule_entries_expire_retention_after_their_last_write(tmp_path: Path) -> None:
