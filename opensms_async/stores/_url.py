@@ -2,7 +2,7 @@
 
 * ``memory://`` (option ``?max_events=N``);
 * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``
-  (option ``?synchronous=NORMAL|FULL``);
+  (options ``?synchronous=NORMAL|FULL``, ``retention=SECONDS`` and ``max_events=N``);
 * ``redis://host:port/db`` and ``rediss://...``: handed whole to ``RedisStore.from_url``, which
   needs the ``redis`` extra.
 """
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -55,7 +56,7 @@ def _memory_store(url: str) -> Store:
 
 
 def _sqlite_store(url: str) -> Store:
-    from .sqlite import SQLiteStore
+    from .sqlite import DEFAULT_MAX_EVENTS, DEFAULT_RETENTION, SQLiteStore
 
     parts = urlsplit(url)
     if parts.netloc:
@@ -66,11 +67,17 @@ def _sqlite_store(url: str) -> Store:
     path = unquote(parts.path[1:])  # the third slash ends the empty host
     if not path or path.endswith("/"):
         raise InvalidStoreURLError(f"a SQLite URL needs a file name: {url!r}")
-    options = _options(url, parts.query, {"synchronous"})
-    synchronous = options.get("synchronous", "NORMAL").upper()
+    options = _options(url, parts.query, {"synchronous", "retention", "max_events"})
+    synchronous = options.pop("synchronous", "NORMAL").upper()
     if synchronous not in ("NORMAL", "FULL"):
         raise InvalidStoreURLError(f"synchronous must be NORMAL or FULL in {url!r}")
-    return SQLiteStore(path, synchronous=synchronous)
+    retention = DEFAULT_RETENTION
+    if "retention" in options:
+        retention = _positive_seconds(url, "retention", options["retention"])
+    max_events = DEFAULT_MAX_EVENTS
+    if "max_events" in options:
+        max_events = _positive_int(url, "max_events", options["max_events"])
+    return SQLiteStore(path, synchronous=synchronous, retention=retention, max_events=max_events)
 
 
 def _redis_store(url: str) -> Store:
@@ -108,6 +115,16 @@ def _positive_int(url: str, name: str, value: str) -> int:
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise InvalidStoreURLError(f"{name} must be a positive integer in {url!r}")
     return int(value)
+
+
+def _positive_seconds(url: str, name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InvalidStoreURLError(f"{name} must be a positive number of seconds in {url!r}")
+    return seconds
 
 
 def _redact(url: str) -> str:
