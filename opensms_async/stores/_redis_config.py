@@ -89,18 +89,38 @@ def _parse(url: str) -> tuple[SplitResult, str]:
     """``urlsplit(url)`` and the URL as errors may show it; InvalidStoreURLError if malformed."""
     if not isinstance(url, str):
         raise InvalidStoreURLError(f"a Redis URL must be a string, not {type(url).__name__}")
-    try:
-        parts = urlsplit(url)
-        shown = _redact(url)
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError as exc:
-        raise InvalidStoreURLError(f"malformed Redis URL: {exc}") from None
+    shown = _redact(url)
+    parts, port_ok = _split(url)
+    if parts is None or "@" in parts.path or "@" in parts.query or "#" in url:
+        # Split wrong, most likely at an unencoded "/", "?" or "#" of a password.
+        raise InvalidStoreURLError(_malformed(shown))
     if parts.scheme.lower() not in ("redis", "rediss"):
         raise InvalidStoreURLError(f"not a redis:// or rediss:// URL: {shown!r}")
     db = parts.path.removeprefix("/")
     if not port_ok or "/" in db or not (db == "" or (db.isascii() and db.isdigit())):
         raise InvalidStoreURLError(f"expected redis://host[:port][/db] in {shown!r}")
     return parts, shown
+
+
+def _split(url: str) -> tuple[SplitResult | None, bool]:
+    """``urlsplit(url)`` and whether its port is valid; None when it does not split.
+
+    urlsplit's errors quote the port, which may be the start of a password: they are not passed
+    on, not even as the context of the error raised instead.
+    """
+    try:
+        parts = urlsplit(url)
+        return parts, parts.port is None or parts.port > 0
+    except ValueError:
+        return None, False
+
+
+def _malformed(shown: str) -> str:
+    return (
+        f"malformed Redis URL {shown!r}: expected redis://[[user]:password@]host[:port][/db]"
+        "[?options], with any '/', '?', '#' or '@' of the password percent-encoded"
+        " (%2F, %3F, %23, %40)"
+    )
 
 
 def _seconds(shown: str, value: str) -> float:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["open_store"]
 
 _SCHEMES = "memory://, sqlite:///path.db, redis:// or rediss://"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_UNPARSEABLE = "<unparseable URL>"
 
 
 def open_store(url: str) -> Store:
@@ -90,10 +93,11 @@ _OPENERS: dict[str, Callable[[str], Store]] = {"memory": _memory_store, "sqlite"
 
 def _options(url: str, query: str, known: set[str]) -> dict[str, str]:
     """The query options of a URL, each at most once and all of them known."""
-    try:
-        parsed = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as exc:
-        raise InvalidStoreURLError(f"malformed options in {url!r}: {exc}") from exc
+    parsed = _parse_query(query)
+    if parsed is None:
+        raise InvalidStoreURLError(
+            f"malformed options in {url!r}: expected name=value pairs joined by '&'"
+        )
     unknown = sorted(set(parsed) - known)
     if unknown:
         allowed = ", ".join(sorted(known))
@@ -104,17 +108,43 @@ def _options(url: str, query: str, known: set[str]) -> dict[str, str]:
     return {name: values[0] for name, values in parsed.items()}
 
 
+def _parse_query(query: str) -> dict[str, list[str]] | None:
+    """The options of a query, None when malformed: not the parser's error, which quotes the
+    offending field (part of a password, maybe), not even as the context of another."""
+    try:
+        return parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        return None
+
+
 def _positive_int(url: str, name: str, value: str) -> int:
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise InvalidStoreURLError(f"{name} must be a positive integer in {url!r}")
     return int(value)
 
 
-def _redact(url: str) -> str:
-    """The URL without a password (``redis://:secret@host``), for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return parts._replace(netloc=user + netloc).geturl()
+def _redact(url: object) -> str:
+    """What of a URL a message or repr may show: scheme, host, port and path, never credentials.
+
+    Credentials become ``***@`` and the query and fragment are dropped (``?password=`` is a
+    password too). An unencoded ``/``, ``?``, ``#`` or ``@`` in a password moves part of it into
+    the host, port, path, query or fragment, where nothing can tell it from the rest: a URL with an
+    ``@`` outside its credentials, or that does not split, shows as ``scheme://<unparseable URL>``.
+    """
+    if not isinstance(url, str):
+        return _UNPARSEABLE
+    scheme, separator, _ = url.partition("://")
+    if not separator:
+        return _UNPARSEABLE if any(c in url for c in "@?#") else url
+    if not _SCHEME.fullmatch(scheme):
+        return _UNPARSEABLE
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return f"{scheme}://{_UNPARSEABLE}"
+    if "@" in parts.path or "@" in parts.query or "@" in parts.fragment:
+        return f"{scheme}://{_UNPARSEABLE}"
+    credentials = "***@" if "@" in parts.netloc else ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{credentials}{host}{'' if port is None else f':{port}'}{parts.path}"
