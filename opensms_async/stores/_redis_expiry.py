@@ -30,7 +30,8 @@ from ._redis_codec import Keys, text
 __all__ = ["SWEEP_INTERVAL", "Expiry"]
 
 SWEEP_INTERVAL: Final = 60.0
-"""Most seconds between two sweeps (shorter for a shorter ``retention``)."""
+"""Most seconds between two sweeps (as short as ``retention``, if shorter, down to a second)."""
+_MIN_INTERVAL: Final = 1.0
 _SWEEP_LIMIT: Final = 500
 """Most requests one purge script call deletes (a script blocks Redis while it runs)."""
 _SWEEP_CALLS: Final = 100
@@ -50,24 +51,30 @@ class Expiry:
     """The background expiry of one store: the migration of old TTLs, then the sweeps."""
 
     def __init__(
-        self, client: Redis, keys: Keys, retention: float | None, bounded: Bounded
+        self,
+        client: Redis,
+        keys: Keys,
+        retention: float | None,
+        bounded: Bounded,
+        is_open: Callable[[], bool],
     ) -> None:
         self._redis = client
         self._keys = keys
         self._retention = retention
         self._bounded = bounded
+        self._is_open = is_open
         self._purge = client.register_script(scripts.PURGE)
         self._migrate = client.register_script(scripts.MIGRATE)
 
-    async def run(self, is_open: Callable[[], bool]) -> None:
-        """Migrate, then sweep now and every interval while ``is_open()``; a failure is logged
-        and tried again at the next interval. With no ``retention``, ends once migrated."""
+    async def run(self) -> None:
+        """Migrate, then sweep now and every interval while the store is open; a failure is
+        logged and tried again at the next interval. With no ``retention``, ends once migrated."""
         migrated = False
-        interval = (
-            SWEEP_INTERVAL if self._retention is None else min(SWEEP_INTERVAL, self._retention)
-        )
-        # is_open(), not only the cancel of close(), ends the loop: on Python 3.11 redis-py's
-        # socket writes (asyncio.wait_for) can swallow a cancel that lands as they finish.
+        retention = SWEEP_INTERVAL if self._retention is None else self._retention
+        interval = min(SWEEP_INTERVAL, max(_MIN_INTERVAL, retention))
+        is_open = self._is_open
+        # is_open(), not only the cancel of close(), ends every loop here: on Python 3.11
+        # redis-py's socket writes (asyncio.wait_for) can swallow a cancel landing as they end.
         while True:
             try:
                 if not migrated:
@@ -88,6 +95,8 @@ class Expiry:
         args: list[str | int] = [_SWEEP_LIMIT, self._keys.state(""), self._keys.entry("")]
         total = 0
         for _ in range(_SWEEP_CALLS):
+            if not self._is_open():
+                break
             async with self._bounded("delete expired requests"):
                 purged = int(await self._purge(keys=keys, args=args))
             total += purged
@@ -104,6 +113,8 @@ class Expiry:
         pattern = glob_escape(self._keys.prefix) + ":*"
         cursor, moved = 0, 0
         for _ in range(2**32):  # SCAN ends when it is back at 0; a bound all the same
+            if not self._is_open():
+                return moved  # not done: the next store to open does it
             async with self._bounded("migrate keys with a TTL"):
                 cursor, found = await self._redis.scan(cursor, match=pattern, count=_SCAN_COUNT)
                 keys, ids = self._request_keys(text(key) for key in found)

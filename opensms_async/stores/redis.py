@@ -175,7 +175,9 @@ class RedisStore(OpenClose):
         self._claim = self._redis.register_script(scripts.CLAIM_DUE)
         self._reschedule = self._redis.register_script(scripts.RESCHEDULE)
         self._unschedule = self._redis.register_script(scripts.UNSCHEDULE)
-        self._expiry = Expiry(self._redis, self._keys, self.retention, self._bounded)
+        self._expiry = Expiry(
+            self._redis, self._keys, self.retention, self._bounded, lambda: self._status == "open"
+        )
         self._maintainer: asyncio.Task[None] | None = None
         self._groups: set[str] = set()
         """The consumer groups this store created or read from: created again if Redis lost them."""
@@ -224,7 +226,7 @@ class RedisStore(OpenClose):
         if warning is not None:
             logger.warning("%s", warning)
         self._status = "open"
-        self._maintainer = asyncio.create_task(self._expiry.run(lambda: self._status == "open"))
+        self._maintainer = asyncio.create_task(self._expiry.run())
 
     async def _eviction_policy(self) -> str | None:
         """The server's ``maxmemory-policy``: from ``CONFIG GET``, else from ``INFO memory``
