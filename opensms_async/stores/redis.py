@@ -58,6 +58,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -110,7 +111,10 @@ class _Call:
     updates: Sequence[DeliveryUpdate]
     fields: list[list[object]]
     future: asyncio.Future[list[Applied]]
-    """Cancelled when its caller stopped waiting: then it is not sent if still queued."""
+    """Done early when its caller stopped waiting (cancelled) or its deadline passed: then it is
+    not sent if still queued."""
+    deadline: float
+    """Loop time when its caller gets StoreUnavailableError if Redis has not answered."""
 
 
 class RedisStore(OpenClose):
@@ -182,6 +186,9 @@ class RedisStore(OpenClose):
         self._groups: set[str] = set()
         """The consumer groups this store created or read from: created again if Redis lost them."""
         self._queue: collections.deque[_Call] = collections.deque()
+        self._batch: list[_Call] = []
+        """The calls of the batch in flight."""
+        self._timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._reads: set[asyncio.Future[Any]] = set()
         self._status: Literal["new", "open", "closed"] = "new"
@@ -269,29 +276,22 @@ class RedisStore(OpenClose):
 
         A malformed update raises (TypeError or ValueError) before anything is sent. Concurrent
         calls share one script call; one call's updates apply in order. Raises
-        :class:`StoreUnavailableError` when Redis could not be reached or did not answer (then
-        the updates may or may not be recorded; applying them again is harmless).
+        :class:`StoreUnavailableError` when Redis could not be reached or did not answer within
+        ``timeout`` seconds of this call (then the updates may or may not be recorded; applying
+        them again is harmless), or is full (``maxmemory``: then nothing was recorded).
         """
         self._ready()
         if not updates:
             return []
         fields = [codec.encode_update(update) for update in updates]
-        call = _Call(updates, fields, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        call = _Call(updates, fields, loop.create_future(), loop.time() + self.timeout)
         self._queue.append(call)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        try:
-            # Bounded from this call on, whatever batch is in flight before it.
-            await asyncio.wait((call.future,), timeout=self.timeout)
-        finally:
-            if not call.future.done():
-                call.future.cancel()  # given up on (or this caller cancelled): skip it if queued
-        if call.future.cancelled():
-            raise StoreUnavailableError(
-                f"Redis at {self._where} did not answer within {self.timeout:g} s, could not apply"
-                " updates (they may or may not be recorded)"
-            )
-        return call.future.result()
+        elif self._batch and self._timer is None:  # every call before it has given up
+            self._timer = loop.call_at(call.deadline, self._expire)
+        return await call.future  # a cancelled caller cancels it: then it is not sent
 
     async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
         """:meth:`apply`, returning only the events it logged (oldest first)."""
@@ -560,8 +560,15 @@ class RedisStore(OpenClose):
     # --- group commit ------------------------------------------------------------------------
 
     async def _flush(self) -> None:
-        """Merge what is queued, a batch per script call, until the queue is empty."""
+        """Merge what is queued, a batch per script call, until the queue is empty.
+
+        While a batch is in flight, one timer fails every call (of the batch or queued behind
+        it) whose deadline passes, so no caller waits out a hung batch ahead of its own.
+        """
+        loop = asyncio.get_running_loop()
         while calls := self._take():
+            self._batch = calls
+            self._timer = loop.call_at(calls[0].deadline, self._expire)  # the oldest deadline
             try:
                 rows = await self._merge_batch(calls)
             except BaseException as exc:
@@ -570,7 +577,30 @@ class RedisStore(OpenClose):
                 if not isinstance(exc, Exception):
                     raise
                 continue
+            finally:
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                self._batch = []
             _settle(calls, rows)
+
+    def _expire(self) -> None:
+        """Fail the calls whose deadline passed (oldest first: deadlines follow the order of the
+        calls), then wait for the next deadline."""
+        now = asyncio.get_running_loop().time()
+        for call in itertools.chain(self._batch, self._queue):
+            if call.future.done():
+                continue
+            if call.deadline > now:
+                self._timer = asyncio.get_running_loop().call_at(call.deadline, self._expire)
+                return
+            call.future.set_exception(
+                StoreUnavailableError(
+                    f"Redis at {self._where} did not answer within {self.timeout:g} s, could not"
+                    " apply updates (they may or may not be recorded)"
+                )
+            )
+        self._timer = None
 
     def _take(self) -> list[_Call]:
         """The next batch: queued calls still waited for, up to ``max_batch`` updates (or one
