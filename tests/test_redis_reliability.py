@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -66,7 +66,7 @@ def resume(server: RedisServer) -> None:
         os.kill(server.process.pid, signal.SIGCONT)
 
 
-async def failure_time(call: asyncio.Future[object] | asyncio.Task[object]) -> float:
+async def failure_time(call: Awaitable[object]) -> float:
     """Seconds until ``call`` raises StoreUnavailableError (anything else fails the test)."""
     start = time.monotonic()
     with pytest.raises(StoreUnavailableError):
@@ -103,6 +103,30 @@ async def test_hung_redis_fails_each_apply_within_the_timeout(own_server: RedisS
             [applied] = await store.apply([up(S.DELIVERED_TO_TERMINAL)])
         assert applied.event is not None
         assert (await store.get("req-1", ADDR)) == applied.result.state
+
+
+@pytest.mark.integration
+async def test_a_call_queued_behind_a_hung_batch_fails_at_its_own_deadline(
+    own_server: RedisServer,
+) -> None:
+    """An apply queued behind a batch that hangs fails ``timeout`` after its own start, even
+    when the next batch, which it joins, holds later calls (and so lasts longer)."""
+    timeout = 4.0
+    async with RedisStore(own_server.url, timeout=timeout) as store:
+        await store.apply([up(S.MESSAGE_WAITING)])
+        suspend(own_server)
+        ahead = asyncio.ensure_future(store.apply([up(S.DELIVERED_TO_NETWORK, "r1")]))
+        await asyncio.sleep(0.2)  # ``ahead`` is in flight: the next calls wait in the queue
+        queued = asyncio.ensure_future(
+            failure_time(store.apply([up(S.DELIVERED_TO_NETWORK, "r2")]))
+        )
+        await asyncio.sleep(2.5)
+        later = asyncio.ensure_future(store.apply([up(S.DELIVERED_TO_NETWORK, "r3")]))
+        waited = await queued
+        await failure_time(ahead)
+        await failure_time(later)
+        print(f"\nhung redis, timeout {timeout:g} s: a queued apply failed after {waited:.1f} s")
+        assert waited < timeout + 2.0  # about timeout + 2.5 s when it waits for ``later``'s
 
 
 @pytest.mark.integration

@@ -628,7 +628,8 @@ class RedisStore(OpenClose):
                     slot = slots[update.request_id] = len(keys)
                 payload.append([slot, *fields])
         encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        async with self._bounded("apply updates"):
+        # Given up when its last caller is: nobody waits for an answer after that.
+        async with self._bounded("apply updates", until=calls[-1].deadline):
             reply = await self._merge(
                 keys=keys, args=[self.max_events, self._retention_ms, encoded]
             )
@@ -669,13 +670,14 @@ class RedisStore(OpenClose):
         return task.result()
 
     @contextlib.asynccontextmanager
-    async def _bounded(self, action: str) -> AsyncIterator[None]:
-        """:meth:`_translated`, giving up after ``timeout`` seconds (StoreUnavailableError).
+    async def _bounded(self, action: str, until: float | None = None) -> AsyncIterator[None]:
+        """:meth:`_translated`, giving up after ``timeout`` seconds, or at loop time ``until``
+        (StoreUnavailableError).
 
         A deadline on the whole call, not only on each socket read: it also bounds the wait for a
         pooled connection, a reconnection and the retries of a broken connection.
         """
-        deadline = asyncio.timeout(self.timeout)
+        deadline = asyncio.timeout(self.timeout) if until is None else asyncio.timeout_at(until)
         try:
             async with deadline:
                 with self._translated(action):
