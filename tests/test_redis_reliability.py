@@ -1,6 +1,9 @@
 """``RedisStore`` under hostile input, faults and shutdown (issue 8), against a real redis-server.
 
-A hung Redis (SIGSTOP) is reported within the store's ``timeout``; URLs never show a password.
+A hung Redis (SIGSTOP) is reported within the store's ``timeout``, queued calls included; URLs
+never show a password; a Redis that evicts (``maxmemory`` + ``volatile-lru``) loses no
+acknowledged state, and ``allkeys-*`` is refused; expiry is the store's own; consumer groups that
+Redis lost are created again.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ async def failure_time(call: Awaitable[object]) -> float:
     return time.monotonic() - start
 
 
-# --- item 5: a hung Redis ------------------------------------------------------------------------
+# --- a hung Redis (item 5) -----------------------------------------------------------------------
 
 
 @pytest.mark.integration
@@ -176,7 +179,7 @@ def test_timeout_option() -> None:
         RedisStore("redis://h/0", timeout=0)
 
 
-# --- item 7: URLs never show a password ----------------------------------------------------------
+# --- URLs never show a password (item 7) ---------------------------------------------------------
 
 PASSWORDS = ["QZ7/XW9KJ4", "QZ7?XW9KJ4", "QZ7#XW9KJ4", "QZ7@XW9KJ4", "Q/Z7?XW#9K@J4", "QZ7XW9KJ4"]
 """Passwords with every character that ends a URL part early; no 3 of their characters in a row
@@ -263,7 +266,7 @@ async def test_connection_errors_and_cli_show_no_password(
             assert not leaks(err + caplog.text, password), (url, err)
 
 
-# --- item 4: an evicting Redis ------------------------------------------------------------------
+# --- an evicting Redis, expiry (item 4) ---------------------------------------------------------
 
 TOKEN = "reliability-token-8"
 DTT = "DeliveredToTerminal"
@@ -503,6 +506,9 @@ def test_policy_check_table() -> None:
     assert "could not read" in (check_policy(None, where, allow_eviction=False) or "")
     with pytest.raises(InvalidStoreURLError, match="allow_eviction"):
         open_store("redis://h/0?allow_eviction=maybe")
+    for value, allowed in (("true", True), ("YES", True), ("1", True), ("no", False)):
+        store = open_store(f"redis://h/0?allow_eviction={value}")
+        assert isinstance(store, RedisStore) and store.allow_eviction is allowed
 
 
 # --- a Redis restarted without persistence: consumer groups ------------------------------------

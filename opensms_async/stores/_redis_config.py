@@ -43,7 +43,8 @@ BLOCK_SLICE: Final = 2.0
 _STORE_OPTIONS: Final = frozenset(
     {"allow_eviction", "prefix", "retention", "max_events", "timeout"}
 )
-_FLAGS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_YES: Final = frozenset({"true", "1", "yes"})
+_NO: Final = frozenset({"false", "0", "no"})
 _CONNECTION_OPTIONS: Final = frozenset(
     {
         "client_name",
@@ -133,10 +134,10 @@ def split_url(url: str) -> tuple[str, dict[str, Any]]:
     if "max_events" in options:
         kwargs["max_events"] = _positive_int(shown, "max_events", options.pop("max_events"))
     if "allow_eviction" in options:
-        flag = _FLAGS.get(options.pop("allow_eviction").lower())
-        if flag is None:
+        flag = options.pop("allow_eviction").lower()
+        if flag not in _YES | _NO:
             raise InvalidStoreURLError(f"allow_eviction must be true or false in {shown!r}")
-        kwargs["allow_eviction"] = flag
+        kwargs["allow_eviction"] = flag in _YES
     return urlunsplit(parts._replace(query=urlencode(options))), kwargs
 
 
