@@ -22,8 +22,11 @@ __all__ = ["RunningServer", "serve", "serve_in_thread"]
 
 _STARTUP_TIMEOUT = 10.0
 _SHUTDOWN_TIMEOUT = 5.0
+"""Seconds the lifespan shutdown may take, after the graceful shutdown."""
 _GRACEFUL_SHUTDOWN = 2
 """Seconds uvicorn waits for open requests (a slow fault, say) before cancelling them."""
+_CANCELLED_ANSWER_TIMEOUT = 1.0
+"""Seconds the requests uvicorn cancelled get to send their own answer (the receiver's 503)."""
 
 
 @attrs.frozen
@@ -105,15 +108,21 @@ async def _wait_started(server: _EmbeddedServer, task: asyncio.Task[None]) -> No
             await asyncio.sleep(0.005)
 
 
-async def _stop(server: _EmbeddedServer, task: asyncio.Task[None]) -> None:
+async def _stop(server: _EmbeddedServer, task: asyncio.Task[None], graceful: float) -> None:
     server.request_exit()
-    done, _ = await asyncio.wait({task}, timeout=_SHUTDOWN_TIMEOUT)
+    done, _ = await asyncio.wait({task}, timeout=graceful + _SHUTDOWN_TIMEOUT)
     if not done:
         server.force_exit = True
         await asyncio.wait({task}, timeout=_SHUTDOWN_TIMEOUT)
     if not task.done():
         task.cancel()
         await asyncio.wait({task})
+    # uvicorn cancels the requests still open after the graceful shutdown and returns without
+    # waiting for them: let them answer (an app may turn the cancellation into an answer)
+    # before the caller closes what they use, or the loop ends under them.
+    cancelled = set(server.server_state.tasks)
+    if cancelled:
+        await asyncio.wait(cancelled, timeout=_CANCELLED_ANSWER_TIMEOUT)
     error = None if task.cancelled() else task.exception()
     # A startup failure was raised by _wait_started already; raise only what shutdown did.
     if error is not None and server.started:
@@ -127,12 +136,14 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     log_level: str | None = "warning",
+    graceful_shutdown: int = _GRACEFUL_SHUTDOWN,
 ) -> AsyncIterator[RunningServer]:
     """Run ``app`` under uvicorn in the current event loop until the block exits.
 
     The app's lifespan runs. uvicorn's logging configuration is left alone (``log_config=None``);
     ``log_level`` only sets the level of the ``uvicorn.*`` loggers (None leaves them as they are).
-    Access logs are off.
+    Access logs are off. On the way out, requests still open get ``graceful_shutdown`` seconds
+    to finish before uvicorn cancels them.
     """
     sock = _bind(host, port)
     config = uvicorn.Config(
@@ -140,7 +151,7 @@ async def serve(
         log_config=None,
         log_level=log_level,
         access_log=False,
-        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
+        timeout_graceful_shutdown=graceful_shutdown,
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(_run(server, sock), name=f"uvicorn {host}:{port}")
@@ -149,7 +160,7 @@ async def serve(
         yield RunningServer(host=host, port=sock.getsockname()[1])
     finally:
         try:
-            await _stop(server, task)
+            await _stop(server, task, graceful_shutdown)
         finally:
             sock.close()  # uvicorn closes it only when it got as far as serving
 
