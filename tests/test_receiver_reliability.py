@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,12 @@ import httpx
 import pytest
 from receiver_processes import PATH, TOKEN, receiver_process
 from redis_server import RedisServer, start_redis_server
+from starlette.applications import Starlette
+from starlette.routing import Route
 
-from opensms_async import DeliveryTracker, create_receiver_app
+from opensms_async import DeliveryEvent, DeliveryTracker, DeliveryUpdate, create_receiver_app
 from opensms_async._server import serve
-from opensms_async.receiver import DEFAULT_RECORD_DEADLINE
+from opensms_async.receiver import DEFAULT_RECORD_DEADLINE, CallbackEndpoint
 from opensms_async.stores import MemoryStore, SQLiteStore, Store, open_store
 
 pytestmark = pytest.mark.integration
@@ -217,12 +219,56 @@ async def test_stopped_redis_is_answered_503_by_the_default_deadline(
         assert await receiver.tracker.get(*pair(1)) is not None
 
 
+class SlowStore(MemoryStore):
+    """A memory store whose writes take ``delay`` seconds (forever with None)."""
+
+    def __init__(self, delay: float | None) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """Wait, then merge as usual."""
+        if self.delay is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(self.delay)
+        return await super().apply_events(updates)
+
+
+async def test_the_deadline_cuts_no_record_short() -> None:
+    """Records well within the deadline are answered 204, however many are in flight; a hung one
+    is answered 503, and not before 15/16 of the deadline."""
+    store = SlowStore(0.2)
+    async with running(store, record_deadline=1.6) as receiver:
+        answers = await asyncio.gather(*(receiver.post(i) for i in range(50)))
+        assert {r.status_code for r in answers} == {204}
+        store.delay = None
+        response, took = await timed(receiver.post(50))
+        assert response.status_code == 503
+        assert took >= 1.6 * 15 / 16
+
+
 def test_record_deadline_must_be_a_positive_number() -> None:
     """create_receiver_app refuses a zero, negative, infinite or non-numeric record deadline."""
     tracker = DeliveryTracker()
     for bad in (0, -1.0, float("inf"), float("nan"), "2"):
         with pytest.raises(ValueError, match="record_deadline"):
             create_receiver_app(tracker, TOKEN, record_deadline=bad)  # type: ignore[arg-type]
+
+
+async def test_an_unexpected_error_is_answered_503_not_500() -> None:
+    """A bug outside the record (here the clock the parser reads fails) is answered 503 and
+    logged, never 500."""
+
+    def broken_clock() -> float:
+        raise RuntimeError("the clock is broken")
+
+    tracker = DeliveryTracker()
+    endpoint = CallbackEndpoint(tracker, [TOKEN], clock=broken_clock)
+    app = Starlette(routes=[Route(PATH, endpoint, methods=["POST"])])
+    async with tracker, serve(app) as server, httpx.AsyncClient(trust_env=False) as http:
+        response = await http.post(server.url + PATH, content=callback_body(0))
+    assert response.status_code == 503
 
 
 # --- /healthz says whether the store can record ------------------------------------------------
