@@ -25,8 +25,6 @@ _SHUTDOWN_TIMEOUT = 5.0
 """Seconds the lifespan shutdown may take, after the graceful shutdown."""
 _GRACEFUL_SHUTDOWN = 2
 """Seconds uvicorn waits for open requests (a slow fault, say) before cancelling them."""
-_CANCELLED_ANSWER_TIMEOUT = 1.0
-"""Seconds the requests uvicorn cancelled get to send their own answer (the receiver's 503)."""
 
 
 @attrs.frozen
@@ -117,12 +115,6 @@ async def _stop(server: _EmbeddedServer, task: asyncio.Task[None], graceful: flo
     if not task.done():
         task.cancel()
         await asyncio.wait({task})
-    # uvicorn cancels the requests still open after the graceful shutdown and returns without
-    # waiting for them: let them answer (an app may turn the cancellation into an answer)
-    # before the caller closes what they use, or the loop ends under them.
-    cancelled = set(server.server_state.tasks)
-    if cancelled:
-        await asyncio.wait(cancelled, timeout=_CANCELLED_ANSWER_TIMEOUT)
     error = None if task.cancelled() else task.exception()
     # A startup failure was raised by _wait_started already; raise only what shutdown did.
     if error is not None and server.started:

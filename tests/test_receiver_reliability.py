@@ -474,6 +474,24 @@ async def test_records_in_flight_at_sigterm_finish_in_the_graceful_shutdown(
     assert await stored_pairs(store_url, set(range(10))) == set(range(10))
 
 
+async def test_a_body_completed_in_the_graceful_shutdown_is_recorded(tmp_path: Path) -> None:
+    """A callback whose body is still arriving at SIGTERM, and completes within the graceful
+    shutdown (record deadline + 2 s), is recorded and answered 204, even 5 s after SIGTERM."""
+    store_url = f"sqlite:///{tmp_path / 'receiver.db'}"
+    options = ["--record-deadline", "6"]
+    async with receiver_process(store_url, tmp_path, name="receiver", options=options) as receiver:
+        reader, writer = await slow_body(receiver.port, 7)
+        await asyncio.sleep(0.3)  # the request is in flight
+        receiver.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(5.5)  # the rest of the body, 5.5 s later: within the 8 s window
+        writer.write(callback_body(7)[len(callback_body(7)) // 2 :])
+        await writer.drain()
+        async with asyncio.timeout(30):
+            assert await answer(reader, writer) == 204, receiver.stderr()[-2000:]
+        assert await receiver.wait_exit(30) == 0
+    assert await stored_pairs(store_url, {7}) == {7}
+
+
 async def test_receive_refuses_a_bad_record_deadline(tmp_path: Path) -> None:
     """`opensms receive --record-deadline 0` exits with a usage error, not a traceback."""
     command = [sys.executable, "-m", "opensms_async", "receive", "--token", TOKEN]
