@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -17,12 +18,16 @@ from ._exceptions import OpenSMSError, StoreUnavailableError
 from ._segments import count_segments
 from ._state import DeliveryEvent
 from ._tracker import DeliveryTracker
+from .receiver import DEFAULT_RECORD_DEADLINE
 
 __all__ = ["main"]
 
 ENV_SECURITY_TOKEN = "OPENSMS_SECURITY_TOKEN"  # noqa: S105 (a variable name)
 _RESUME_AFTER = 1.0
 """Seconds ``opensms receive`` waits to read events again after its store was unavailable."""
+_SHUTDOWN_MARGIN = 2.0
+"""Seconds of graceful shutdown beyond the record deadline: every record in flight at SIGTERM
+ends (recorded: 204, or abandoned at the deadline: 503) before uvicorn cancels what is left."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
         "--token", action="append", help=f"accepted token, repeatable (env {ENV_SECURITY_TOKEN})"
     )
     receive.add_argument("--store", default="sqlite:///opensms.db", help="store URL")
+    receive.add_argument(
+        "--record-deadline",
+        type=_positive_seconds,
+        default=DEFAULT_RECORD_DEADLINE,
+        metavar="SECONDS",
+        help="answer 503 to a callback not recorded by then (default: %(default)s)",
+    )
     receive.set_defaults(run=_receive)
 
     events = sub.add_parser("events", help="print the event log as JSON lines")
@@ -105,6 +117,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--drop-rate", type=float, default=0.3)
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"a positive number of seconds, not {text!r}")
+    return seconds
 
 
 def _client(args: argparse.Namespace) -> OpenSMSClient:
@@ -187,13 +209,22 @@ async def _receive(args: argparse.Namespace) -> int:
     if not tokens:
         print(f"error: give --token or set {ENV_SECURITY_TOKEN}", file=sys.stderr)
         return 2
+    deadline = args.record_deadline
+    # Longer than the deadline: a shutdown cancels no record, only bodies still arriving.
+    graceful = math.ceil(deadline + _SHUTDOWN_MARGIN)
     async with DeliveryTracker(store=args.store) as tracker:
-        app = create_receiver_app(tracker, tokens, path=args.path, manage_tracker=False)
-        async with serve(app, host=args.host, port=args.port) as server:
-            print(f"receiving on {server.url}{args.path}", file=sys.stderr)
-            printer = asyncio.create_task(_print_events(tracker))
-            await _until_terminated()
-            printer.cancel()
+        app = create_receiver_app(
+            tracker, tokens, path=args.path, record_deadline=deadline, manage_tracker=False
+        )
+        printer = asyncio.create_task(_print_events(tracker))
+        try:
+            async with serve(
+                app, host=args.host, port=args.port, graceful_shutdown=graceful
+            ) as server:
+                print(f"receiving on {server.url}{args.path}", file=sys.stderr)
+                await _until_terminated()
+        finally:
+            printer.cancel()  # after the shutdown: what the last callbacks recorded is printed
     return 0
 
 
