@@ -15,7 +15,7 @@ from ._constants import RECEIPT_RETENTION, SHARED_STORE_RECHECK
 from ._exceptions import StoreError, StoreUnavailableError
 from ._lifecycle import OPEN, Lifecycle
 from ._live import LiveBuffer
-from ._models import DeliveryStatus, SendResult
+from ._models import DeliveryInfoList, DeliveryStatus, SendResult
 from ._poller import ReconciliationPoller
 from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source
 from .stores import Store, open_store
@@ -71,8 +71,9 @@ class DeliveryTracker(Lifecycle):
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._poller = (
             ReconciliationPoller(
-                self,
-                client,
+                self.store,
+                self._fetch,
+                self.ingest,
                 reconcile_after=reconcile_after,
                 max_interval=max_poll_interval,
                 retention=retention,
@@ -123,6 +124,13 @@ class DeliveryTracker(Lifecycle):
                     future.set_result(None)
         self._waiters.clear()
         await self.store.aclose()
+
+    async def _fetch(self, sender: str, request_id: str) -> DeliveryInfoList:
+        """One poll for the reconciliation poller, without the client's retries (the poller
+        backs off itself)."""
+        if self.client is None:  # pragma: no cover - the poller exists only with a client
+            raise RuntimeError("a tracker without a client polls nothing")
+        return await self.client.get_delivery_infos(sender, request_id, max_retries=0)
 
     # --- recording -----------------------------------------------------------------------
 

@@ -892,7 +892,7 @@ def test_open_store_hands_redis_urls_to_the_redis_store(
 def test_open_store_redis_module_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the Redis store module, a redis:// URL is refused clearly, password hidden."""
     monkeypatch.setitem(sys.modules, "opensms_async.stores.redis", None)
-    with pytest.raises(InvalidStoreURLError, match="Redis store") as info:
+    with pytest.raises(InvalidStoreURLError, match="RedisStore") as info:
         open_store("redis://:hunter2@localhost/0")
     assert "hunter2" not in str(info.value)
 

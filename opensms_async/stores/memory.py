@@ -24,13 +24,15 @@ import heapq
 from array import array
 from collections.abc import Sequence
 from typing import Final, TypeAlias
+from urllib.parse import urlsplit
 
-from .._exceptions import StoreError
+from .._exceptions import InvalidStoreURLError, StoreError
 from .._lifecycle import OPEN, Lifecycle
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, build_event
 from ._base import Applied, PendingRequest
 from ._common import Wakeup, parse_cursor
 from ._memo import EventShape, MergeMemo, StateShape, state_from_shape
+from ._url_options import options, positive_int, redact
 
 __all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore"]
 
@@ -233,6 +235,18 @@ class MemoryStore(Lifecycle):
         self._memo = MergeMemo()  # per store, like its interned shapes: no module-level cache
         self._schedule = _Schedule()
         self._wakeup = Wakeup()
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryStore:
+        """The store ``memory://`` names (option ``?max_events=N``); InvalidStoreURLError for
+        anything else."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "memory" or parts.netloc or parts.path not in ("", "/"):
+            raise InvalidStoreURLError(f"a memory store URL has no host or path: {redact(url)!r}")
+        given = options(url, parts.query, {"max_events"})
+        if "max_events" not in given:
+            return cls()
+        return cls(max_events=positive_int(url, "max_events", given["max_events"]))
 
     def __repr__(self) -> str:
         return f"MemoryStore(max_events={self._log.max_events})"

@@ -77,7 +77,7 @@ from . import _redis_config as config
 from . import _redis_scripts as scripts
 from ._base import Applied, PendingRequest
 from ._redis_expiry import Expiry
-from ._url import _redact
+from ._url_options import redact
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -161,7 +161,7 @@ class RedisStore(Lifecycle):
         self._retention_ms = 0 if retention is None else max(1, round(retention * 1000))
         self._keys = codec.Keys(prefix)
         if isinstance(client, str):
-            self._where = _redact(client)
+            self._where = redact(client)
             self._redis = config.make_client(client, socket_timeout=self.timeout)
             # A blocked read must outlast its BLOCK on the socket, or every wait would time out.
             blocking_timeout = config.BLOCK_SLICE + self.timeout

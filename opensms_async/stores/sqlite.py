@@ -41,9 +41,10 @@ import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Final, Literal, TypeAlias, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
 from .._constants import RECEIPT_RETENTION
-from .._exceptions import StoreError, StoreUnavailableError
+from .._exceptions import InvalidStoreURLError, StoreError, StoreUnavailableError
 from .._lifecycle import OPEN, Lifecycle
 from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
@@ -51,6 +52,7 @@ from ._base import Applied, PendingRequest
 from ._common import Wakeup, parse_cursor
 from ._memo import EventShape, MergeMemo, StateShape, Step, state_from_shape
 from ._sqlite_retention import Retention
+from ._url_options import options, positive_int, positive_seconds, redact
 
 __all__ = ["DEFAULT_MAX_EVENTS", "DEFAULT_RETENTION", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -194,6 +196,32 @@ class SQLiteStore(Lifecycle):
         self._writer: _Writer | None = None
         self._started: asyncio.Future[None] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """The store a ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
+        ``sqlite:///:memory:`` URL names, with options ``synchronous`` (NORMAL or FULL),
+        ``retention`` (seconds) and ``max_events``; InvalidStoreURLError for anything else."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "sqlite" or parts.netloc:
+            raise InvalidStoreURLError(
+                f"a SQLite URL has no host: {redact(url)!r} (relative: sqlite:///file.db,"
+                " absolute: sqlite:////path/file.db)"
+            )
+        path = unquote(parts.path[1:])  # the third slash ends the empty host
+        if not path or path.endswith("/"):
+            raise InvalidStoreURLError(f"a SQLite URL needs a file name: {url!r}")
+        given = options(url, parts.query, {"synchronous", "retention", "max_events"})
+        synchronous = given.pop("synchronous", "NORMAL").upper()
+        if synchronous not in _SYNCHRONOUS:
+            raise InvalidStoreURLError(f"synchronous must be NORMAL or FULL in {url!r}")
+        retention = DEFAULT_RETENTION
+        if "retention" in given:
+            retention = positive_seconds(url, "retention", given["retention"])
+        max_events = DEFAULT_MAX_EVENTS
+        if "max_events" in given:
+            max_events = positive_int(url, "max_events", given["max_events"])
+        return cls(path, synchronous=synchronous, retention=retention, max_events=max_events)
 
     def __repr__(self) -> str:
         return (
