@@ -89,6 +89,7 @@ class DeliveryTracker(Lifecycle):
         """True once open() began: from then on aclose() closes the store."""
         self._closing = asyncio.Event()
         """Set by aclose(): ends the waits of events() at once (the state says it is closed)."""
+        self._unlisten: Callable[[], None] = _nothing
 
     def __repr__(self) -> str:
         polling = self._poller is not None
@@ -101,6 +102,9 @@ class DeliveryTracker(Lifecycle):
     async def _open(self) -> None:
         self._started = True
         await self.store.open()
+        # The store hands over what it logged, whoever wrote it and whether or not they still
+        # wait (a cancelled ingest, a poll): consumers and waiters hear of every event at once.
+        self._unlisten = self.store.listen(self._logged)
         await self._live.start()
         if self._poller is not None:
             self._poller.start()
@@ -123,6 +127,7 @@ class DeliveryTracker(Lifecycle):
                 if not future.done():
                     future.set_result(None)
         self._waiters.clear()
+        self._unlisten()
         await self.store.aclose()
 
     async def _fetch(self, sender: str, request_id: str) -> DeliveryInfoList:
@@ -168,17 +173,19 @@ class DeliveryTracker(Lifecycle):
 
         Returns those events, oldest first, once the store has recorded them (an update that
         advances nothing causes none); raises ``StoreError`` when it could not record them.
-        Updates to one pair apply in the order given.
+        Updates to one pair apply in the order given. What the store recorded reaches
+        ``events()`` consumers and ``wait_for_final`` even if this call is cancelled meanwhile.
         """
         self._check_usable()
         batch = updates if isinstance(updates, list | tuple) else list(updates)
         if not batch:
             return []
-        events = await self.store.apply_events(batch)
-        if events:
-            self._live.publish(events)
-            self._wake_waiters(events)
-        return events
+        return await self.store.apply_events(batch)
+
+    def _logged(self, events: Sequence[DeliveryEvent]) -> None:
+        """The store's listener: what it recorded goes to the consumers and the waiters."""
+        self._live.publish(events)
+        self._wake_waiters(events)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -204,28 +211,28 @@ class DeliveryTracker(Lifecycle):
         self._check_usable()
         cursor = since
         outage = _OUTAGE_BACKOFF
-        live = self._live
-        reader = live.attach()
+        reader = self._live.attach()
         try:
             while self._state is OPEN:
-                changed = live.changed  # taken before reading, so no publish slips between
                 try:
-                    batch = await live.read(reader, cursor)
-                    if not batch:
-                        await live.wait(changed, cursor)
-                        continue
+                    batch = await reader.next(cursor)
                 except StoreUnavailableError as exc:
                     logger.warning("events paused, store unavailable: %s", exc)
                     with contextlib.suppress(TimeoutError):  # a close ends the wait at once
                         await asyncio.wait_for(self._closing.wait(), outage)
                     outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
                     continue
+                except StoreError:
+                    if self._state is OPEN:
+                        raise
+                    return  # the store closed under a read: the tracker is closing
                 outage = _OUTAGE_BACKOFF
                 for event in batch:
                     yield event
-                cursor = batch[-1].cursor
+                if batch:
+                    cursor = batch[-1].cursor
         finally:
-            live.detach(reader)
+            reader.close()
 
     async def wait_for_final(
         self, request_id: str, address: str, timeout: float | None = None
@@ -281,3 +288,7 @@ class DeliveryTracker(Lifecycle):
             futures.remove(future)
             if not futures:
                 del self._waiters[key]
+
+
+def _nothing() -> None:
+    """What stops listening before the tracker listens."""

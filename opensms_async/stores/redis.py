@@ -75,7 +75,8 @@ from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate
 from . import _redis_codec as codec
 from . import _redis_config as config
 from . import _redis_scripts as scripts
-from ._base import Applied, PendingRequest
+from ._base import PendingRequest
+from ._common import Listeners
 from ._redis_expiry import Expiry
 from ._url_options import redact
 
@@ -106,11 +107,11 @@ _Args: TypeAlias = list[str | int | float]
 
 @attrs.define
 class _Call:
-    """One ``apply`` waiting for its turn in a batch."""
+    """One ``apply_events`` waiting for its turn in a batch."""
 
     updates: Sequence[DeliveryUpdate]
     fields: list[list[object]]
-    future: asyncio.Future[list[Applied]]
+    future: asyncio.Future[list[DeliveryEvent]]
     """Done early when its caller stopped waiting (cancelled) or its deadline passed: then it is
     not sent if still queued."""
     deadline: float
@@ -136,6 +137,9 @@ class RedisStore(Lifecycle):
     """
 
     shared: bool = True
+    durable: bool = True
+    """As durable as the server is configured to be (see the module docstring)."""
+    consecutive: bool = False
     _open_twice = True
     _lifecycle_error = StoreError
 
@@ -193,6 +197,7 @@ class RedisStore(Lifecycle):
         self._timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._reads: set[asyncio.Future[Any]] = set()
+        self._listeners: Listeners[DeliveryEvent] = Listeners()
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -271,8 +276,9 @@ class RedisStore(Lifecycle):
 
     # --- states ------------------------------------------------------------------------------
 
-    async def apply(self, updates: Sequence[DeliveryUpdate]) -> list[Applied]:
-        """Merge each update into its state and log an event per advance, atomically in Redis.
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """Merge each update into its state and log an event per advance, atomically in Redis;
+        the events logged, oldest first.
 
         A malformed update raises (TypeError or ValueError) before anything is sent. Concurrent
         calls share one script call; one call's updates apply in order. Raises
@@ -293,10 +299,11 @@ class RedisStore(Lifecycle):
             self._timer = loop.call_at(call.deadline, self._expire)
         return await call.future  # a cancelled caller cancels it: then it is not sent
 
-    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
-        """:meth:`apply`, returning only the events it logged (oldest first)."""
-        applied = await self.apply(updates)
-        return [a.event for a in applied if a.event is not None]
+    def listen(self, listener: Callable[[Sequence[DeliveryEvent]], None]) -> Callable[[], None]:
+        """Hand every batch of events this store logged to ``listener`` when Redis answers, in
+        log order, whether or not its callers still wait; returns the function that stops it.
+        (Events other replicas log reach only readers of the log.)"""
+        return self._listeners.add(listener)
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen (or has expired)."""
@@ -582,7 +589,7 @@ class RedisStore(Lifecycle):
                     self._timer.cancel()
                     self._timer = None
                 self._batch = []
-            _settle(calls, rows)
+            self._listeners.publish(_settle(calls, rows))
 
     def _expire(self) -> None:
         """Fail the calls whose deadline passed (oldest first: deadlines follow the order of the
@@ -618,7 +625,7 @@ class RedisStore(Lifecycle):
             size += len(call.updates)
         return calls
 
-    async def _merge_batch(self, calls: list[_Call]) -> list[Any]:
+    async def _merge_batch(self, calls: list[_Call]) -> Any:
         keys, slots, payload = [self._keys.events, self._keys.expiry], dict[str, int](), []
         for call in calls:
             for update, fields in zip(call.updates, call.fields, strict=True):
@@ -633,10 +640,7 @@ class RedisStore(Lifecycle):
             reply = await self._merge(
                 keys=keys, args=[self.max_events, self._retention_ms, encoded]
             )
-        rows = json.loads(reply)
-        if not isinstance(rows, list) or len(rows) != len(payload):
-            raise StoreError(f"Redis at {self._where} answered the merge script unexpectedly")
-        return rows
+        return json.loads(reply)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -726,22 +730,28 @@ class RedisStore(Lifecycle):
 # --- batches -----------------------------------------------------------------------------------
 
 
-def _settle(calls: list[_Call], rows: list[Any]) -> None:
-    """Hand each caller of a batch its slice of the script's rows."""
-    start = 0
+def _settle(calls: list[_Call], rows: Any) -> list[DeliveryEvent]:
+    """Hand each caller of a batch the events of its updates; all the batch's events, in log
+    order (those of callers that gave up included), or none if the reply does not fit."""
+    updates = [update for call in calls for update in call.updates]
+    try:
+        events = codec.events_from_rows(updates, rows)
+        indexes = [index for index, *_ in rows] if events else []
+    except (ValueError, TypeError, KeyError) as exc:
+        error = StoreError(f"Redis answered the merge script unexpectedly ({exc})")
+        for call in calls:
+            _fail(call.future, error)
+        return []
+    start, taken = 0, 0
     for call in calls:
         stop = start + len(call.updates)
+        first = taken
+        while taken < len(events) and indexes[taken] <= stop:
+            taken += 1
         if not call.future.done():
-            try:
-                applied = [
-                    codec.applied_from_row(update, row)
-                    for update, row in zip(call.updates, rows[start:stop], strict=True)
-                ]
-            except Exception as exc:
-                _fail(call.future, exc)
-            else:
-                call.future.set_result(applied)
+            call.future.set_result(events[first:taken])
         start = stop
+    return events
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
