@@ -247,19 +247,21 @@ class DeliveryTracker(Lifecycle):
         key = (request_id, normalize_address(address))
         async with asyncio.timeout(timeout):
             while True:
-                state = await self._read_open(key)
-                if state is not None and state.is_final:
-                    return state
-                self._check_usable()  # closed during the read: nobody would wake this waiter
+                # Listed before the read: a final the store logs while the read runs (SQLite may
+                # answer it from the very batch that commits the final) still wakes this waiter.
                 future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self._waiters.setdefault(key, []).append(future)
                 try:
+                    state = await self._read_open(key)
+                    if state is not None and state.is_final:
+                        return state
+                    self._check_usable()  # closed during the read: say so rather than wait
                     # Re-read now and then: another replica may have recorded it.
-                    await asyncio.wait_for(
-                        asyncio.shield(future), SHARED_STORE_RECHECK if self.store.shared else None
-                    )
-                except TimeoutError:
-                    pass
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            asyncio.shield(future),
+                            SHARED_STORE_RECHECK if self.store.shared else None,
+                        )
                 finally:
                     self._forget_waiter(key, future)
 
