@@ -7,28 +7,31 @@ what the poller uses to claim and reschedule polls) and :class:`Store`, a ``Sche
 states and the log (sixteen members in all: not small, but the tracker uses each one).
 
 What a store must do (a new one, PostgreSQL say, or the stores of another feature built the same
-way): ``tests/test_stores.py`` runs one contract suite over every store kind listed there, and
-the first five rules are what it checks.
+way). ``tests/test_store_contract.py`` runs one suite over every store kind (a new store adds its
+kind to ``STORE_KINDS`` there) and checks rules 1 to 6; ``tests/test_store_urls.py`` checks 7.
 
-1. **Merge with** :func:`opensms_async._state.merge`, **atomically per batch**: the updates of one
+1. **Merge with** :func:`opensms_async._state.merge`, **atomically per call**: the updates of one
    ``apply_events`` call are merged in order, all recorded or none (a failing update undoes its
    call), and concurrent calls (and replicas) never lose one. A store that cannot run Python where
    it merges generates a twin of the merge from ``_state``'s tables and proves it equal: Redis runs
    a Lua twin (``_redis_scripts.py``), checked by
-   ``tests/test_stores.py::test_redis_merge_script_equals_python_merge``. The in-process stores
+   ``tests/test_store_redis.py::test_redis_merge_script_equals_python_merge``. The in-process stores
    replay ``merge`` from a memo (``_memo.py``).
 2. **Log only advances**: one event per state advance (``MergeResult.advanced``), none for a
    duplicate, a stale update or a change that does not advance (a learned sender, a conflict
    flag); every event's cursor is above every earlier one's, by :meth:`Store.cursor_key`.
 3. **Durable before return**: when ``apply_events`` returns, what it merged is as durable as the
-   store promises (the receiver then answers 2xx and BICS never retries); when it recorded
-   nothing it raises :class:`StoreUnavailableError` (the receiver answers 503).
-4. **The listener after the commit**: every event logged goes to the listeners registered with
-   :meth:`Store.listen`, on the event loop, once recorded, in log order, whether or not the caller
-   that wrote it is still waiting (it may have been cancelled).
-5. **Cursors**: opaque decimal-or-not strings, ordered by :meth:`Store.cursor_key`; declare
-   ``consecutive`` True only when each event's key is the previous one's plus one in its first
-   element (``(n, 0)`` then ``(n + 1, 0)``).
+   store promises (the receiver then answers 2xx and BICS never retries), and ``durable`` says
+   whether that outlives the process; when it recorded nothing it raises
+   :class:`StoreUnavailableError` (the receiver answers 503).
+4. **The listeners after the commit**: every event logged goes to the listeners registered with
+   :meth:`Store.listen`, on the event loop, once recorded and before the call that logged it
+   returns, in log order, whether or not that caller is still waiting (it may have been
+   cancelled). A store that cannot know whether a write landed (Redis whose answer never came)
+   cannot tell its listeners either: a shared store's readers read its log, not its listeners.
+5. **Cursors**: opaque strings, ordered by :meth:`Store.cursor_key`; declare ``consecutive`` True
+   only when each event's key is the previous one's plus one in its first element (``(n, 0)``
+   then ``(n + 1, 0)``), which lets the tracker's live buffer tell a gap from an unbroken run.
 6. **Lifecycle**: :class:`opensms_async._lifecycle.Lifecycle` with ``_open_twice`` and
    ``StoreError``: ``open`` twice is a no-op, ``aclose`` idempotent, use before ``open`` or after
    ``aclose`` raises StoreError.

@@ -6,11 +6,11 @@ updates to the same recipient at the same moment never lose one.
 ``MERGE`` is the Lua twin of :func:`opensms_async._state.merge`. Its tables (``RANK``,
 ``FINAL_ORDER``, ``FINAL``) are generated from ``_state._RANK``, ``_state._FINAL_ORDER``,
 ``_state._UNKNOWN_RANK`` and ``_models.FINAL_STATUSES`` when this module is imported, so the two
-cannot drift; the functions mirror ``_state``'s one for one, and
-``tests/test_stores.py::test_redis_merge_script_equals_python_merge`` checks with hypothesis that
-any batches give the states and events of a fold of ``merge``. The script writes a state whenever
-it differs from the one read (so a sender learned alongside a losing contradicting final is
-stored too), and answers only the events it logged.
+cannot drift; the functions mirror ``_state``'s one for one, and a test checks with hypothesis
+that any batches give the states and events of a fold of ``merge``
+(``tests/test_store_redis.py::test_redis_merge_script_equals_python_merge``). The script writes
+a state whenever it differs from the one read (so a sender learned alongside a losing
+contradicting final is stored too), and answers only the events it logged.
 
 A state is stored as a JSON array ``[status, parts_delivered, sms_parts, sender, conflict, at]``
 (``null`` for None) in a hash per request id, one field per address. ``at`` travels as the decimal
