@@ -39,9 +39,10 @@ class DeliveryTracker(Lifecycle):
     requests still not final ``reconcile_after`` seconds after :meth:`track` are polled with
     ``get_delivery_infos`` (backing off per request, for up to the 7-day receipt retention), so a
     lost callback is recovered; a 429 pauses every poll for its ``Retry-After`` (1 s doubling
-    without one, at most 60 s). Without a client, the tracker only receives. ``live_buffer`` bounds
-    the events kept in memory for ``events()`` consumers that are behind (further behind, they
-    read the store's log).
+    without one, at most 60 s). Without a client, the tracker only receives (on a durable or
+    shared store, :meth:`track` still schedules polls for a process that has a client).
+    ``live_buffer`` bounds the events kept in memory for ``events()`` consumers that are behind
+    (further behind, they read the store's log).
 
     Use it as ``async with DeliveryTracker(...) as tracker`` (or ``open()`` and ``aclose()``); a
     tracker opens once.
@@ -85,6 +86,8 @@ class DeliveryTracker(Lifecycle):
             if client is not None
             else None
         )
+        self._reconciled = self._poller is not None or self.store.durable or self.store.shared
+        """Whether anyone can ever poll what track() schedules (see track)."""
         self._started = False
         """True once open() began: from then on aclose() closes the store."""
         self._closing = asyncio.Event()
@@ -140,7 +143,14 @@ class DeliveryTracker(Lifecycle):
     # --- recording -----------------------------------------------------------------------
 
     async def track(self, sent: SendResult) -> list[DeliveryEvent]:
-        """Register the recipients of a send as pending, with the states the send answered.
+        """Record the recipients of a send with the states the send answered, and schedule the
+        request's reconciliation when someone can poll it.
+
+        Someone can when this tracker has a client (its poller polls the request
+        ``reconcile_after`` seconds from now if still not final), or when the store is durable or
+        shared (a later process, or another replica, with a client polls it). On a store that
+        ends with this process and no client (the memory store, say), nothing is scheduled: only
+        the send's states are recorded, and callbacks alone advance them.
 
         Returns the events this caused (a first sighting is one), oldest first.
         """
@@ -163,9 +173,10 @@ class DeliveryTracker(Lifecycle):
             for address in sent.recipients
         ]
         events = await self.ingest(updates)
-        await self.store.schedule(
-            sent.request_id, sent.sender, tracked_at=now, poll_at=now + self.reconcile_after
-        )
+        if self._reconciled:
+            await self.store.schedule(
+                sent.request_id, sent.sender, tracked_at=now, poll_at=now + self.reconcile_after
+            )
         return events
 
     async def ingest(self, updates: Iterable[DeliveryUpdate]) -> list[DeliveryEvent]:
