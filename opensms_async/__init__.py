@@ -21,7 +21,9 @@ that it names every module.
     _addressing             recipient and sender rules: tel: URIs, E.164, path segments
     _segments               SMS segment counting: GSM-7 and UCS-2
     _retry                  the retry policy as pure functions
+    _gate                   the one gate every delivery update passes, field by field
     _state                  delivery states, updates, events and the merge rule
+    _updates                delivery updates from the API's infos: a poll, a send
     _webhook                a delivery callback's token check and structural parse
     _reassembly             the rules joining the parts of long inbound messages
     _lifecycle              one open/aclose lifecycle with an explicit state
@@ -90,6 +92,7 @@ from ._exceptions import (
     InvalidMessageError,
     InvalidSenderError,
     InvalidStoreURLError,
+    InvalidUpdateError,
     NotAcceptableError,
     NotFoundError,
     OpenSMSError,
@@ -144,6 +147,7 @@ __all__ = [
     "InvalidMessageError",
     "InvalidSenderError",
     "InvalidStoreURLError",
+    "InvalidUpdateError",
     "MergeOutcome",
     "Message",
     "NotAcceptableCallback",

@@ -8,7 +8,8 @@ Callers catch :class:`OpenSMSError`; nothing from httpx escapes the client::
     │   ├── InvalidSenderError                  neither ≤ 15 digits nor ≤ 11 GSM-7 chars
     │   ├── InvalidMessageError                 empty text, empty recipient list
     │   ├── InvalidCallbackURLError             a subscription URL that is not https://
-    │   └── InvalidStoreURLError                a store URL no backend understands
+    │   ├── InvalidStoreURLError                a store URL no backend understands
+    │   └── InvalidUpdateError                  a delivery update no store may record
     ├── APIConnectionError                      the request did not get a response
     │   └── APITimeoutError
     ├── APIResponseValidationError              a 2xx whose body is not what the API promises
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidMessageError",
     "InvalidSenderError",
     "InvalidStoreURLError",
+    "InvalidUpdateError",
     "NotAcceptableError",
     "NotFoundError",
     "OpenSMSError",
@@ -64,7 +66,8 @@ class OpenSMSError(Exception):
 
 
 class ValidationError(OpenSMSError, ValueError):
-    """Input refused on the client side, before any request was made."""
+    """Input refused on the SDK's side: before any request was made, or before anything was
+    recorded."""
 
 
 class InvalidAddressError(ValidationError):
@@ -85,6 +88,20 @@ class InvalidCallbackURLError(ValidationError):
 
 class InvalidStoreURLError(ValidationError):
     """A store URL names no known backend or is malformed."""
+
+
+class InvalidUpdateError(ValidationError):
+    """A delivery update refused before any store saw it; ``field`` names what is wrong.
+
+    Raised by ``DeliveryTracker.ingest`` (and so by ``track``), whatever the update came from:
+    a callback (the receiver answers 422), a poll, a send or your own code. Nothing of the
+    refused batch is recorded.
+    """
+
+    def __init__(self, message: str, field: str = "update") -> None:
+        super().__init__(message)
+        self.field = field
+        """The update's field refused (``address``, ``status``...), or ``update`` for the whole."""
 
 
 class APIConnectionError(OpenSMSError):

@@ -8,16 +8,18 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 from ._addressing import normalize_address
 from ._constants import RECEIPT_RETENTION, SHARED_STORE_RECHECK
-from ._exceptions import StoreError, StoreUnavailableError
+from ._exceptions import InvalidUpdateError, StoreError, StoreUnavailableError
 from ._lifecycle import OPEN, Lifecycle
 from ._live import LiveBuffer
-from ._models import DeliveryInfoList, DeliveryStatus, SendResult
+from ._models import DeliveryInfoList, SendResult
 from ._poller import ReconciliationPoller
-from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source
+from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate
+from ._updates import updates_from_send
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
@@ -152,27 +154,12 @@ class DeliveryTracker(Lifecycle):
         ends with this process and no client (the memory store, say), nothing is scheduled: only
         the send's states are recorded, and callbacks alone advance them.
 
-        Returns the events this caused (a first sighting is one), oldest first.
+        Returns the events this caused (a first sighting is one), oldest first. Raises
+        ``InvalidUpdateError`` (and records nothing) when the send's states cannot be admitted.
         """
         self._check_usable()
         now = self._clock()
-        known = {normalize_address(info.address): info for info in sent.delivery_infos}
-        updates = [
-            DeliveryUpdate(
-                request_id=sent.request_id,
-                address=address,
-                status=known[address].status
-                if address in known
-                else DeliveryStatus.MESSAGE_ACCEPTED,
-                source=Source.SEND,
-                parts_delivered=known[address].parts_delivered if address in known else None,
-                sms_parts=sent.parts,
-                sender=sent.sender,
-                received_at=now,
-            )
-            for address in sent.recipients
-        ]
-        events = await self.ingest(updates)
+        events = await self.ingest(updates_from_send(sent, now))
         if self._reconciled:
             await self.store.schedule(
                 sent.request_id, sent.sender, tracked_at=now, poll_at=now + self.reconcile_after
@@ -180,9 +167,16 @@ class DeliveryTracker(Lifecycle):
         return events
 
     async def ingest(self, updates: Iterable[DeliveryUpdate]) -> list[DeliveryEvent]:
-        """Merge updates (from callbacks, polls or sends) and publish the events they cause.
+        """Merge updates (from callbacks, polls, sends or your code) and publish the events they
+        cause.
 
-        Returns those events, oldest first, once the store has recorded them (an update that
+        A :class:`DeliveryUpdate` is canonical from the moment it is built (``"+336..."``
+        becomes ``"tel:+336..."``; an address that is not E.164, a status over 64 characters, a
+        negative part count... raise ``InvalidUpdateError`` naming the field, so a batch holding
+        one is never recorded); anything else than a ``DeliveryUpdate`` in ``updates`` raises
+        ``InvalidUpdateError`` too, and nothing of the batch is recorded.
+
+        Returns the events caused, oldest first, once the store has recorded them (an update that
         advances nothing causes none); raises ``StoreError`` when it could not record them.
         Updates to one pair apply in the order given. What the store recorded reaches
         ``events()`` consumers and ``wait_for_final`` even if this call is cancelled meanwhile.
@@ -191,6 +185,8 @@ class DeliveryTracker(Lifecycle):
         batch = updates if isinstance(updates, list | tuple) else list(updates)
         if not batch:
             return []
+        if not all(map(isinstance, batch, repeat(DeliveryUpdate))):  # in C: nearly free
+            raise InvalidUpdateError("ingest takes DeliveryUpdate objects only", "update")
         return await self.store.apply_events(batch)
 
     def _logged(self, events: Sequence[DeliveryEvent]) -> None:

@@ -12,7 +12,7 @@ the update, because BICS never retries a callback; when the store cannot record,
 | 401 | the token is missing or wrong (nothing is stored) |
 | 413 | the body is over ``max_body_size`` |
 | 415 | (never: any content type is read as JSON, since senders differ) |
-| 422 | JSON, but not a delivery-info callback |
+| 422 | JSON, but not a delivery-info callback, or one with a field the tracker refuses |
 | 503 | not recorded: the store failed or took over ``record_deadline``, or the server stopped |
 
 Never 500, from any path: a record that outlives ``record_deadline`` (a hung Redis, a SQLite file
@@ -40,10 +40,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ._exceptions import StoreError
+from ._exceptions import StoreError, ValidationError
 from ._tracker import DeliveryTracker
 from ._webhook import (
-    CallbackPayloadError,
     cached_url_ids,
     encode_token,
     find_token,
@@ -156,7 +155,7 @@ class CallbackEndpoint:
             return 401
         try:
             updates = parse_callback(payload, received_at=self._clock(), url_ids=self._url_ids)
-        except CallbackPayloadError as exc:
+        except ValidationError as exc:  # not a callback, or a field the gate refuses
             logger.info("callback refused: %s", exc)
             return 422
         return await self._record(updates)

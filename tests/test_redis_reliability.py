@@ -300,10 +300,10 @@ async def post_all(http: httpx.AsyncClient, url: str, bodies: list[bytes]) -> li
 
 async def fill_until_full(store: RedisStore) -> StoreError:
     """Apply new requests until Redis refuses a write for lack of memory; that error."""
-    padding = "x" * 200  # long addresses fill memory sooner
+    padding = "x" * 200  # long request ids fill memory sooner
     for batch in range(5_000):
         updates = [
-            DeliveryUpdate(f"fill-{batch}-{i}", f"tel:+33{i:09d}{padding}", S.MESSAGE_WAITING)
+            DeliveryUpdate(f"fill-{batch}-{i}-{padding}", f"tel:+33{i:09d}", S.MESSAGE_WAITING)
             for i in range(50)
         ]
         try:

@@ -32,8 +32,9 @@ field order, so that events are built positionally."""
 _MAX_ENTRIES: Final = 65_536
 """Interned shapes and steps kept at most; past that (odd unknown statuses), nothing more is."""
 
-# The probe pair and times: merge must carry them through untouched.
-_PROBE_REQUEST, _PROBE_ADDRESS = "\x00request", "\x00address"
+# The probe pair and times: merge must carry them through untouched. The pair is a canonical one
+# (the update's gate admits it) that is never stored: the probe merges on no store.
+_PROBE_REQUEST, _PROBE_ADDRESS = "opensms-merge-memo-probe", "tel:+999999999999999"
 _KEEP_TIME, _TAKE_TIME = -1.0, -2.0
 
 _T = TypeVar("_T", bound=tuple[object, ...])
