@@ -51,7 +51,15 @@ class Wire:
     ``build_request`` and ``send``, everything it was configured with.
     """
 
-    __slots__ = ("_extensions", "_headers", "deadline", "direct", "http", "max_response_size")
+    __slots__ = (
+        "_extensions",
+        "_headers",
+        "_raw_headers",
+        "deadline",
+        "direct",
+        "http",
+        "max_response_size",
+    )
 
     def __init__(
         self,
@@ -66,6 +74,9 @@ class Wire:
         self.max_response_size = max_response_size
         self.direct = direct
         self._headers = {**http.headers, "accept-encoding": ACCEPT_ENCODING}  # names lower-case
+        self._raw_headers = [
+            (name.encode(), value.encode()) for name, value in self._headers.items()
+        ]
         self._extensions = {"timeout": http.timeout.as_dict()}
 
     def __repr__(self) -> str:
@@ -81,17 +92,36 @@ class Wire:
         data: dict[str, str] | None = None,
     ) -> httpx.Request:
         """The request, asking only for the content codings :meth:`send` inflates with a bound."""
-        if self.direct:
+        if self.direct and data is None:
+            return self._request(method, url, headers, content)
+        if self.direct:  # a form (the OAuth token fetch): httpx encodes it
             return httpx.Request(
                 method,
                 url,
                 headers={**self._headers, **headers},
-                content=content,
                 data=data,
                 extensions=self._extensions,
             )
         headers["Accept-Encoding"] = ACCEPT_ENCODING
         return self.http.build_request(method, url, content=content, data=data, headers=headers)
+
+    def _request(
+        self, method: str, url: httpx.URL | str, headers: dict[str, str], content: bytes | None
+    ) -> httpx.Request:
+        """The request ``httpx.Request(content=...)`` makes, with the headers it would add
+        (``Host``, ``Content-Length``) given up front as bytes: that saves two thirds of its
+        cost, spent normalising and searching header names one by one."""
+        url = httpx.URL(url)
+        raw = [(b"Host", url.netloc), *self._raw_headers]
+        raw += [(name.encode(), value.encode()) for name, value in headers.items()]
+        body = content or b""
+        if content is not None or method in ("POST", "PUT", "PATCH"):
+            raw.append((b"Content-Length", str(len(body)).encode()))
+        request = httpx.Request(
+            method, url, headers=raw, stream=httpx.ByteStream(body), extensions=self._extensions
+        )
+        request.read()  # in memory already: makes ``request.content`` available, as httpx does
+        return request
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and read its whole answer, within the deadline and the size bound.
@@ -176,8 +206,14 @@ async def _read_body(response: httpx.Response, limit: int) -> None:
     decoding = _decoding(response.headers)
     pieces: list[bytes] = []
     size = 0
+    # The stream itself, not aiter_raw(): its re-chunking costs a tenth of a request, for the
+    # pieces are re-cut by the inflater (or joined) here anyway.
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("an AsyncClient's transport answered with a synchronous stream")
+    response.is_stream_consumed = True
     try:
-        async for raw in response.aiter_raw():
+        async for raw in stream:
             for piece in (raw,) if decoding is None else decoding.feed(raw):
                 size += len(piece)
                 _check_size(response, size, limit)
@@ -269,9 +305,9 @@ def _inflater(coding: str) -> _Inflater | None:
 
 
 def _decoding(headers: httpx.Headers) -> _Decoding | None:
-    codings = headers.get_list("content-encoding", split_commas=True)
-    if not codings:
+    if "content-encoding" not in headers:  # the usual answer: one lookup, nothing to split
         return None
+    codings = headers.get_list("content-encoding", split_commas=True)
     found = (_inflater(coding.strip().lower()) for coding in reversed(codings))
     inflaters = [inflater for inflater in found if inflater is not None]
     return _Decoding(inflaters) if inflaters else None
