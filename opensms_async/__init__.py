@@ -2,7 +2,8 @@
 
 Send messages, poll delivery infos and manage the delivery-info subscription with
 :class:`OpenSMSClient`; run the bundled receiver and iterate delivery events with
-:class:`DeliveryTracker`.
+:class:`DeliveryTracker`. The client also speaks the rest of BICS v3: the inbound-message
+subscription, polling an inbound number's inbox, and conversion reports.
 """
 
 from ._addressing import normalize_address, normalize_sender
@@ -34,6 +35,7 @@ from ._exceptions import (
     StoreUnavailableError,
     ValidationError,
 )
+from ._inbound import InboundSmsMessage, InboundSmsMessageList, InboundSubscription
 from ._limiter import RateLimiter
 from ._models import (
     DeliveryInfo,
@@ -68,6 +70,9 @@ __all__ = [
     "DeliveryStatus",
     "DeliveryTracker",
     "DeliveryUpdate",
+    "InboundSmsMessage",
+    "InboundSmsMessageList",
+    "InboundSubscription",
     "InvalidAddressError",
     "InvalidBaseURLError",
     "InvalidCallbackURLError",

@@ -5,8 +5,10 @@ short code of at most 15 digits (``tel:`` and ``+`` optional, as in the spec's `
 or an alphanumeric name of at most 11 characters from the GSM-7 basic table. The sender is also
 a path segment of the API's URLs, percent-encoded there, and so is a request id: ``.`` and ``..``
 are refused as either, since a URL library removes such "dot segments" however they are encoded
-(RFC 3986 5.2.4) and the request would go to another endpoint. Every string that goes on the wire
-must be encodable as UTF-8 (no lone surrogate): :func:`check_text`.
+(RFC 3986 5.2.4) and the request would go to another endpoint. An inbound number (the number whose
+inbox is polled) follows the sender rule for numbers, and only that one: it is never alphanumeric.
+Every string that goes on the wire must be encodable as UTF-8 (no lone surrogate):
+:func:`check_text`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "check_text",
     "is_alphanumeric_sender",
     "normalize_address",
+    "normalize_inbound_number",
     "normalize_sender",
     "request_id_path_segment",
     "sender_path_segment",
@@ -164,6 +167,39 @@ def normalize_sender(value: str) -> str:
     if problem is not None:
         raise _sender_error(value, problem)
     return stripped
+
+
+_INBOUND_EXPECTED = (
+    "expected an E.164 number ('+<digits>', 'tel:' optional) or a short code of at most 15 digits"
+)
+
+
+def normalize_inbound_number(value: str) -> str:
+    """An inbound number in its canonical form, as :func:`normalize_sender` writes numbers.
+
+    ``+32470000000`` -> ``tel:+32470000000``, ``tel:1234`` -> ``tel:1234``. Raises
+    :class:`InvalidAddressError` (a ``ValueError``) for anything else, an alphanumeric name
+    included: nobody can send to one.
+    """
+    stripped = value.strip() if isinstance(value, str) else None
+    match = _NUMERIC_SENDER_RE.fullmatch(stripped) if stripped is not None else None
+    if match is None:
+        raise InvalidAddressError(
+            f"invalid inbound number {_shown(value)}: {_inbound_problem(value)}; "
+            f"{_INBOUND_EXPECTED}"
+        )
+    return "tel:" + (match.group(1) or "") + match.group(2)
+
+
+def _inbound_problem(value: object) -> str:
+    if not isinstance(value, str):
+        return f"its type is {type(value).__name__}, not str"
+    stripped = value.strip()
+    if not stripped:
+        return "it is empty"
+    if not _looks_numeric(stripped):
+        return "it is not a number"
+    return _numeric_problem(stripped)
 
 
 def is_alphanumeric_sender(sender: str) -> bool:

@@ -21,6 +21,7 @@ import httpx
 from ._addressing import (
     check_text,
     normalize_address,
+    normalize_inbound_number,
     normalize_sender,
     request_id_path_segment,
     sender_path_segment,
@@ -51,6 +52,14 @@ from ._exceptions import (
     NotFoundError,
     OpenSMSError,
     RateLimitError,
+    ValidationError,
+)
+from ._inbound import (
+    ConversionRequest,
+    InboundSmsMessageList,
+    InboundSubscription,
+    MessageIds,
+    parse_refused_ids,
 )
 from ._limiter import RateLimiter
 from ._models import (
@@ -272,8 +281,7 @@ class OpenSMSClient:
         BICS puts ``security_token`` in every callback body: give the same token to the receiver.
         """
         _check_https(url, "url")
-        if not check_text(security_token, "security_token"):
-            raise InvalidMessageError("security_token must be a non-empty string")
+        _check_token(security_token)
         _check_flag(final_delivery, "final_delivery")
         subscription = Subscription(
             url=url, security_token=security_token, final_delivery=final_delivery
@@ -309,6 +317,148 @@ class OpenSMSClient:
             max_retries=max_retries,
             gone_is_done=True,
         )
+
+    # --- inbound messages (MO) and conversions: BICS v3 -------------------------------------
+
+    async def create_inbound_subscription(
+        self,
+        url: str,
+        security_token: str,
+        concat: bool | None = None,
+        *,
+        max_retries: int | None = None,
+    ) -> InboundSubscription:
+        """Subscribe ``url`` (``https://`` only) to inbound messages; an account has one.
+
+        BICS posts each message with ``Authorization: Bearer <security_token>`` and retries for
+        up to three days. ``concat=True``: long messages come joined; ``False``: each part comes
+        with its UDH fields, for the receiver to join; ``None`` (left off the wire): BICS's legacy
+        behaviour, each part a message of its own without UDH fields.
+        """
+        _check_https(url, "url")
+        _check_token(security_token)
+        _check_flag(concat, "concat")
+        subscription = InboundSubscription(url=url, security_token=security_token, concat=concat)
+        response = await self._request(
+            "POST",
+            "/inbound/subscriptions",
+            json_body={"callback": unstructure(subscription)},
+            expected=(200, 201),
+            max_retries=max_retries,
+            secrets=(security_token,),
+        )
+        if not response.content:
+            return subscription
+        return self._parse(response, "callback", InboundSubscription, secrets=(security_token,))
+
+    async def get_inbound_subscription(
+        self, *, max_retries: int | None = None
+    ) -> InboundSubscription | None:
+        """The account's inbound-message subscription, or None when there is none."""
+        try:
+            response = await self._request(
+                "GET", "/inbound/subscriptions", expected=(200,), max_retries=max_retries
+            )
+        except NotFoundError:
+            return None
+        return self._parse(response, "callback", InboundSubscription)
+
+    async def delete_inbound_subscription(self, *, max_retries: int | None = None) -> None:
+        """Delete the inbound subscription; raises NotFoundError when there is none.
+
+        A retried DELETE that finds nothing counts as done: the first attempt did it.
+        """
+        await self._request(
+            "DELETE",
+            "/inbound/subscriptions",
+            expected=(200, 202, 204),
+            max_retries=max_retries,
+            gone_is_done=True,
+        )
+
+    async def get_inbound_messages(
+        self,
+        inbound_number: str,
+        max_batch_size: int | None = None,
+        *,
+        max_retries: int | None = None,
+    ) -> InboundSmsMessageList:
+        """A page of the inbox of ``inbound_number``: ``.messages`` and ``.total_pending``.
+
+        ``inbound_number`` is an E.164 number or a short code, written as a sender number is
+        (``tel:`` and ``+`` optional) and percent-encoded in the path the same way.
+        ``max_batch_size`` (0 to 200) caps the page; None leaves it to BICS (20). An empty 2xx
+        body reads as an empty page; one that cannot be read raises APIResponseValidationError
+        with the response attached (``.response``), so what was fetched stays within reach. If
+        BICS takes what it lists off the inbox, a response lost on the way loses that page: the
+        inbound subscription, which BICS retries, is the durable path, polling the way to catch up.
+        """
+        number = normalize_inbound_number(inbound_number)
+        path = f"/inbound/registrations/{sender_path_segment(number)}/messages"
+        if max_batch_size is not None:
+            path += f"?maxBatchSize={_batch_size(max_batch_size)}"
+        response = await self._request("GET", path, expected=(200, 204), max_retries=max_retries)
+        if not response.content.strip():
+            return InboundSmsMessageList()
+        return self._parse(response, "inboundSMSMessageList", InboundSmsMessageList)
+
+    async def report_conversion(
+        self,
+        address: str | None = None,
+        customer_reference: str | None = None,
+        *,
+        max_retries: int | None = None,
+    ) -> None:
+        """Report that a recipient converted (``POST /conversions``): give exactly one of the two.
+
+        ``address`` is an E.164 number (``+<digits>`` or ``tel:+<digits>``); it goes on the wire
+        as BICS's own example writes it, international digits without ``tel:`` or ``+``
+        (``"32410300011"``). ``customer_reference`` is sent as given.
+        """
+        if (address is None) == (customer_reference is None):
+            raise InvalidMessageError("give exactly one of address or customer_reference")
+        if address is not None:
+            body = ConversionRequest(address=normalize_address(address).removeprefix("tel:+"))
+        else:
+            reference = _non_empty(customer_reference, "customer_reference")
+            body = ConversionRequest(customer_reference=reference)
+        await self._request(
+            "POST",
+            "/conversions",
+            json_body={"conversionRequest": unstructure(body)},
+            expected=(200, 201, 202, 204),
+            max_retries=max_retries,
+        )
+
+    async def report_conversions(
+        self,
+        message_ids: str | Iterable[str],
+        type: str | None = None,
+        *,
+        max_retries: int | None = None,
+    ) -> list[str]:
+        """Mark messages as converted (``POST /conversionsinfos``); returns the ids BICS refused.
+
+        ``type`` names the protocol the messages were sent with (off the wire when None). BICS's
+        200 body is empty when every id was taken, else the ids that are not valid, as a JSON
+        array or as ``{"message_id": [...]}``: all three are read.
+        """
+        ids = _message_ids(message_ids)
+        if type is not None:
+            _non_empty(type, "type")
+        body = MessageIds(message_ids=ids, type=type)
+        response = await self._request(
+            "POST",
+            "/conversionsinfos",
+            json_body=unstructure(body),
+            expected=(200, 201, 202, 204),
+            max_retries=max_retries,
+        )
+        try:
+            return parse_refused_ids(response.content)
+        except WireFormatError as exc:
+            message = f"{response.request.method} {response.request.url.path}: {exc}"
+            raise APIResponseValidationError(message, response=response) from None
 
     def send_many(
         self, messages: Iterable[Message], *, concurrency: int = 16
@@ -542,6 +692,45 @@ def _check_https(url: str, name: str) -> None:
 def _check_flag(value: object, name: str) -> None:
     if value is not None and not isinstance(value, bool):
         raise InvalidMessageError(f"{name} must be True, False or None, got {type(value).__name__}")
+
+
+def _check_token(security_token: object) -> None:
+    if not check_text(security_token, "security_token"):
+        raise InvalidMessageError("security_token must be a non-empty string")
+
+
+MAX_INBOUND_BATCH = 200
+"""The largest ``maxBatchSize`` BICS allows when polling an inbox."""
+
+
+def _batch_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INBOUND_BATCH:
+        shown = repr(value) if isinstance(value, int) else type(value).__name__
+        raise ValidationError(
+            f"max_batch_size must be an int from 0 to {MAX_INBOUND_BATCH} or None, got {shown}"
+        )
+    return value
+
+
+def _non_empty(value: object, name: str) -> str:
+    if not check_text(value, name).strip():
+        raise InvalidMessageError(f"{name} must be a non-empty string")
+    return str(value)
+
+
+def _message_ids(message_ids: str | Iterable[str]) -> list[str]:
+    if isinstance(message_ids, str):
+        items: list[object] = [message_ids]
+    elif isinstance(message_ids, Iterable):
+        items = list(message_ids)
+    else:
+        raise InvalidMessageError(
+            f"message_ids must be a list of ids, not {type(message_ids).__name__}"
+        )
+    ids = list(dict.fromkeys(_non_empty(item, "each message id") for item in items))
+    if not ids:
+        raise InvalidMessageError("message_ids must name at least one id")
+    return ids
 
 
 def _send_result(

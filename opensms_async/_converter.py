@@ -1,8 +1,10 @@
 """The one cattrs converter that maps the models to the wire's camelCase JSON.
 
 Lenient where the API may grow: unknown fields are ignored, unknown ``deliveryStatus`` strings are
-kept as plain ``str``, ``deliveryInfo`` may be one object or a list. Strict where it matters: a
-missing required field is a :class:`WireFormatError`, never a half-built model.
+kept as plain ``str``, a list of models (``deliveryInfo``, ``inboundSMSMessage``) may be one object
+or a list, and a field marked ``metadata={"lenient": True}`` (an ``int | None``) reads anything but
+an integer as None. Strict where it matters: a missing required field is a
+:class:`WireFormatError`, never a half-built model.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import functools
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._models import DeliveryInfo, DeliveryStatus, Status
+from ._models import DeliveryStatus, Status
 
 __all__ = ["WireFormatError", "decode_json", "structure", "unstructure", "wire_name"]
 
@@ -39,7 +41,34 @@ def wire_name(field: attrs.Attribute[Any]) -> str:
 
 
 def _renames(cls: type) -> dict[str, Any]:
-    return {f.name: override(rename=wire_name(f)) for f in attrs.fields(cls)}
+    return {
+        f.name: override(rename=wire_name(f), struct_hook=_field_hook(f)) for f in attrs.fields(cls)
+    }
+
+
+def _field_hook(field: attrs.Attribute[Any]) -> Any:
+    return _structure_lenient_int if field.metadata.get("lenient") else None
+
+
+_DIGITS = re.compile(r"[+-]?[0-9]{1,18}")
+
+
+def _structure_lenient_int(value: object, _: object) -> int | None:
+    # A mistyped count or UDH field must not fail a whole inbound page: it reads as absent.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return int(value)
+    return None
+
+
+def _is_model_list(cls: object) -> bool:
+    args = get_args(cls)
+    return get_origin(cls) is list and len(args) == 1 and attrs.has(args[0])
 
 
 def _structure_status(value: object, _: object) -> Status:
@@ -63,13 +92,14 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(str, _structure_str)
     converter.register_unstructure_hook(DeliveryStatus, lambda status: status.value)
 
-    def structure_infos(value: object, _: object) -> list[DeliveryInfo]:
+    def structure_models(value: object, cls: Any) -> list[Any]:
+        (item_cls,) = get_args(cls)
         items = [value] if isinstance(value, Mapping) else value
         if not isinstance(items, list):
-            raise TypeError("deliveryInfo must be an object or a list of objects")
-        return [converter.structure(item, DeliveryInfo) for item in items]
+            raise TypeError(f"expected a {item_cls.__name__} object or a list of them")
+        return [converter.structure(item, item_cls) for item in items]
 
-    converter.register_structure_hook_func(lambda t: t == list[DeliveryInfo], structure_infos)
+    converter.register_structure_hook_func(_is_model_list, structure_models)
     converter.register_structure_hook_factory(
         attrs.has, lambda cls: make_dict_structure_fn(cls, converter, **_renames(cls))
     )

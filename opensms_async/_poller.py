@@ -7,9 +7,10 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ._addressing import normalize_address
+from ._constants import MAX_RETRY_AFTER
 from ._exceptions import InvalidAddressError, NotFoundError, OpenSMSError, RateLimitError
 from ._models import DeliveryInfoList
 from ._state import DeliveryUpdate, Source
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from ._client import OpenSMSClient
     from ._tracker import DeliveryTracker
 
-__all__ = ["ReconciliationPoller", "poll_delay"]
+__all__ = ["MAX_RATE_LIMIT_PAUSE", "RATE_LIMIT_PAUSE", "ReconciliationPoller", "poll_delay"]
 
 logger = logging.getLogger("opensms_async.poller")
 
@@ -27,6 +28,12 @@ _CLAIM_BATCH = 64
 _MAX_NOT_FOUND = 5
 """A request the API does not know after this many polls is given up (it may take a moment to
 appear right after the send, so the first 404s are retried)."""
+RATE_LIMIT_PAUSE: Final = 1.0
+"""Seconds every poll waits after a 429 without ``Retry-After``; doubled at each further 429 in
+a row (a poll that goes through starts over), up to :data:`MAX_RATE_LIMIT_PAUSE`."""
+MAX_RATE_LIMIT_PAUSE: Final = MAX_RETRY_AFTER
+"""The longest pause after a 429, whatever its ``Retry-After`` says (60 s, as long as the client
+honours one): then a round of polls probes whether the quota is back."""
 
 
 def poll_delay(attempts: int, base: float, maximum: float, rng: random.Random) -> float:
@@ -36,8 +43,27 @@ def poll_delay(attempts: int, base: float, maximum: float, rng: random.Random) -
     return delay * rng.uniform(0.8, 1.2)
 
 
+def rate_limit_pause(retry_after: float | None, streak: int) -> float:
+    """Seconds to hold every poll after the ``streak``-th 429 in a row (counting from 1).
+
+    A 429 says the account is over its quota, so it holds the whole poller, not one request:
+    for ``Retry-After`` as given, or longer once the backoff of a streak of 429s (1, 2, 4...
+    seconds) has passed it, so a server answering "0" is not hammered; never beyond
+    :data:`MAX_RATE_LIMIT_PAUSE`, so a huge ``Retry-After`` cannot stop reconciliation for good.
+    """
+    backoff = RATE_LIMIT_PAUSE * 2.0 ** min(max(streak, 1) - 1, 30)
+    wanted = backoff
+    if retry_after is not None and retry_after >= 0:  # NaN is no hint either
+        wanted = max(retry_after, backoff)
+    return min(wanted, MAX_RATE_LIMIT_PAUSE)
+
+
 class ReconciliationPoller:
-    """Claims due requests from the store and polls them, at most ``concurrency`` at a time."""
+    """Claims due requests from the store and polls them, at most ``concurrency`` at a time.
+
+    A 429 pauses every poll (see :func:`rate_limit_pause`): the polls then in flight finish,
+    the other claimed requests are put back until the pause ends, and none is claimed meanwhile.
+    """
 
     def __init__(
         self,
@@ -63,6 +89,10 @@ class ReconciliationPoller:
         self._tick = max(0.01, min(1.0, reconcile_after / 4))
         self._slots = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
+        self._paused_until = 0.0
+        """Clock time before which no poll is sent (after a 429)."""
+        self._streak = 0
+        """429 pauses in a row, since the last poll that went through."""
         self.polls = 0
         """Requests polled so far (for tests and metrics)."""
 
@@ -77,6 +107,10 @@ class ReconciliationPoller:
 
     async def _run(self) -> None:
         while True:
+            pause = self._paused_until - self._clock()
+            if pause > 0:
+                await self._sleep(pause)
+                continue
             try:
                 due = await self._tracker.store.claim_due(
                     self._clock(), limit=_CLAIM_BATCH, lease=self._lease()
@@ -122,20 +156,26 @@ class ReconciliationPoller:
             logger.info("reconciliation: receipts of %s expired; giving up", request.request_id)
             await store.unschedule(request.request_id)
             return
+        if self._paused_until > now:  # another poll met a 429: this one would too
+            await self._after_pause(request)
+            return
         self.polls += 1
         try:
             infos = await self._client.get_delivery_infos(
                 request.sender, request.request_id, max_retries=0
             )
         except RateLimitError as exc:
-            await self._later(request, at_least=exc.retry_after)
+            self._rate_limited(exc.retry_after)
+            await self._after_pause(request)
             return
         except NotFoundError:
+            self._streak = 0
             if request.attempts + 1 >= _MAX_NOT_FOUND:
                 await store.unschedule(request.request_id)
             else:
                 await self._later(request)
             return
+        self._streak = 0
         await self._tracker.ingest(self._updates(request, infos, now))
         states = await store.get_request(request.request_id)
         if states and all(state.is_final for state in states):
@@ -143,10 +183,23 @@ class ReconciliationPoller:
         else:
             await self._later(request)
 
-    async def _later(self, request: PendingRequest, at_least: float | None = None) -> None:
+    def _rate_limited(self, retry_after: float | None) -> None:
+        """Hold every poll after a 429; the other answers of the same round extend, not escalate."""
+        now = self._clock()
+        if now >= self._paused_until:  # a new pause (not another answer of the same round)
+            self._streak += 1
+            logger.warning("reconciliation: rate limited (429); polling paused")
+        until = now + rate_limit_pause(retry_after, self._streak)
+        self._paused_until = max(self._paused_until, until)
+
+    async def _after_pause(self, request: PendingRequest) -> None:
+        # Not polled, so not an attempt: its own backoff stays where it was.
+        await self._tracker.store.reschedule(
+            request.request_id, next_poll_at=self._paused_until, attempts=request.attempts
+        )
+
+    async def _later(self, request: PendingRequest) -> None:
         delay = poll_delay(request.attempts, self._base, self._max_interval, self._rng)
-        if at_least is not None:
-            delay = max(delay, at_least)
         await self._tracker.store.reschedule(
             request.request_id, next_poll_at=self._clock() + delay, attempts=request.attempts + 1
         )

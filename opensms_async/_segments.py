@@ -25,6 +25,7 @@ __all__ = [
     "SegmentCount",
     "count_segments",
     "is_gsm7",
+    "split_segments",
 ]
 
 GSM7 = "GSM-7"
@@ -148,3 +149,28 @@ def count_segments(text: str) -> SegmentCount:
         remaining=remaining,
         characters=len(text),
     )
+
+
+def split_segments(text: str) -> list[str]:
+    """The texts of the SMS parts ``text`` is sent in, split as a handset splits it.
+
+    The same rules as :func:`count_segments` (whose ``parts`` is always the length of the
+    result): the text normalised as BICS does, then cut into parts of 153 septets (GSM-7) or 67
+    UTF-16 units (UCS-2) once it does not fit one SMS, never inside an escape or surrogate pair.
+    The parts joined give the normalised text back; an empty text has no parts.
+    """
+    normal = _normalise(text)
+    count = count_segments(text)
+    if count.parts <= 1:
+        return [normal] if normal else []
+    wide = _EXTENSION_RE if count.encoding == GSM7 else _ASTRAL_RE
+    parts: list[str] = []
+    start = used = 0
+    for index, char in enumerate(normal):
+        cost = 2 if wide.match(char) else 1
+        if used + cost > count.per_part:
+            parts.append(normal[start:index])
+            start, used = index, 0
+        used += cost
+    parts.append(normal[start:])
+    return parts

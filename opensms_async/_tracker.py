@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Self
 
 from ._addressing import normalize_address
 from ._constants import RECEIPT_RETENTION, SHARED_STORE_RECHECK
-from ._exceptions import StoreUnavailableError
+from ._exceptions import StoreError, StoreUnavailableError
 from ._live import LiveBuffer
 from ._models import DeliveryStatus, SendResult
 from ._poller import ReconciliationPoller
@@ -38,7 +38,8 @@ class DeliveryTracker:
     ``sqlite:///file.db``, ``redis://...``); the tracker opens and closes it. With a ``client``,
     requests still not final ``reconcile_after`` seconds after :meth:`track` are polled with
     ``get_delivery_infos`` (backing off per request, for up to the 7-day receipt retention), so a
-    lost callback is recovered. Without one, the tracker only receives. ``live_buffer`` bounds
+    lost callback is recovered; a 429 pauses every poll for its ``Retry-After`` (1 s doubling
+    without one, at most 60 s). Without a client, the tracker only receives. ``live_buffer`` bounds
     the events kept in memory for ``events()`` consumers that are behind (further behind, they
     read the store's log).
 
@@ -124,9 +125,12 @@ class DeliveryTracker:
         self._live.wake()
         if self._poller is not None:
             await self._poller.stop()
+        # Wake every wait_for_final: each sees the tracker closed and raises (never a
+        # cancellation, which would end the caller's task as if someone had cancelled it).
         for futures in self._waiters.values():
             for future in futures:
-                future.cancel()
+                if not future.done():
+                    future.set_result(None)
         self._waiters.clear()
         await self.store.close()
 
@@ -228,15 +232,18 @@ class DeliveryTracker:
     ) -> DeliveryState:
         """Wait until the recipient reaches a final status and return its state.
 
-        Waits for pairs not seen yet too; raises ``TimeoutError`` after ``timeout`` seconds.
+        Waits for pairs not seen yet too; raises ``TimeoutError`` after ``timeout`` seconds, and
+        ``RuntimeError`` ("This DeliveryTracker is closed.") when the tracker closes first, as
+        any call on a closed tracker does. A caller cancelled meanwhile sees ``CancelledError``.
         """
         self._check_open()
         key = (request_id, normalize_address(address))
         async with asyncio.timeout(timeout):
             while True:
-                state = await self.store.get(*key)
+                state = await self._read_open(key)
                 if state is not None and state.is_final:
                     return state
+                self._check_open()  # closed during the read: nobody would wake this waiter
                 future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self._waiters.setdefault(key, []).append(future)
                 try:
@@ -248,6 +255,15 @@ class DeliveryTracker:
                     pass
                 finally:
                     self._forget_waiter(key, future)
+
+    async def _read_open(self, key: tuple[str, str]) -> DeliveryState | None:
+        """The state of a pair, or the closed error if the tracker closes before or during."""
+        self._check_open()
+        try:
+            return await self.store.get(*key)
+        except StoreError:
+            self._check_open()  # a store closed under the read says "closed", not "failed"
+            raise
 
     def _wake_waiters(self, events: Sequence[DeliveryEvent]) -> None:
         # A woken waiter re-reads the state from the store: the event only says "look again".

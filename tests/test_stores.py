@@ -718,7 +718,7 @@ async def test_sqlite_uses_wal(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            "1",
+            "2",
         )
     conn.close()
 
@@ -978,24 +978,6 @@ async def test_redis_claim_due_leases_each_request_to_one_replica(redis_url: str
 
 
 @pytest.mark.integration
-async def test_redis_sets_ttls_on_states_and_schedule_entries(redis_url: str) -> None:
-    """States and schedule entries expire ``retention`` after their last write; the log and the
-    schedule itself do not."""
-    async with RedisStore(redis_url, prefix="ttl", retention=100.0) as store:
-        await store.apply([up(S.DELIVERED_TO_TERMINAL)])
-        await store.schedule(REQ, SENDER, tracked_at=0.0, poll_at=1.0)
-        with redis_client(redis_url) as client:
-            for key in (f"ttl:state:{REQ}", f"ttl:pending:{REQ}"):
-                assert 99_000 < client.pttl(key) <= 100_000
-            assert client.ttl("ttl:events") == client.ttl("ttl:pending") == -1
-            client.pexpire(f"ttl:state:{REQ}", 1)
-            client.pexpire(f"ttl:pending:{REQ}", 1)
-        await asyncio.sleep(0.05)
-        assert await store.get(REQ, ADDR) is None
-        assert await store.claim_due(10.0) == []
-
-
-@pytest.mark.integration
 async def test_redis_without_retention_sets_no_ttl(redis_url: str) -> None:
     """``retention=None`` keeps states for good."""
     async with RedisStore(redis_url, retention=None) as store:
@@ -1014,7 +996,8 @@ async def test_redis_prefixes_isolate_stores(redis_url: str) -> None:
         assert await b.read_events(None) == [] and await b.last_cursor() is None
         assert await b.claim_due(10.0) == []
         with redis_client(redis_url) as client:
-            assert all(key.startswith("a:") for key in client.scan_iter())
+            # b wrote nothing but the marker of its key layout
+            assert all(key.startswith("a:") or key == "b:layout" for key in client.scan_iter())
 
 
 @pytest.mark.integration

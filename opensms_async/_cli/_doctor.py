@@ -204,7 +204,7 @@ async def _redis(url: str) -> Check:
     from ..stores._redis_config import make_client as redis_client
 
     try:
-        client = redis_client(split_url(url)[0])
+        client = redis_client(split_url(url)[0], socket_timeout=_PROBE_TIMEOUT)
     except OpenSMSError as exc:
         return Check("redis", False, str(exc))
     try:

@@ -12,12 +12,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import attrs
+
 from .._exceptions import InvalidCursorError
 from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeOutcome, MergeResult, Source
 from ._base import Applied, PendingRequest
 
 __all__ = [
+    "Keys",
     "applied_from_row",
     "cursor_key",
     "encode_update",
@@ -36,6 +39,35 @@ _MAX_COUNT: Final = 2**31
 
 _STREAM_ID: Final = re.compile(r"([0-9]+)-([0-9]+)")
 _MAX_ID_PART: Final = 2**64
+
+
+@attrs.frozen
+class Keys:
+    """The names of the keys of one prefix (see the layout in ``redis.py``)."""
+
+    prefix: str
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}:pending"
+
+    @property
+    def expiry(self) -> str:
+        return f"{self.prefix}:expiry"
+
+    @property
+    def layout(self) -> str:
+        return f"{self.prefix}:layout"
+
+    def state(self, request_id: str) -> str:
+        return f"{self.prefix}:state:{request_id}"
+
+    def entry(self, request_id: str) -> str:
+        return f"{self.pending}:{request_id}"
 
 
 def text(value: bytes | str) -> str:

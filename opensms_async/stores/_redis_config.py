@@ -1,9 +1,12 @@
 """How :class:`~opensms_async.stores.redis.RedisStore` is configured: URLs, clients, settings.
 
-Clients made here have their own bounded pool (callers wait up to ``_POOL_WAIT`` seconds for a
-free connection instead of failing) and retry a failed command twice after a short backoff, so a
-connection broken by a Redis restart is replaced at once while an unreachable server is reported
-quickly. redis-py's defaults (5 s socket timeouts) stay unless the URL sets its own.
+Clients made here have their own bounded pool (callers wait for a free connection instead of
+failing) and retry a command whose connection broke (reset, refused) twice after a short backoff,
+so a connection broken by a Redis restart is replaced at once while an unreachable server is
+reported quickly. A command that timed out is not retried: a hung server would answer the retry no
+sooner, and three waits in a row were what made a hung Redis take 15 s to report. Their socket
+timeouts default to the store's ``timeout`` (the blocking client's to the block slice plus it),
+unless the URL sets its own; the store bounds each call by ``timeout`` in any case.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from urllib.parse import SplitResult, urlencode, urlsplit, urlunsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .._exceptions import InvalidStoreURLError, StoreError
 from ._url import _options, _positive_int, _redact
 
 __all__ = [
+    "BLOCK_SLICE",
     "block_slice",
+    "check_policy",
     "check_settings",
     "check_version",
     "describe",
@@ -30,10 +36,15 @@ __all__ = [
 
 _POOL_SIZE: Final = 64
 _POOL_WAIT: Final = 10.0
+"""Seconds to wait for a free pooled connection (the store's ``timeout`` ends the wait sooner)."""
 _RETRIES: Final = 2
-_BLOCK_SLICE: Final = 2.0
+BLOCK_SLICE: Final = 2.0
 """Longest single ``BLOCK``: kept well below the socket timeout, longer waits loop."""
-_STORE_OPTIONS: Final = frozenset({"prefix", "retention", "max_events"})
+_STORE_OPTIONS: Final = frozenset(
+    {"allow_eviction", "prefix", "retention", "max_events", "timeout"}
+)
+_YES: Final = frozenset({"true", "1", "yes"})
+_NO: Final = frozenset({"false", "0", "no"})
 _CONNECTION_OPTIONS: Final = frozenset(
     {
         "client_name",
@@ -48,12 +59,16 @@ _CONNECTION_OPTIONS: Final = frozenset(
 )
 
 
-def check_settings(prefix: str, retention: float | None, max_events: int, max_batch: int) -> None:
+def check_settings(
+    prefix: str, retention: float | None, max_events: int, max_batch: int, timeout: float
+) -> None:
     """Refuse settings a store cannot work with (ValueError)."""
     if not isinstance(prefix, str) or not prefix:
         raise ValueError(f"prefix must be a non-empty string, not {prefix!r}")
     if retention is not None and not (math.isfinite(retention) and retention > 0):
         raise ValueError(f"retention must be a positive number of seconds or None: {retention!r}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds: {timeout!r}")
     if max_events < 1 or max_batch < 1:
         raise ValueError("max_events and max_batch must be at least 1")
 
@@ -69,6 +84,41 @@ def check_version(version: object) -> None:
         raise StoreError(f"RedisStore needs Redis 6.2 or later; this server is {version}")
 
 
+def check_policy(policy: str | None, where: str, *, allow_eviction: bool) -> str | None:
+    """Whether a server's ``maxmemory-policy`` lets the store keep what it acknowledged.
+
+    None for ``noeviction`` and ``volatile-*`` (they evict only keys with a TTL, and the store's
+    have none); a warning to log for a policy unknown or unreadable, or for ``allkeys-*`` with
+    ``allow_eviction``; StoreError for ``allkeys-*`` without it (whatever ``maxmemory`` is now:
+    ``CONFIG SET`` can change it at any time).
+    """
+    if policy is None:
+        return (
+            f"could not read the maxmemory-policy of Redis at {where} (CONFIG GET and INFO both"
+            " refused): make sure it is noeviction or volatile-*, or a full Redis may evict"
+            " acknowledged delivery states"
+        )
+    if policy == "noeviction" or policy.startswith("volatile-"):
+        return None
+    if not policy.startswith("allkeys-"):
+        return (
+            f"Redis at {where} has maxmemory-policy {policy!r}, unknown to this version: make sure"
+            " it never evicts keys without a TTL"
+        )
+    risk = (
+        f"Redis at {where} has maxmemory-policy {policy}: once full it evicts any key, acknowledged"
+        " delivery states and the polling schedule included (a stale update would then be taken"
+        " for a new one)"
+    )
+    if allow_eviction:
+        return risk + "; running anyway, as allow_eviction asks"
+    raise StoreError(
+        f"{risk}. Set maxmemory-policy noeviction (or volatile-lru: the store's keys carry no TTL,"
+        " so it never evicts them), or open the store with allow_eviction=True"
+        " (?allow_eviction=true) to accept that risk"
+    )
+
+
 def split_url(url: str) -> tuple[str, dict[str, Any]]:
     """A URL without the store's options, and those options as keyword arguments."""
     parts, shown = _parse(url)
@@ -78,10 +128,16 @@ def split_url(url: str) -> tuple[str, dict[str, Any]]:
         kwargs["prefix"] = options.pop("prefix")
         if not kwargs["prefix"]:
             raise InvalidStoreURLError(f"prefix must not be empty in {shown!r}")
-    if "retention" in options:
-        kwargs["retention"] = _seconds(shown, options.pop("retention"))
+    for name in ("retention", "timeout"):
+        if name in options:
+            kwargs[name] = _seconds(shown, name, options.pop(name))
     if "max_events" in options:
         kwargs["max_events"] = _positive_int(shown, "max_events", options.pop("max_events"))
+    if "allow_eviction" in options:
+        flag = options.pop("allow_eviction").lower()
+        if flag not in _YES | _NO:
+            raise InvalidStoreURLError(f"allow_eviction must be true or false in {shown!r}")
+        kwargs["allow_eviction"] = flag in _YES
     return urlunsplit(parts._replace(query=urlencode(options))), kwargs
 
 
@@ -89,12 +145,11 @@ def _parse(url: str) -> tuple[SplitResult, str]:
     """``urlsplit(url)`` and the URL as errors may show it; InvalidStoreURLError if malformed."""
     if not isinstance(url, str):
         raise InvalidStoreURLError(f"a Redis URL must be a string, not {type(url).__name__}")
-    try:
-        parts = urlsplit(url)
-        shown = _redact(url)
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError as exc:
-        raise InvalidStoreURLError(f"malformed Redis URL: {exc}") from None
+    shown = _redact(url)
+    parts, port_ok = _split(url)
+    if parts is None or "@" in parts.path or "@" in parts.query or "#" in url:
+        # Split wrong, most likely at an unencoded "/", "?" or "#" of a password.
+        raise InvalidStoreURLError(_malformed(shown))
     if parts.scheme.lower() not in ("redis", "rediss"):
         raise InvalidStoreURLError(f"not a redis:// or rediss:// URL: {shown!r}")
     db = parts.path.removeprefix("/")
@@ -103,24 +158,54 @@ def _parse(url: str) -> tuple[SplitResult, str]:
     return parts, shown
 
 
-def _seconds(shown: str, value: str) -> float:
+def _split(url: str) -> tuple[SplitResult | None, bool]:
+    """``urlsplit(url)`` and whether its port is valid; None when it does not split.
+
+    urlsplit's errors quote the port, which may be the start of a password: they are not passed
+    on, not even as the context of the error raised instead.
+    """
+    try:
+        parts = urlsplit(url)
+        return parts, parts.port is None or parts.port > 0
+    except ValueError:
+        return None, False
+
+
+def _malformed(shown: str) -> str:
+    return (
+        f"malformed Redis URL {shown!r}: expected redis://[[user]:password@]host[:port][/db]"
+        "[?options], with any '/', '?', '#' or '@' of the password percent-encoded"
+        " (%2F, %3F, %23, %40)"
+    )
+
+
+def _seconds(shown: str, name: str, value: str) -> float:
     try:
         seconds = float(value)
     except ValueError:
         seconds = math.nan
     if not (math.isfinite(seconds) and seconds > 0):
-        raise InvalidStoreURLError(f"retention must be a positive number of seconds in {shown!r}")
+        raise InvalidStoreURLError(f"{name} must be a positive number of seconds in {shown!r}")
     return seconds
 
 
-def make_client(url: str) -> Redis:
-    """A client with its own bounded pool, short retries and the URL's connection options."""
+def make_client(url: str, *, socket_timeout: float) -> Redis:
+    """A client with its own bounded pool, retries of broken connections only, and the URL's
+    connection options (its ``socket_timeout`` and ``socket_connect_timeout`` default to
+    ``socket_timeout``)."""
     parts, shown = _parse(url)
     _options(shown, parts.query, set(_CONNECTION_OPTIONS))
-    retry = Retry(EqualJitterBackoff(cap=0.25, base=0.02), _RETRIES)
+    retry = Retry(
+        EqualJitterBackoff(cap=0.25, base=0.02), _RETRIES, supported_errors=(RedisConnectionError,)
+    )
     try:
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=_POOL_SIZE, timeout=_POOL_WAIT, retry=retry
+        pool = BlockingConnectionPool.from_url(  # options in the URL override these keywords
+            url,
+            max_connections=_POOL_SIZE,
+            timeout=_POOL_WAIT,
+            retry=retry,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
         )
     except (ValueError, TypeError) as exc:
         raise InvalidStoreURLError(f"invalid Redis URL {shown!r}: {exc}") from None
@@ -140,5 +225,5 @@ def block_slice(client: Redis) -> float:
     """The longest single ``BLOCK`` (seconds) a client's socket timeout allows with margin."""
     timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
     if not isinstance(timeout, int | float) or timeout <= 0:
-        return _BLOCK_SLICE
-    return min(_BLOCK_SLICE, timeout / 2)
+        return BLOCK_SLICE
+    return min(BLOCK_SLICE, timeout / 2)

@@ -14,6 +14,13 @@ stored too.
 A state is stored as a JSON array ``[status, parts_delivered, sms_parts, sender, conflict, at]``
 (``null`` for None) in a hash per request id, one field per address. ``at`` travels as the decimal
 string Python wrote (Lua would round a float), part counts as small integers.
+
+No key carries a TTL: Redis's ``volatile-*`` eviction policies (the default of managed services)
+evict only keys with one, and would pick exactly the states. Expiry is the store's own: every script
+that writes a request's state or schedule entry scores the request id in the expiry index (a sorted
+set) with the time, in ms on the server's clock, ``retention`` after now; ``PURGE`` deletes the
+requests that are due. Writing a key also ``PERSIST``s it, and ``MIGRATE`` moves the TTL an earlier
+version set on a key into the index, so a store it wrote stays readable and becomes safe.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Final
 from .._models import FINAL_STATUSES
 from .._state import _FINAL_ORDER, _RANK, _UNKNOWN_RANK
 
-__all__ = ["CLAIM_DUE", "MERGE", "RESCHEDULE", "SCHEDULE", "UNSCHEDULE"]
+__all__ = ["CLAIM_DUE", "MERGE", "MIGRATE", "PURGE", "RESCHEDULE", "SCHEDULE", "UNSCHEDULE"]
 
 
 def lua_string(text: str) -> str:
@@ -50,10 +57,30 @@ def lua_set(members: Iterable[str]) -> str:
     return "{" + ", ".join(f"[{lua_string(m)}] = true" for m in sorted(members)) + "}"
 
 
+_EXPIRY: Final = r"""
+-- The server's clock in ms (the same for every replica, whatever their clocks say).
+local function now_ms()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A key of request_id was just written: no TTL on it (an earlier version set one), and the
+-- request expires retention ms from now (never with retention 0).
+local function keep(index, request_id, key, retention, now)
+  redis.call("PERSIST", key)
+  if retention > 0 then
+    redis.call("ZADD", index, now + retention, request_id)
+  else
+    redis.call("ZREM", index, request_id)
+  end
+end
+"""
+
 _MERGE_TEMPLATE: Final = Template(
-    r"""
--- KEYS[1]: the event stream; KEYS[2..]: one state hash per request id.
--- ARGV[1]: approximate MAXLEN of the stream; ARGV[2]: TTL of touched state hashes in ms (0: none);
+    _EXPIRY
+    + r"""
+-- KEYS[1]: the event stream; KEYS[2]: the expiry index; KEYS[3..]: one state hash per request id.
+-- ARGV[1]: approximate MAXLEN of the stream; ARGV[2]: retention in ms (0: keep for good);
 -- ARGV[3]: JSON list of updates
 --   [key index, request id, address, status, source, parts, sms parts, sender, received at].
 -- Returns a JSON list with one row per update (one bulk string parses faster than nested arrays):
@@ -131,7 +158,9 @@ end
 local function wrong_type()
   local kind = redis.call("TYPE", KEYS[1]).ok
   if kind ~= "none" and kind ~= "stream" then return KEYS[1] end
-  for i = 2, #KEYS do
+  kind = redis.call("TYPE", KEYS[2]).ok
+  if kind ~= "none" and kind ~= "zset" then return KEYS[2] end
+  for i = 3, #KEYS do
     kind = redis.call("TYPE", KEYS[i]).ok
     if kind ~= "none" and kind ~= "hash" then return KEYS[i] end
   end
@@ -164,23 +193,24 @@ local function apply(u, touched)
   local state, outcome, previous, advanced, changed = merge(stored, u)
   if changed then
     redis.call("HSET", key, u[3], cjson.encode(state))
-    touched[key] = true
+    touched[key] = u[2]
   end
   local id = NULL
   if advanced then id = log_event(u, state, previous) end
   return {outcome, previous, advanced, changed, state, id}
 end
 
--- Check every key before the first write: a script that fails half-way keeps its writes.
+-- Check every key before the first write: a script that fails half-way keeps its writes. (Redis
+-- refuses a script for lack of memory only at its first write, so that leaves nothing half-done.)
 local bad = wrong_type()
 if bad then return redis.error_reply("WRONGTYPE " .. bad .. " is not an opensms-async key") end
-local ttl = tonumber(ARGV[2])
 local touched, results = {}, {}
 for i, u in ipairs(cjson.decode(ARGV[3])) do
   results[i] = apply(u, touched)
 end
-if ttl > 0 then
-  for key in pairs(touched) do redis.call("PEXPIRE", key, ttl) end
+if next(touched) then
+  local retention, now = tonumber(ARGV[2]), now_ms()
+  for key, request_id in pairs(touched) do keep(KEYS[2], request_id, key, retention, now) end
 end
 return cjson.encode(results)
 """
@@ -201,9 +231,11 @@ def _merge_source() -> str:
 MERGE: Final = _merge_source()
 """Merge a batch of updates and log an event per advance (see the header of the script)."""
 
-SCHEDULE: Final = r"""
--- KEYS[1]: the schedule (sorted set); KEYS[2]: the request's entry (hash).
--- ARGV: request id, sender, tracked at, poll at, TTL in ms (0: none).
+SCHEDULE: Final = (
+    _EXPIRY
+    + r"""
+-- KEYS[1]: the schedule (sorted set); KEYS[2]: the request's entry (hash); KEYS[3]: the expiry
+-- index. ARGV: request id, sender, tracked at, poll at, retention in ms (0: keep for good).
 -- An existing entry keeps its attempts, its earliest tracked_at and its lease.
 local entry = redis.call("HMGET", KEYS[2], "tracked_at", "leased_until")
 local tracked = ARGV[3]
@@ -213,18 +245,21 @@ redis.call("HSETNX", KEYS[2], "attempts", "0")
 local score = ARGV[4]
 if entry[2] and tonumber(entry[2]) > tonumber(score) then score = entry[2] end
 redis.call("ZADD", KEYS[1], score, ARGV[1])
-if tonumber(ARGV[5]) > 0 then redis.call("PEXPIRE", KEYS[2], ARGV[5]) end
+keep(KEYS[3], ARGV[1], KEYS[2], tonumber(ARGV[5]), now_ms())
 return 1
 """
+)
 """Add a request to the polling schedule."""
 
-CLAIM_DUE: Final = r"""
--- KEYS[1]: the schedule (sorted set, score = when due, lease included).
--- ARGV: now, limit, lease end, TTL in ms (0: none), key prefix of the entries.
+CLAIM_DUE: Final = (
+    _EXPIRY
+    + r"""
+-- KEYS[1]: the schedule (sorted set, score = when due, lease included); KEYS[2]: the expiry index.
+-- ARGV: now, limit, lease end, retention in ms (0: keep for good), key prefix of the entries.
 -- Leases the due entries (earliest first) by moving their score to the lease end; drops members
--- whose entry expired. Returns {request id, sender, tracked at, next poll at, attempts} rows.
+-- whose entry is gone. Returns {request id, sender, tracked at, next poll at, attempts} rows.
 local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, ARGV[2])
-local claimed = {}
+local claimed, clock = {}, nil
 for _, request_id in ipairs(due) do
   local key = ARGV[5] .. request_id
   local e = redis.call("HMGET", key, "sender", "tracked_at", "next_poll_at", "attempts")
@@ -235,17 +270,22 @@ for _, request_id in ipairs(due) do
     if tonumber(e[3]) > tonumber(score) then score = e[3] end
     redis.call("HSET", key, "leased_until", ARGV[3])
     redis.call("ZADD", KEYS[1], score, request_id)
-    if tonumber(ARGV[4]) > 0 then redis.call("PEXPIRE", key, ARGV[4]) end
+    clock = clock or now_ms()
+    keep(KEYS[2], request_id, key, tonumber(ARGV[4]), clock)
     claimed[#claimed + 1] = {request_id, e[1], e[2], e[3], e[4] or "0"}
   end
 end
 return claimed
 """
+)
 """Lease the due requests of the schedule to the caller, atomically."""
 
-RESCHEDULE: Final = r"""
--- KEYS[1]: the schedule; KEYS[2]: the request's entry. ARGV: request id, next poll at, attempts,
--- TTL in ms (0: none). Releases the lease; a request no longer scheduled stays unscheduled.
+RESCHEDULE: Final = (
+    _EXPIRY
+    + r"""
+-- KEYS[1]: the schedule; KEYS[2]: the request's entry; KEYS[3]: the expiry index. ARGV: request
+-- id, next poll at, attempts, retention in ms (0: keep for good). Releases the lease; a request no
+-- longer scheduled stays unscheduled.
 if redis.call("EXISTS", KEYS[2]) == 0 then
   redis.call("ZREM", KEYS[1], ARGV[1])
   return 0
@@ -253,9 +293,10 @@ end
 redis.call("HSET", KEYS[2], "next_poll_at", ARGV[2], "attempts", ARGV[3])
 redis.call("HDEL", KEYS[2], "leased_until")
 redis.call("ZADD", KEYS[1], ARGV[2], ARGV[1])
-if tonumber(ARGV[4]) > 0 then redis.call("PEXPIRE", KEYS[2], ARGV[4]) end
+keep(KEYS[3], ARGV[1], KEYS[2], tonumber(ARGV[4]), now_ms())
 return 1
 """
+)
 """Set a request's next poll time and attempts, releasing its lease."""
 
 UNSCHEDULE: Final = r"""
@@ -264,3 +305,43 @@ redis.call("ZREM", KEYS[1], ARGV[1])
 return redis.call("DEL", KEYS[2])
 """
 """Remove a request from the polling schedule."""
+
+PURGE: Final = (
+    _EXPIRY
+    + r"""
+-- KEYS[1]: the expiry index; KEYS[2]: the schedule. ARGV: most requests to delete, key prefix of
+-- the states, key prefix of the schedule entries. Deletes the keys of the requests whose expiry
+-- is due (earliest first) and returns how many. DEL and ZREM free memory: Redis runs them even
+-- when it is full.
+local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now_ms(), "LIMIT", 0, ARGV[1])
+for _, request_id in ipairs(due) do
+  redis.call("DEL", ARGV[2] .. request_id, ARGV[3] .. request_id)
+  redis.call("ZREM", KEYS[2], request_id)
+end
+if #due > 0 then redis.call("ZREM", KEYS[1], unpack(due)) end
+return #due
+"""
+)
+"""Delete the requests whose ``retention`` ran out since their last write."""
+
+MIGRATE: Final = (
+    _EXPIRY
+    + r"""
+-- KEYS[1]: the expiry index; KEYS[2..]: keys of requests; ARGV[i]: the request id of KEYS[i + 1].
+-- A key that still has the TTL an earlier version set loses it, and its request expires when the
+-- TTL would have ended (or later, if another of its keys says so). Returns how many moved.
+local now, moved = now_ms(), 0
+for i = 2, #KEYS do
+  local left = redis.call("PTTL", KEYS[i])
+  if left > 0 then
+    local due = now + left
+    local score = redis.call("ZSCORE", KEYS[1], ARGV[i - 1])
+    redis.call("PERSIST", KEYS[i])
+    if not score or tonumber(score) < due then redis.call("ZADD", KEYS[1], due, ARGV[i - 1]) end
+    moved = moved + 1
+  end
+end
+return moved
+"""
+)
+"""Move the TTLs of keys an earlier version wrote into the expiry index."""

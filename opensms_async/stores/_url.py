@@ -2,7 +2,7 @@
 
 * ``memory://`` (option ``?max_events=N``);
 * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``
-  (option ``?synchronous=NORMAL|FULL``);
+  (options ``?synchronous=NORMAL|FULL``, ``retention=SECONDS`` and ``max_events=N``);
 * ``redis://host:port/db`` and ``rediss://...``: handed whole to ``RedisStore.from_url``, which
   needs the ``redis`` extra.
 """
@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import importlib
+import math
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["open_store"]
 
 _SCHEMES = "memory://, sqlite:///path.db, redis:// or rediss://"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_UNPARSEABLE = "<unparseable URL>"
 
 
 def open_store(url: str) -> Store:
@@ -38,8 +42,8 @@ def open_store(url: str) -> Store:
         return opener(url)
     except InvalidStoreURLError:
         raise
-    except ValueError as exc:  # urlsplit's, e.g. a malformed IPv6 host
-        raise InvalidStoreURLError(f"malformed store URL {url!r}: {exc}") from exc
+    except ValueError:  # urlsplit's, e.g. a malformed IPv6 host
+        raise InvalidStoreURLError(f"malformed store URL {_redact(url)!r}") from None
 
 
 def _memory_store(url: str) -> Store:
@@ -47,7 +51,7 @@ def _memory_store(url: str) -> Store:
 
     parts = urlsplit(url)
     if parts.netloc or parts.path not in ("", "/"):
-        raise InvalidStoreURLError(f"a memory store URL has no host or path: {url!r}")
+        raise InvalidStoreURLError(f"a memory store URL has no host or path: {_redact(url)!r}")
     options = _options(url, parts.query, {"max_events"})
     if "max_events" not in options:
         return MemoryStore()
@@ -55,22 +59,28 @@ def _memory_store(url: str) -> Store:
 
 
 def _sqlite_store(url: str) -> Store:
-    from .sqlite import SQLiteStore
+    from .sqlite import DEFAULT_MAX_EVENTS, DEFAULT_RETENTION, SQLiteStore
 
     parts = urlsplit(url)
     if parts.netloc:
         raise InvalidStoreURLError(
-            f"a SQLite URL has no host: {url!r} (relative: sqlite:///file.db,"
+            f"a SQLite URL has no host: {_redact(url)!r} (relative: sqlite:///file.db,"
             " absolute: sqlite:////path/file.db)"
         )
     path = unquote(parts.path[1:])  # the third slash ends the empty host
     if not path or path.endswith("/"):
         raise InvalidStoreURLError(f"a SQLite URL needs a file name: {url!r}")
-    options = _options(url, parts.query, {"synchronous"})
-    synchronous = options.get("synchronous", "NORMAL").upper()
+    options = _options(url, parts.query, {"synchronous", "retention", "max_events"})
+    synchronous = options.pop("synchronous", "NORMAL").upper()
     if synchronous not in ("NORMAL", "FULL"):
         raise InvalidStoreURLError(f"synchronous must be NORMAL or FULL in {url!r}")
-    return SQLiteStore(path, synchronous=synchronous)
+    retention = DEFAULT_RETENTION
+    if "retention" in options:
+        retention = _positive_seconds(url, "retention", options["retention"])
+    max_events = DEFAULT_MAX_EVENTS
+    if "max_events" in options:
+        max_events = _positive_int(url, "max_events", options["max_events"])
+    return SQLiteStore(path, synchronous=synchronous, retention=retention, max_events=max_events)
 
 
 def _redis_store(url: str) -> Store:
@@ -90,10 +100,11 @@ _OPENERS: dict[str, Callable[[str], Store]] = {"memory": _memory_store, "sqlite"
 
 def _options(url: str, query: str, known: set[str]) -> dict[str, str]:
     """The query options of a URL, each at most once and all of them known."""
-    try:
-        parsed = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as exc:
-        raise InvalidStoreURLError(f"malformed options in {url!r}: {exc}") from exc
+    parsed = _parse_query(query)
+    if parsed is None:
+        raise InvalidStoreURLError(
+            f"malformed options in {url!r}: expected name=value pairs joined by '&'"
+        )
     unknown = sorted(set(parsed) - known)
     if unknown:
         allowed = ", ".join(sorted(known))
@@ -104,17 +115,53 @@ def _options(url: str, query: str, known: set[str]) -> dict[str, str]:
     return {name: values[0] for name, values in parsed.items()}
 
 
+def _parse_query(query: str) -> dict[str, list[str]] | None:
+    """The options of a query, None when malformed: not the parser's error, which quotes the
+    offending field (part of a password, maybe), not even as the context of another."""
+    try:
+        return parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        return None
+
+
 def _positive_int(url: str, name: str, value: str) -> int:
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise InvalidStoreURLError(f"{name} must be a positive integer in {url!r}")
     return int(value)
 
 
-def _redact(url: str) -> str:
-    """The URL without a password (``redis://:secret@host``), for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return parts._replace(netloc=user + netloc).geturl()
+def _positive_seconds(url: str, name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InvalidStoreURLError(f"{name} must be a positive number of seconds in {url!r}")
+    return seconds
+
+
+def _redact(url: object) -> str:
+    """What of a URL a message or repr may show: scheme, host, port and path, never credentials.
+
+    Credentials become ``***@`` and the query and fragment are dropped (``?password=`` is a
+    password too). An unencoded ``/``, ``?``, ``#`` or ``@`` in a password moves part of it into
+    the host, port, path, query or fragment, where nothing can tell it from the rest: a URL with an
+    ``@`` outside its credentials, or that does not split, shows as ``scheme://<unparseable URL>``.
+    """
+    if not isinstance(url, str):
+        return _UNPARSEABLE
+    scheme, separator, _ = url.partition("://")
+    if not separator:
+        return _UNPARSEABLE if any(c in url for c in "@?#") else url
+    if not _SCHEME.fullmatch(scheme):
+        return _UNPARSEABLE
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return f"{scheme}://{_UNPARSEABLE}"
+    if "@" in parts.path or "@" in parts.query or "@" in parts.fragment:
+        return f"{scheme}://{_UNPARSEABLE}"
+    credentials = "***@" if "@" in parts.netloc else ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{credentials}{host}{'' if port is None else f':{port}'}{parts.path}"

@@ -63,8 +63,89 @@ class _Pending:
         self.attempts = 0
         self.leased_until: float | None = None
 
-    def is_due(self, now: float) -> bool:
-        return self.next_poll_at <= now and (self.leased_until is None or self.leased_until <= now)
+
+class _Schedule:
+    """The polling schedule: requests by id, and two heaps that find the due ones in O(log n).
+
+    ``ready`` holds ``(next_poll_at, request_id)`` of the requests not leased, ``leased`` holds
+    ``(leased_until, request_id)`` of the leased ones, so that with a million pending and none
+    due, :meth:`claim` looks at two heap tops and nothing else. A change pushes a new item and
+    leaves the old one in its heap: an item counts only while it still matches its entry, and
+    the heaps are rebuilt once stale items outnumber live ones (amortised O(1) per change).
+    """
+
+    __slots__ = ("entries", "leased", "ready")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _Pending] = {}
+        self.ready: list[tuple[float, str]] = []
+        self.leased: list[tuple[float, str]] = []
+
+    def add(self, request_id: str, sender: str, tracked_at: float, poll_at: float) -> None:
+        """Schedule a request; an existing entry keeps its attempts and lease."""
+        entry = self.entries.get(request_id)
+        if entry is None:
+            self.entries[request_id] = _Pending(sender, tracked_at, poll_at)
+        else:
+            entry.sender = sender
+            entry.tracked_at = min(entry.tracked_at, tracked_at)
+            entry.next_poll_at = poll_at
+            if entry.leased_until is not None:
+                return  # its lease item stays valid; when it expires, it is ready at poll_at
+        heapq.heappush(self.ready, (poll_at, request_id))
+        self._compact()
+
+    def release(self, request_id: str, next_poll_at: float, attempts: int) -> None:
+        """Set a request's next poll and attempts, and end its lease (no-op if gone)."""
+        entry = self.entries.get(request_id)
+        if entry is not None:
+            entry.next_poll_at, entry.attempts, entry.leased_until = next_poll_at, attempts, None
+            heapq.heappush(self.ready, (next_poll_at, request_id))
+            self._compact()
+
+    def remove(self, request_id: str) -> None:
+        """Forget a request (its heap items go stale)."""
+        self.entries.pop(request_id, None)
+
+    def claim(self, now: float, limit: int, lease: float) -> list[tuple[str, _Pending]]:
+        """Lease up to ``limit`` due requests, earliest ``next_poll_at`` first (ties by id)."""
+        self._compact()
+        self._expire_leases(now)
+        claimed: list[tuple[str, _Pending]] = []
+        ready, entries = self.ready, self.entries
+        while ready and len(claimed) < limit and ready[0][0] <= now:
+            at, request_id = heapq.heappop(ready)
+            entry = entries.get(request_id)
+            if entry is None or entry.leased_until is not None or entry.next_poll_at != at:
+                continue  # stale: rescheduled, leased or unscheduled since
+            entry.leased_until = now + lease
+            heapq.heappush(self.leased, (entry.leased_until, request_id))
+            claimed.append((request_id, entry))
+        return claimed
+
+    def _expire_leases(self, now: float) -> None:
+        """Make the requests whose lease ran out ready again, at their ``next_poll_at``."""
+        leased, entries = self.leased, self.entries
+        while leased and leased[0][0] <= now:
+            until, request_id = heapq.heappop(leased)
+            entry = entries.get(request_id)
+            if entry is not None and entry.leased_until == until:
+                entry.leased_until = None
+                heapq.heappush(self.ready, (entry.next_poll_at, request_id))
+
+    def _compact(self) -> None:
+        """Drop every stale item once they outnumber the entries: one item per entry is left,
+        in the heap its lease says. Never called while a loop holds a heap."""
+        if len(self.ready) + len(self.leased) <= 2 * len(self.entries) + 1024:
+            return
+        self.ready = [
+            (e.next_poll_at, r) for r, e in self.entries.items() if e.leased_until is None
+        ]
+        self.leased = [
+            (e.leased_until, r) for r, e in self.entries.items() if e.leased_until is not None
+        ]
+        heapq.heapify(self.ready)
+        heapq.heapify(self.leased)
 
 
 class _EventLog:
@@ -146,7 +227,7 @@ class MemoryStore(OpenClose):
         self._requests: dict[str, _Request] = {}
         self._log = _EventLog(max_events)
         self._memo = MergeMemo()  # per store, like its interned shapes: no module-level cache
-        self._pending: dict[str, _Pending] = {}
+        self._schedule = _Schedule()
         self._wakeup = Wakeup()
         self._closed = False
 
@@ -316,39 +397,29 @@ class MemoryStore(OpenClose):
     ) -> None:
         """Add a request to the polling schedule (an existing entry keeps attempts and lease)."""
         self._check_open()
-        entry = self._pending.get(request_id)
-        if entry is None:
-            self._pending[request_id] = _Pending(sender, tracked_at, poll_at)
-            return
-        entry.sender = sender
-        entry.tracked_at = min(entry.tracked_at, tracked_at)
-        entry.next_poll_at = poll_at
+        _check_time(poll_at)
+        self._schedule.add(request_id, sender, tracked_at, poll_at)
 
     async def claim_due(
         self, now: float, *, limit: int = 100, lease: float = 60.0
     ) -> list[PendingRequest]:
-        """Lease up to ``limit`` due requests (earliest first) for ``lease`` seconds."""
+        """Lease up to ``limit`` due requests (earliest first) for ``lease`` seconds.
+
+        Costs O(log n) per request taken, and nothing more when none is due.
+        """
         self._check_open()
-        # A scan: the schedule holds requests, not recipients, so it stays small.
-        due = [(e.next_poll_at, rid) for rid, e in self._pending.items() if e.is_due(now)]
-        claimed = []
-        for _, request_id in heapq.nsmallest(limit, due):
-            entry = self._pending[request_id]
-            entry.leased_until = now + lease
-            claimed.append(_pending(request_id, entry))
-        return claimed
+        return [_pending(rid, entry) for rid, entry in self._schedule.claim(now, limit, lease)]
 
     async def reschedule(self, request_id: str, *, next_poll_at: float, attempts: int) -> None:
         """Set a request's next poll time and attempts and release its lease (no-op if gone)."""
         self._check_open()
-        entry = self._pending.get(request_id)
-        if entry is not None:
-            entry.next_poll_at, entry.attempts, entry.leased_until = next_poll_at, attempts, None
+        _check_time(next_poll_at)
+        self._schedule.release(request_id, next_poll_at, attempts)
 
     async def unschedule(self, request_id: str) -> None:
         """Stop polling a request (no-op if it is not scheduled)."""
         self._check_open()
-        self._pending.pop(request_id, None)
+        self._schedule.remove(request_id)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -358,6 +429,12 @@ class MemoryStore(OpenClose):
 def _state(request_id: str, row: _Row) -> DeliveryState:
     address, shape, updated_at = row
     return state_from_shape(request_id, address, shape, updated_at)
+
+
+def _check_time(at: float) -> None:
+    # NaN compares false with everything: in a heap it would hide the requests around it.
+    if at != at:
+        raise ValueError("a poll time must be a number, not NaN")
 
 
 def _pending(request_id: str, entry: _Pending) -> PendingRequest:

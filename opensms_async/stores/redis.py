@@ -9,8 +9,7 @@ Key layout (``prefix`` defaults to ``"opensms"``; give each deployment its own, 
 that is another's prefix followed by ``":"``):
 
 * ``{prefix}:state:{request_id}``: a hash, one field per address, holding the merged state as a
-  JSON array; it expires ``retention`` seconds (default 7 days, the OpenSMS receipt retention)
-  after its last write;
+  JSON array;
 * ``{prefix}:events``: the event log, a Redis Stream. A cursor is the stream id
   (``"1700000000000-3"``). The stream is trimmed approximately (``XADD MAXLEN ~ max_events``,
   default 1,000,000): Redis drops whole nodes of old entries, so a little more than
@@ -19,7 +18,21 @@ that is another's prefix followed by ``":"``):
 * ``{prefix}:pending``: the polling schedule, a sorted set of request ids scored by when each is
   due (``next_poll_at``, or the end of its lease while a poller holds it), and
   ``{prefix}:pending:{request_id}``: a hash per scheduled request (``sender``, ``tracked_at``,
-  ``next_poll_at``, ``attempts``, ``leased_until``), expiring ``retention`` after its last write.
+  ``next_poll_at``, ``attempts``, ``leased_until``);
+* ``{prefix}:expiry``: the expiry index, a sorted set of request ids scored by when their keys
+  are due for deletion (server time in ms): ``retention`` seconds (default 7 days, the OpenSMS
+  receipt retention) after the last write to the request's states or schedule entry. A sweep in
+  every open store deletes what is due, at most a minute late (a request's keys go together);
+* ``{prefix}:layout``: ``"2"`` once the TTLs an earlier version set were moved into the index.
+
+No key carries a TTL, so a Redis whose ``maxmemory-policy`` is ``noeviction`` or ``volatile-*``
+never evicts one: when it is full it refuses writes instead (``apply`` raises
+:class:`StoreUnavailableError`, the receiver answers 503, nothing acknowledged is lost). An
+``allkeys-*`` policy may evict anything, acknowledged states included: :meth:`RedisStore.open`
+refuses it unless ``allow_eviction=True``. A store written by an earlier version (keys with TTLs)
+keeps working: every write drops the TTL of the keys it writes, and each store, once opened, moves
+the TTLs left into the index in the background (``SCAN``; once per prefix, marked by
+``{prefix}:layout``); until then, those keys are as evictable as before.
 
 Writes are batched (group commit): concurrent ``apply`` calls share one script call, each caller
 returning once Redis has answered. How durable that answer is depends on the server: with
@@ -28,10 +41,15 @@ of its host; ``appendfsync everysec`` may lose about the last second on a crash 
 snapshots only (or none), everything since the last snapshot is lost when Redis restarts.
 
 A lost connection raises :class:`StoreUnavailableError` (the receiver answers 503); redis-py
-reconnects on the next call and reloads the scripts when the server lost them. An ``apply`` whose
-answer was lost may or may not have been recorded: applying it again is harmless, since the merge
-logs nothing for an update it already holds. Not for Redis Cluster (the schedule script touches
-keys it cannot declare).
+reconnects on the next call and reloads the scripts when the server lost them. So does a Redis
+that does not answer (hung, stopped, overloaded): every call but a blocking wait gives up after
+``timeout`` seconds (default 2) from the moment it was made, queued ``apply`` calls included (they
+never wait out a hung batch one after another), and the next call after Redis answers again
+works. An ``apply`` whose answer was lost may or may not have been recorded: applying it again is
+harmless, since the merge logs nothing for an update it already holds. A consumer group that
+Redis lost (restarted without persistence, flushed) is created again by the next read of a store
+that knew it (see :meth:`RedisStore.create_group`). Not for Redis Cluster (the scripts touch keys
+they cannot declare).
 """
 
 from __future__ import annotations
@@ -39,8 +57,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
+import itertools
 import json
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import attrs
@@ -55,6 +76,7 @@ from . import _redis_config as config
 from . import _redis_scripts as scripts
 from ._base import Applied, PendingRequest
 from ._common import OpenClose
+from ._redis_expiry import Expiry
 from ._url import _redact
 
 __all__ = [
@@ -62,42 +84,24 @@ __all__ = [
     "DEFAULT_MAX_EVENTS",
     "DEFAULT_PREFIX",
     "DEFAULT_RETENTION",
+    "DEFAULT_TIMEOUT",
     "RedisStore",
 ]
 
 DEFAULT_PREFIX: Final = "opensms"
 DEFAULT_RETENTION: Final = 7 * 24 * 3600.0
-"""Seconds a state or schedule entry lives after its last write: the OpenSMS receipt retention."""
+"""Seconds a request's keys live after the last write to them: the OpenSMS receipt retention."""
 DEFAULT_MAX_EVENTS: Final = 1_000_000
 """Approximate length the event stream is trimmed to."""
 DEFAULT_MAX_BATCH: Final = 500
 """Most updates merged by one script call (one caller's updates are never split)."""
+DEFAULT_TIMEOUT: Final = 2.0
+"""Seconds any call (but a blocking wait) waits for Redis before StoreUnavailableError: below the
+few seconds BICS gives a receiver, far above what a healthy Redis takes (milliseconds)."""
+logger = logging.getLogger("opensms_async.stores.redis")
 
-_GRACE: Final = 5.0
-"""Seconds a blocking read may overrun its block before it counts as unanswered."""
 _T = TypeVar("_T")
 _Args: TypeAlias = list[str | int | float]
-
-
-@attrs.frozen
-class _Keys:
-    """The names of the keys of one prefix."""
-
-    prefix: str
-
-    @property
-    def events(self) -> str:
-        return f"{self.prefix}:events"
-
-    @property
-    def pending(self) -> str:
-        return f"{self.prefix}:pending"
-
-    def state(self, request_id: str) -> str:
-        return f"{self.prefix}:state:{request_id}"
-
-    def entry(self, request_id: str) -> str:
-        return f"{self.pending}:{request_id}"
 
 
 @attrs.define
@@ -107,6 +111,10 @@ class _Call:
     updates: Sequence[DeliveryUpdate]
     fields: list[list[object]]
     future: asyncio.Future[list[Applied]]
+    """Done early when its caller stopped waiting (cancelled) or its deadline passed: then it is
+    not sent if still queued."""
+    deadline: float
+    """Loop time when its caller gets StoreUnavailableError if Redis has not answered."""
 
 
 class RedisStore(OpenClose):
@@ -118,9 +126,13 @@ class RedisStore(OpenClose):
     ``read_group`` with ``block``) use ``blocking_client`` so they never hold the connections
     writes need; a store made from a URL opens its own, else they share ``client``.
 
-    ``retention`` (seconds, None: never) is how long states and schedule entries outlive their last
-    write; ``max_events`` the approximate length of the event stream; ``max_batch`` how many
-    updates one script call merges at most. Cursors are stream ids, ``"<ms>-<seq>"``.
+    ``retention`` (seconds, None: never) is how long a request's states and schedule entry outlive
+    the last write to them; ``max_events`` the approximate length of the event stream;
+    ``max_batch`` how many updates one script call merges at most; ``timeout`` (seconds) how long
+    any call but a blocking wait waits for Redis before it raises :class:`StoreUnavailableError`
+    (clients made from a URL also take it as their socket timeouts, unless the URL sets its own);
+    ``allow_eviction=True`` opens the store even on a Redis whose ``maxmemory-policy`` may evict
+    its keys (``allkeys-*``), with a warning. Cursors are stream ids, ``"<ms>-<seq>"``.
     """
 
     shared: bool = True
@@ -133,18 +145,25 @@ class RedisStore(OpenClose):
         retention: float | None = DEFAULT_RETENTION,
         max_events: int = DEFAULT_MAX_EVENTS,
         max_batch: int = DEFAULT_MAX_BATCH,
+        timeout: float = DEFAULT_TIMEOUT,
+        allow_eviction: bool = False,
         blocking_client: Redis | None = None,
     ) -> None:
-        config.check_settings(prefix, retention, max_events, max_batch)
+        config.check_settings(prefix, retention, max_events, max_batch, timeout)
         self.prefix = prefix
+        self.timeout = float(timeout)
+        self.allow_eviction = bool(allow_eviction)
         self.retention = None if retention is None else float(retention)
         self.max_events = max_events
         self._max_batch = max_batch
-        self._ttl_ms = 0 if retention is None else max(1, round(retention * 1000))
-        self._keys = _Keys(prefix)
+        self._retention_ms = 0 if retention is None else max(1, round(retention * 1000))
+        self._keys = codec.Keys(prefix)
         if isinstance(client, str):
             self._where = _redact(client)
-            self._redis, self._blocking = config.make_client(client), config.make_client(client)
+            self._redis = config.make_client(client, socket_timeout=self.timeout)
+            # A blocked read must outlast its BLOCK on the socket, or every wait would time out.
+            blocking_timeout = config.BLOCK_SLICE + self.timeout
+            self._blocking = config.make_client(client, socket_timeout=blocking_timeout)
             self._owned: tuple[Redis, ...] = (self._redis, self._blocking)
         elif isinstance(client, Redis):
             self._where = config.describe(client)
@@ -160,7 +179,16 @@ class RedisStore(OpenClose):
         self._claim = self._redis.register_script(scripts.CLAIM_DUE)
         self._reschedule = self._redis.register_script(scripts.RESCHEDULE)
         self._unschedule = self._redis.register_script(scripts.UNSCHEDULE)
+        self._expiry = Expiry(
+            self._redis, self._keys, self.retention, self._bounded, lambda: self._status == "open"
+        )
+        self._maintainer: asyncio.Task[None] | None = None
+        self._groups: set[str] = set()
+        """The consumer groups this store created or read from: created again if Redis lost them."""
         self._queue: collections.deque[_Call] = collections.deque()
+        self._batch: list[_Call] = []
+        """The calls of the batch in flight."""
+        self._timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._reads: set[asyncio.Future[Any]] = set()
         self._status: Literal["new", "open", "closed"] = "new"
@@ -170,7 +198,8 @@ class RedisStore(OpenClose):
         """The store a URL names: ``redis://[[user]:password@]host[:port][/db][?options]`` or
         ``rediss://`` (TLS).
 
-        Store options: ``prefix``, ``retention`` (seconds), ``max_events``. Connection options
+        Store options: ``prefix``, ``retention`` (seconds), ``max_events``, ``timeout`` (seconds),
+        ``allow_eviction`` (``true`` or ``false``). Connection options
         handed to redis-py: ``socket_timeout``, ``socket_connect_timeout``, ``max_connections``,
         ``health_check_interval``, ``client_name``, ``ssl_cert_reqs``, ``ssl_ca_certs``,
         ``ssl_check_hostname``. Anything else raises :class:`InvalidStoreURLError`; no error
@@ -183,20 +212,42 @@ class RedisStore(OpenClose):
         return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
 
     async def open(self) -> None:
-        """Check that Redis answers (and is 6.2 or later); idempotent.
+        """Check that Redis answers, is 6.2 or later and will not evict the store's keys; start
+        the background sweep of expired requests; idempotent.
 
-        Raises :class:`StoreUnavailableError` when it does not answer (the store may be opened
-        again later) and :class:`StoreError` once the store was closed.
+        Raises :class:`StoreUnavailableError` when Redis does not answer (the store may be opened
+        again later), :class:`StoreError` for a ``maxmemory-policy`` that may evict any key
+        (``allkeys-*``) unless ``allow_eviction``, and once the store was closed. A policy that
+        cannot be read (``CONFIG`` and ``INFO`` both refused) or is unknown is logged as a warning.
         """
         if self._status == "closed":
             raise StoreError("this RedisStore is closed; create a new one")
         if self._status == "open":
             return
-        with self._translated("connect"):
+        async with self._bounded("connect"):
             await self._redis.ping()
             info = await self._redis.info("server")
+            policy = await self._eviction_policy()
         config.check_version(info.get("redis_version"))
+        warning = config.check_policy(policy, self._where, allow_eviction=self.allow_eviction)
+        if warning is not None:
+            logger.warning("%s", warning)
         self._status = "open"
+        self._maintainer = asyncio.create_task(self._expiry.run())
+
+    async def _eviction_policy(self) -> str | None:
+        """The server's ``maxmemory-policy``: from ``CONFIG GET``, else from ``INFO memory``
+        (managed services often disable CONFIG); None when neither tells."""
+        with contextlib.suppress(redis_errors.ResponseError):
+            reply: dict[Any, Any] = await self._redis.config_get("maxmemory-policy") or {}
+            for name, value in reply.items():
+                if codec.text(name) == "maxmemory-policy" and isinstance(value, str | bytes):
+                    return codec.text(value)
+        with contextlib.suppress(redis_errors.ResponseError):
+            value = (await self._redis.info("memory")).get("maxmemory_policy")
+            if isinstance(value, str | bytes):
+                return codec.text(value)
+        return None
 
     async def close(self) -> None:
         """Finish the queued applies, end waiting reads (StoreError) and close the connections
@@ -204,6 +255,9 @@ class RedisStore(OpenClose):
         if self._status == "closed":
             return
         self._status = "closed"
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            await asyncio.wait((self._maintainer,))  # each of its calls is bounded by timeout
         reads = list(self._reads)
         for read in reads:
             read.cancel()
@@ -222,18 +276,22 @@ class RedisStore(OpenClose):
 
         A malformed update raises (TypeError or ValueError) before anything is sent. Concurrent
         calls share one script call; one call's updates apply in order. Raises
-        :class:`StoreUnavailableError` when Redis could not be reached or did not answer (then
-        the updates may or may not be recorded; applying them again is harmless).
+        :class:`StoreUnavailableError` when Redis could not be reached or did not answer within
+        ``timeout`` seconds of this call (then the updates may or may not be recorded; applying
+        them again is harmless), or is full (``maxmemory``: then nothing was recorded).
         """
         self._ready()
         if not updates:
             return []
         fields = [codec.encode_update(update) for update in updates]
-        call = _Call(updates, fields, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        call = _Call(updates, fields, loop.create_future(), loop.time() + self.timeout)
         self._queue.append(call)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        return await call.future
+        elif self._batch and self._timer is None:  # every call before it has given up
+            self._timer = loop.call_at(call.deadline, self._expire)
+        return await call.future  # a cancelled caller cancels it: then it is not sent
 
     async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
         """:meth:`apply`, returning only the events it logged (oldest first)."""
@@ -243,14 +301,14 @@ class RedisStore(OpenClose):
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen (or has expired)."""
         self._ready()
-        with self._translated("read a state"):
+        async with self._bounded("read a state"):
             raw = await self._redis.hget(self._keys.state(request_id), address)
         return None if raw is None else codec.state_from_json(request_id, address, raw)
 
     async def get_request(self, request_id: str) -> list[DeliveryState]:
         """The states of every recipient seen for a request, sorted by address."""
         self._ready()
-        with self._translated("read a request"):
+        async with self._bounded("read a request"):
             rows = await self._redis.hgetall(self._keys.state(request_id))
         states = [codec.state_from_json(request_id, codec.text(a), raw) for a, raw in rows.items()]
         return sorted(states, key=lambda state: state.address)
@@ -270,9 +328,10 @@ class RedisStore(OpenClose):
             raise ValueError(f"limit must be at least 1, not {limit!r}")
         self._ready()
         events = self._keys.events
-        with self._translated("read events"):
+        async with self._bounded("read events"):
             entries = codec.range_entries(await self._redis.xrange(events, start, "+", limit))
-            if not entries and timeout > 0:
+        if not entries and timeout > 0:
+            with self._translated("wait for events"):
                 last = after or "0-0"
                 reply = await self._wait(
                     lambda ms: self._blocking.xread({events: last}, count=limit, block=ms),
@@ -284,7 +343,7 @@ class RedisStore(OpenClose):
     async def last_cursor(self) -> str | None:
         """The cursor of the newest logged event, or None for an empty log."""
         self._ready()
-        with self._translated("read the last event"):
+        async with self._bounded("read the last event"):
             entries = codec.range_entries(await self._redis.xrevrange(self._keys.events, count=1))
         return codec.text(entries[0][0]) if entries else None
 
@@ -301,18 +360,49 @@ class RedisStore(OpenClose):
         :meth:`ack` once handled (at-least-once: an event not acknowledged stays pending and can
         be taken over with :meth:`claim_stale`). ``start``: ``"0"`` (the oldest retained event),
         ``"$"`` (only events logged from now on) or a cursor (the events after it).
+
+        A group this store created or read from that Redis lost (restarted without persistence,
+        flushed) is created again by the next :meth:`read_group`, :meth:`read_pending` or
+        :meth:`claim_stale`, from the oldest event still in the log: events logged since the
+        loss are delivered, none skipped, and any the group had handled before come again (as
+        after any redelivery, handle them idempotently). Its pending lists are lost with it.
+        A group this store never saw still raises :class:`StoreError` (``NOGROUP``).
         """
         if start not in ("0", "$"):
             self._checked(start)
         self._ready()
-        with self._translated("create a consumer group"):
-            try:
-                await self._redis.xgroup_create(self._keys.events, group, start, mkstream=True)
-            except redis_errors.ResponseError as exc:
-                if str(exc).startswith("BUSYGROUP"):
-                    return False
-                raise
+        async with self._bounded("create a consumer group"):
+            created = await self._create_group(group, start)
+        self._groups.add(group)
+        return created
+
+    async def _create_group(self, group: str, start: str) -> bool:
+        try:
+            await self._redis.xgroup_create(self._keys.events, group, start, mkstream=True)
+        except redis_errors.ResponseError as exc:
+            if str(exc).startswith("BUSYGROUP"):
+                return False
+            raise
         return True
+
+    async def _in_group(self, group: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()``, creating ``group`` again first when Redis lost a group this store knew."""
+        try:
+            result = await call()
+        except redis_errors.ResponseError as exc:
+            # UNBLOCKED: the log (and the group with it) was deleted while a read waited.
+            if not str(exc).startswith(("NOGROUP", "UNBLOCKED")) or group not in self._groups:
+                raise
+            logger.warning(
+                "consumer group %r is missing from Redis at %s (restarted without persistence,"
+                " or flushed): created again from the oldest retained event",
+                group,
+                self._where,
+            )
+            await self._create_group(group, "0")
+            result = await call()
+        self._groups.add(group)
+        return result
 
     async def read_group(
         self, group: str, consumer: str, *, count: int = 100, block: float = 0.0
@@ -325,10 +415,11 @@ class RedisStore(OpenClose):
         """
         self._ready()
         read = self._group_reader(group, consumer, count, ">")
-        with self._translated("read from a consumer group"):
-            reply = await read(None)
-            if not codec.read_entries(reply) and block > 0:
-                reply = await self._wait(read, block)
+        async with self._bounded("read from a consumer group"):
+            reply = await self._in_group(group, lambda: read(None))
+        if not codec.read_entries(reply) and block > 0:
+            with self._translated("wait in a consumer group"):
+                reply = await self._wait(lambda ms: self._in_group(group, lambda: read(ms)), block)
         return await self._group_events(group, codec.read_entries(reply))
 
     async def read_pending(
@@ -340,8 +431,9 @@ class RedisStore(OpenClose):
         Events trimmed from the log meanwhile are acknowledged and left out.
         """
         self._ready()
-        with self._translated("read pending events"):
-            reply = await self._group_reader(group, consumer, count, "0")(None)
+        read = self._group_reader(group, consumer, count, "0")
+        async with self._bounded("read pending events"):
+            reply = await self._in_group(group, lambda: read(None))
         return await self._group_events(group, codec.read_entries(reply))
 
     async def ack(self, group: str, *cursors: str) -> int:
@@ -350,7 +442,7 @@ class RedisStore(OpenClose):
         self._ready()
         if not ids:
             return 0
-        with self._translated("acknowledge events"):
+        async with self._bounded("acknowledge events"):
             return int(await self._redis.xack(self._keys.events, group, *ids))
 
     async def claim_stale(
@@ -364,11 +456,18 @@ class RedisStore(OpenClose):
         self._ready()
         idle, start = max(0, round(min_idle * 1000)), "0-0"
         events: list[DeliveryEvent] = []
-        with self._translated("claim pending events"):
+        async with self._bounded("claim pending events"):
             while len(events) < count:
-                reply = await self._redis.xautoclaim(
-                    self._keys.events, group, consumer, idle, start, count=count - len(events)
+                claim = functools.partial(
+                    self._redis.xautoclaim,
+                    self._keys.events,
+                    group,
+                    consumer,
+                    idle,
+                    start,
+                    count=count - len(events),
                 )
+                reply = await self._in_group(group, claim)
                 start = codec.text(reply[0])
                 events += [codec.event_from_entry(i, f) for i, f in codec.range_entries(reply[1])]
                 if start == "0-0":
@@ -393,7 +492,7 @@ class RedisStore(OpenClose):
     ) -> list[DeliveryEvent]:
         gone = [codec.text(i) for i, fields in entries if not fields]
         if gone:
-            with self._translated("acknowledge trimmed events"):
+            async with self._bounded("acknowledge trimmed events"):
                 await self._redis.xack(self._keys.events, group, *gone)
         return [codec.event_from_entry(i, fields) for i, fields in entries if fields]
 
@@ -408,11 +507,11 @@ class RedisStore(OpenClose):
             _text_arg(sender, "sender"),
             codec.number(tracked_at, "tracked_at"),
             codec.number(poll_at, "poll_at"),
-            self._ttl_ms,
+            self._retention_ms,
         ]
         self._ready()
-        with self._translated("schedule a poll"):
-            await self._schedule(keys=self._entry_keys(request_id), args=args)
+        async with self._bounded("schedule a poll"):
+            await self._schedule(keys=[*self._entry_keys(request_id), self._keys.expiry], args=args)
 
     async def claim_due(
         self, now: float, *, limit: int = 100, lease: float = 60.0
@@ -426,14 +525,14 @@ class RedisStore(OpenClose):
             codec.number(now, "now"),
             limit,
             codec.number(now + max(lease, 0.0), "lease"),
-            self._ttl_ms,
+            self._retention_ms,
             self._keys.entry(""),
         ]
         self._ready()
         if limit < 1:
             return []
-        with self._translated("claim due polls"):
-            rows = await self._claim(keys=[self._keys.pending], args=args)
+        async with self._bounded("claim due polls"):
+            rows = await self._claim(keys=[self._keys.pending, self._keys.expiry], args=args)
         return [codec.pending_from_row(row) for row in rows]
 
     async def reschedule(self, request_id: str, *, next_poll_at: float, attempts: int) -> None:
@@ -442,16 +541,17 @@ class RedisStore(OpenClose):
             _text_arg(request_id, "request_id"),
             codec.number(next_poll_at, "next_poll_at"),
             int(attempts),
-            self._ttl_ms,
+            self._retention_ms,
         ]
         self._ready()
-        with self._translated("reschedule a poll"):
-            await self._reschedule(keys=self._entry_keys(request_id), args=args)
+        async with self._bounded("reschedule a poll"):
+            keys = [*self._entry_keys(request_id), self._keys.expiry]
+            await self._reschedule(keys=keys, args=args)
 
     async def unschedule(self, request_id: str) -> None:
         """Stop polling a request (no-op if it is not scheduled)."""
         self._ready()
-        with self._translated("unschedule a poll"):
+        async with self._bounded("unschedule a poll"):
             await self._unschedule(keys=self._entry_keys(request_id), args=[request_id])
 
     def _entry_keys(self, request_id: str) -> list[str]:
@@ -460,9 +560,15 @@ class RedisStore(OpenClose):
     # --- group commit ------------------------------------------------------------------------
 
     async def _flush(self) -> None:
-        """Merge what is queued, a batch per script call, until the queue is empty."""
-        while self._queue:
-            calls = self._take()
+        """Merge what is queued, a batch per script call, until the queue is empty.
+
+        While a batch is in flight, one timer fails every call (of the batch or queued behind
+        it) whose deadline passes, so no caller waits out a hung batch ahead of its own.
+        """
+        loop = asyncio.get_running_loop()
+        while calls := self._take():
+            self._batch = calls
+            self._timer = loop.call_at(calls[0].deadline, self._expire)  # the oldest deadline
             try:
                 rows = await self._merge_batch(calls)
             except BaseException as exc:
@@ -471,18 +577,49 @@ class RedisStore(OpenClose):
                 if not isinstance(exc, Exception):
                     raise
                 continue
+            finally:
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                self._batch = []
             _settle(calls, rows)
 
+    def _expire(self) -> None:
+        """Fail the calls whose deadline passed (oldest first: deadlines follow the order of the
+        calls), then wait for the next deadline."""
+        now = asyncio.get_running_loop().time()
+        for call in itertools.chain(self._batch, self._queue):
+            if call.future.done():
+                continue
+            if call.deadline > now:
+                self._timer = asyncio.get_running_loop().call_at(call.deadline, self._expire)
+                return
+            call.future.set_exception(
+                StoreUnavailableError(
+                    f"Redis at {self._where} did not answer within {self.timeout:g} s, could not"
+                    " apply updates (they may or may not be recorded)"
+                )
+            )
+        self._timer = None
+
     def _take(self) -> list[_Call]:
-        calls = [self._queue.popleft()]
-        size = len(calls[0].updates)
-        while self._queue and size + len(self._queue[0].updates) <= self._max_batch:
+        """The next batch: queued calls still waited for, up to ``max_batch`` updates (or one
+        call, however big); empty when none is left."""
+        calls: list[_Call] = []
+        size = 0
+        while self._queue:
+            call = self._queue[0]
+            if call.future.done():  # its caller gave up: nobody waits for its answer
+                self._queue.popleft()
+                continue
+            if calls and size + len(call.updates) > self._max_batch:
+                break
             calls.append(self._queue.popleft())
-            size += len(calls[-1].updates)
+            size += len(call.updates)
         return calls
 
     async def _merge_batch(self, calls: list[_Call]) -> list[Any]:
-        keys, slots, payload = [self._keys.events], dict[str, int](), []
+        keys, slots, payload = [self._keys.events, self._keys.expiry], dict[str, int](), []
         for call in calls:
             for update, fields in zip(call.updates, call.fields, strict=True):
                 slot = slots.get(update.request_id)
@@ -491,8 +628,11 @@ class RedisStore(OpenClose):
                     slot = slots[update.request_id] = len(keys)
                 payload.append([slot, *fields])
         encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        with self._translated("apply updates"):
-            reply = await self._merge(keys=keys, args=[self.max_events, self._ttl_ms, encoded])
+        # Given up when its last caller is: nobody waits for an answer after that.
+        async with self._bounded("apply updates", until=calls[-1].deadline):
+            reply = await self._merge(
+                keys=keys, args=[self.max_events, self._retention_ms, encoded]
+            )
         rows = json.loads(reply)
         if not isinstance(rows, list) or len(rows) != len(payload):
             raise StoreError(f"Redis at {self._where} answered the merge script unexpectedly")
@@ -507,7 +647,8 @@ class RedisStore(OpenClose):
         deadline = loop.time() + timeout
         while (remaining := deadline - loop.time()) > 0:
             block = min(remaining, self._slice)
-            reply = await self._unless_closed(read(max(1, round(block * 1000))), block + _GRACE)
+            limit = block + self.timeout  # as long as the socket waits, then unanswered
+            reply = await self._unless_closed(read(max(1, round(block * 1000))), limit)
             if reply:
                 return reply
         return None
@@ -528,6 +669,27 @@ class RedisStore(OpenClose):
             raise StoreError("this RedisStore was closed while reading")
         return task.result()
 
+    @contextlib.asynccontextmanager
+    async def _bounded(self, action: str, until: float | None = None) -> AsyncIterator[None]:
+        """:meth:`_translated`, giving up after ``timeout`` seconds, or at loop time ``until``
+        (StoreUnavailableError).
+
+        A deadline on the whole call, not only on each socket read: it also bounds the wait for a
+        pooled connection, a reconnection and the retries of a broken connection.
+        """
+        deadline = asyncio.timeout(self.timeout) if until is None else asyncio.timeout_at(until)
+        try:
+            async with deadline:
+                with self._translated(action):
+                    yield
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise StoreUnavailableError(
+                f"Redis at {self._where} did not answer within {self.timeout:g} s,"
+                f" could not {action}"
+            ) from None
+
     @contextlib.contextmanager
     def _translated(self, action: str) -> Iterator[None]:
         """Turn redis-py's errors into the store's, without secrets."""
@@ -537,6 +699,12 @@ class RedisStore(OpenClose):
             detail = self._scrub(f"{type(exc).__name__}: {exc}")
             raise StoreUnavailableError(
                 f"Redis at {self._where} is unavailable, could not {action} ({detail})"
+            ) from exc
+        except redis_errors.OutOfMemoryError as exc:
+            # Refused before its first write: nothing recorded. Try again once memory is freed.
+            raise StoreUnavailableError(
+                f"Redis at {self._where} is full (maxmemory), could not {action}: give it more"
+                " memory or the store a shorter retention"
             ) from exc
         except redis_errors.RedisError as exc:
             detail = self._scrub(f"{type(exc).__name__}: {exc}")

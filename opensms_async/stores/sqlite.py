@@ -19,32 +19,47 @@ returns only after its commit (the receiver may answer 2xx), while a burst of ca
 one commit and three statements. A failed ``COMMIT`` rolls
 the whole batch back and fails every caller of that batch with :class:`StoreUnavailableError`:
 nothing is half-written.
+
+Retention (``retention``, ``max_events``: the Redis store's promises) runs on the same thread,
+between batches and while it is idle, in small steps (:mod:`._sqlite_retention`).
+
+Schema: version 2 (``SCHEMA_VERSION``). A file of version 1 is migrated when opened, in one
+transaction; a file of any other version is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import queue
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Final, Literal, TypeAlias, TypeVar, cast
 
+from .._constants import RECEIPT_RETENTION
 from .._exceptions import StoreError, StoreUnavailableError
 from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
 from ._base import Applied, PendingRequest
 from ._common import OpenClose, Wakeup, parse_cursor
 from ._memo import EventShape, MergeMemo, StateShape, Step, state_from_shape
+from ._sqlite_retention import Retention
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["DEFAULT_MAX_EVENTS", "DEFAULT_RETENTION", "SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION: Final = 1
-"""Version of the tables below, kept in ``meta``; a file of another version is refused."""
+SCHEMA_VERSION: Final = 2
+"""Version of the tables below, kept in ``meta``: version 1 is migrated (:data:`_MIGRATE_1`),
+any other is refused."""
+DEFAULT_RETENTION: Final = RECEIPT_RETENTION
+"""Seconds a request's states outlive their last write by default: the 7-day receipt retention."""
+DEFAULT_MAX_EVENTS: Final = 1_000_000
+"""Events the log keeps by default; past it the oldest are deleted first."""
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -52,6 +67,7 @@ _SCHEMA: Final = (
         request_id TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL,
         parts_delivered INTEGER, sms_parts INTEGER, sender TEXT,
         conflict INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL,
+        written_at REAL NOT NULL,
         PRIMARY KEY (request_id, address)) WITHOUT ROWID""",
     # AUTOINCREMENT: a cursor is never reused, even after the newest events were deleted.
     """CREATE TABLE IF NOT EXISTS events (
@@ -60,9 +76,22 @@ _SCHEMA: Final = (
         parts_delivered INTEGER, sms_parts INTEGER, conflict INTEGER NOT NULL, at REAL NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS pending (
         request_id TEXT PRIMARY KEY, sender TEXT NOT NULL, tracked_at REAL NOT NULL,
-        next_poll_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, leased_until REAL)""",
+        next_poll_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, leased_until REAL,
+        written_at REAL NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS pending_due ON pending (next_poll_at)",
+    # Schedule entries are few and written per send and per poll, not per callback: an index
+    # finds the expired ones directly. States are swept instead (see _sqlite_retention).
+    "CREATE INDEX IF NOT EXISTS pending_written ON pending (written_at)",
 )
+_MIGRATE_1: Final = (
+    # ``written_at``: the store's clock at a row's last write, which retention counts from. The
+    # rows of version 1 count as written at the migration, so none goes sooner than
+    # ``retention`` after it; a column default, so that no row is rewritten.
+    "ALTER TABLE states ADD COLUMN written_at REAL NOT NULL DEFAULT {now}",
+    "ALTER TABLE pending ADD COLUMN written_at REAL NOT NULL DEFAULT {now}",
+    "CREATE INDEX IF NOT EXISTS pending_written ON pending (written_at)",
+)
+"""Version 1 to 2, with the time of the migration as ``{now}`` (a float the store made)."""
 _SYNCHRONOUS: Final = {
     "NORMAL": "PRAGMA synchronous=NORMAL",
     "FULL": "PRAGMA synchronous=FULL",
@@ -82,14 +111,19 @@ _PAIRS_PER_SELECT: Final = 64
 _SELECT_REQUEST: Final = """SELECT request_id, address, status, parts_delivered, sms_parts, sender,
     conflict, updated_at FROM states WHERE request_id = ? ORDER BY address"""
 _UPSERT_STATE: Final = """INSERT OR REPLACE INTO states (request_id, address, status,
-    parts_delivered, sms_parts, sender, conflict, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+    parts_delivered, sms_parts, sender, conflict, updated_at, written_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _INSERT_EVENT: Final = """INSERT INTO events (request_id, address, status, previous, source,
     parts_delivered, sms_parts, conflict, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _SELECT_EVENTS: Final = """SELECT cursor, request_id, address, status, previous, source,
     parts_delivered, sms_parts, conflict, at FROM events WHERE cursor > ? ORDER BY cursor LIMIT ?"""
-_SCHEDULE: Final = """INSERT INTO pending (request_id, sender, tracked_at, next_poll_at)
-    VALUES (?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET sender = excluded.sender,
-    tracked_at = min(tracked_at, excluded.tracked_at), next_poll_at = excluded.next_poll_at"""
+_SCHEDULE: Final = """INSERT INTO pending (request_id, sender, tracked_at, next_poll_at,
+    written_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET
+    sender = excluded.sender, tracked_at = min(tracked_at, excluded.tracked_at),
+    next_poll_at = excluded.next_poll_at, written_at = excluded.written_at"""
+_RESCHEDULE: Final = """UPDATE pending SET next_poll_at = ?, attempts = ?, leased_until = NULL,
+    written_at = ? WHERE request_id = ?"""
+_LEASE: Final = "UPDATE pending SET leased_until = ?, written_at = ? WHERE request_id = ?"
 _SELECT_DUE: Final = """SELECT request_id, sender, tracked_at, next_poll_at, attempts FROM pending
     WHERE next_poll_at <= ? AND (leased_until IS NULL OR leased_until <= ?)
     ORDER BY next_poll_at, request_id LIMIT ?"""
@@ -114,8 +148,17 @@ class SQLiteStore(OpenClose):
     waiting ``read_events`` re-checks the file for events written by other processes;
     ``max_batch`` caps how many queued jobs share one transaction.
 
+    Retention, as in the Redis store: a request's states are deleted ``retention`` seconds (default
+    :data:`DEFAULT_RETENTION`, 7 days; None: never) after their last write, and so is a
+    polling-schedule entry (the poller gives up on one sooner); the event log keeps the newest
+    ``max_events`` events (default :data:`DEFAULT_MAX_EVENTS`), and a reader whose cursor was
+    trimmed resumes at the oldest retained event. The writer thread deletes in small steps
+    between batches and while idle, never in one long transaction; a request goes within about a
+    tenth of the retention (at most an hour) after it expired. ``clock`` (Unix seconds, called on
+    the writer thread) is what retention counts with.
+
     Use it as ``async with SQLiteStore(path) as store`` or call :meth:`open` and :meth:`close`.
-    Cursors are the events' decimal row ids; they keep increasing across reopenings.
+    Cursors are the events' decimal row ids; they keep increasing across reopenings and trimming.
     """
 
     shared: bool = False
@@ -127,13 +170,20 @@ class SQLiteStore(OpenClose):
         synchronous: str = "NORMAL",
         poll_interval: float = 0.5,
         max_batch: int = 1000,
+        retention: float | None = DEFAULT_RETENTION,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
         if poll_interval <= 0 or max_batch < 1:
             raise ValueError("poll_interval must be positive and max_batch at least 1")
+        _check_retention(retention, max_events)
         self.path = os.fspath(path)
         self.synchronous = synchronous.upper()
+        self.retention = None if retention is None else float(retention)
+        self.max_events = max_events
+        self._clock = clock
         self._poll_interval = poll_interval
         self._max_batch = max_batch
         self._wakeup = Wakeup()
@@ -144,7 +194,10 @@ class SQLiteStore(OpenClose):
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r}, synchronous={self.synchronous!r})"
+        return (
+            f"SQLiteStore({self.path!r}, synchronous={self.synchronous!r}, "
+            f"retention={self.retention!r}, max_events={self.max_events!r})"
+        )
 
     async def open(self) -> None:
         """Start the writer thread, open the file and create the schema; idempotent.
@@ -156,9 +209,11 @@ class SQLiteStore(OpenClose):
             raise StoreError("this SQLiteStore is closed; create a new one")
         if self._started is None:
             loop = asyncio.get_running_loop()
+            retention = Retention(self.retention, self.max_events, self._clock)
             self._writer = _Writer(
-                self.path, self.synchronous, loop, self._wakeup, self._max_batch, self._memo
-            )
+                self.path, self.synchronous, loop, self._wakeup, self._max_batch, self._memo,
+                retention, self._clock,
+            )  # fmt: skip
             self._started = self._writer.start()
             # A store dropped without close() still stops its thread.
             self._finalizer = weakref.finalize(self, self._writer.stop_nowait)
@@ -251,20 +306,20 @@ class SQLiteStore(OpenClose):
         self, request_id: str, sender: str, *, tracked_at: float, poll_at: float
     ) -> None:
         """Add a request to the polling schedule (an existing entry keeps attempts and lease)."""
-        params = (request_id, sender, tracked_at, poll_at)
+        params = (request_id, sender, tracked_at, poll_at, self._clock())
         await self._ready().call(partial(_execute, _SCHEDULE, params), "write")
 
     async def claim_due(
         self, now: float, *, limit: int = 100, lease: float = 60.0
     ) -> list[PendingRequest]:
         """Lease up to ``limit`` due requests (earliest first) for ``lease`` seconds."""
-        return await self._ready().call(partial(_claim_due, now, limit, lease), "write")
+        claim = partial(_claim_due, now, limit, lease, self._clock())
+        return await self._ready().call(claim, "write")
 
     async def reschedule(self, request_id: str, *, next_poll_at: float, attempts: int) -> None:
         """Set a request's next poll time and attempts and release its lease (no-op if gone)."""
-        sql = "UPDATE pending SET next_poll_at = ?, attempts = ?, leased_until = NULL"
-        params = (next_poll_at, attempts, request_id)
-        await self._ready().call(partial(_execute, sql + " WHERE request_id = ?", params), "write")
+        params = (next_poll_at, attempts, self._clock(), request_id)
+        await self._ready().call(partial(_execute, _RESCHEDULE, params), "write")
 
     async def unschedule(self, request_id: str) -> None:
         """Stop polling a request (no-op if it is not scheduled)."""
@@ -285,8 +340,9 @@ class SQLiteStore(OpenClose):
 class _Job:
     """A function to run on the writer thread, and the future awaiting its result.
 
-    A merge job (``apply`` or ``events``) also carries its updates, so that a batch can merge
-    those of every job together (``_merge_batch``); ``fn`` then merges them alone.
+    A merge job (``apply`` or ``events``) carries its updates instead (``fn`` None), so that a
+    batch can merge those of every job together (``_merge_batch``), or each alone
+    (``_Writer._merge_alone``).
     """
 
     __slots__ = ("fn", "future", "kind", "updates")
@@ -305,7 +361,7 @@ class _Job:
 
     def run(self, conn: _Connection) -> object:
         if self.fn is None:
-            raise RuntimeError("a stop job has nothing to run")
+            raise RuntimeError("a merge or stop job has no function to run")
         return self.fn(conn)
 
     def logged_events(self, value: object) -> bool:
@@ -328,6 +384,8 @@ class _Writer:
         wakeup: Wakeup,
         max_batch: int,
         memo: MergeMemo,
+        retention: Retention,
+        clock: Callable[[], float],
     ) -> None:
         self._path = path
         self._memo = memo  # the writer thread's alone
@@ -335,6 +393,8 @@ class _Writer:
         self._loop = loop
         self._wakeup = wakeup
         self._max_batch = max_batch
+        self._retention = retention  # the writer thread's alone, like the memo
+        self._clock = clock
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self.batches = 0
         """Write transactions committed so far (a test of group commit reads it)."""
@@ -358,9 +418,8 @@ class _Writer:
         """Merge ``updates`` in the next batch: "apply" answers Applied, "events" the events."""
         if asyncio.get_running_loop() is not self._loop:
             raise StoreError("an SQLiteStore must be used from the event loop that opened it")
-        alone = _apply_all if kind == "apply" else _apply_events
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put(_Job(partial(alone, self._memo, updates), kind, future, updates))
+        self._queue.put(_Job(None, kind, future, updates))
         return await future
 
     async def stop(self) -> None:
@@ -377,7 +436,7 @@ class _Writer:
 
     def _run(self, opened: asyncio.Future[None]) -> None:
         try:
-            conn = _connect(self._path, self._synchronous)
+            conn = _connect(self._path, self._synchronous, self._clock())
         except Exception as exc:
             error = exc if isinstance(exc, StoreError) else StoreError(f"cannot open: {exc!r}")
             self._settle([(opened, error, None)], fire=False)
@@ -390,8 +449,12 @@ class _Writer:
             conn.close()
 
     def _serve_batch(self, conn: _Connection) -> bool:
-        """Run one batch of queued jobs; False once a stop job was seen."""
-        jobs = self._take()
+        """Run one batch of queued jobs, then a retention step if one is due (when no job came
+        in time, only the step); False once a stop job was seen."""
+        jobs = self._take(self._retention.wait())
+        if not jobs:
+            self._retention.step(conn)
+            return True
         outcomes = [self._read(conn, job) for job in jobs if job.kind == "read"]
         writes = [job for job in jobs if job.kind in ("write", "apply", "events")]
         fire = False
@@ -403,10 +466,21 @@ class _Writer:
             conn.close()  # before the stop is acknowledged: the file can be reopened at once
             outcomes += [(job.future, None, None) for job in stops]
         self._settle(outcomes, fire)
-        return not stops
+        if stops:
+            return False
+        if fire:
+            self._retention.logged()
+        if self._retention.due_between_batches():  # the callers have their answers already
+            self._retention.step(conn)
+        return True
 
-    def _take(self) -> list[_Job]:
-        jobs = [self._queue.get()]
+    def _take(self, wait: float) -> list[_Job]:
+        """The queued jobs, up to a batch; waits up to ``wait`` seconds for the first (none: [])."""
+        try:
+            first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return []
+        jobs = [first]
         while len(jobs) < self._max_batch:
             try:
                 jobs.append(self._queue.get_nowait())
@@ -428,7 +502,7 @@ class _Writer:
         """One transaction for every write job; on a failed commit, every job fails."""
         try:
             conn.execute("BEGIN IMMEDIATE")
-            outcomes = self._run_all(conn, jobs)
+            outcomes = self._run_all(conn, jobs, self._clock())
             self._commit(conn)
         except Exception as exc:
             _rollback(conn)
@@ -440,38 +514,47 @@ class _Writer:
         )
         return outcomes, fire
 
-    def _run_all(self, conn: _Connection, jobs: list[_Job]) -> list[_Outcome]:
-        """Run the jobs in the open transaction; a failing job is undone alone."""
+    def _run_all(self, conn: _Connection, jobs: list[_Job], now: float) -> list[_Outcome]:
+        """Run the jobs in the open transaction (writing at ``now``); a failing job is undone
+        alone."""
         try:  # optimistic: no savepoints and merges batched, as long as nothing fails
-            return self._run_together(conn, jobs)
+            return self._run_together(conn, jobs, now)
         except Exception:
             if len(jobs) == 1:  # alone in its transaction: it fails, rolled back with it
                 raise
         conn.execute("ROLLBACK")
         conn.execute("BEGIN IMMEDIATE")
-        return [self._write_one(conn, job) for job in jobs]
+        return [self._write_one(conn, job, now) for job in jobs]
 
-    def _run_together(self, conn: _Connection, jobs: list[_Job]) -> list[_Outcome]:
+    def _run_together(self, conn: _Connection, jobs: list[_Job], now: float) -> list[_Outcome]:
         # Merge jobs touch states and events, the others only the polling schedule: the order
         # between the two kinds does not matter, within each it is kept.
         merges = [job for job in jobs if job.updates is not None]
-        merged = iter(_merge_batch(conn, self._memo, merges) if merges else [])
+        merged = iter(_merge_batch(conn, self._memo, merges, now) if merges else [])
         return [
             (job.future, None, next(merged) if job.updates is not None else job.run(conn))
             for job in jobs
         ]
 
-    def _write_one(self, conn: _Connection, job: _Job) -> _Outcome:
+    def _write_one(self, conn: _Connection, job: _Job, now: float) -> _Outcome:
         # A savepoint per job: a job that fails is undone alone, the others still commit.
         conn.execute("SAVEPOINT job")
         try:
-            value = job.run(conn)
+            value = job.run(conn) if job.updates is None else self._merge_alone(conn, job, now)
         except Exception as exc:
             conn.execute("ROLLBACK TO job")  # if this fails too, the whole batch fails
             conn.execute("RELEASE job")
             return (job.future, _write_error(exc), None)
         conn.execute("RELEASE job")
         return (job.future, None, value)
+
+    def _merge_alone(self, conn: _Connection, job: _Job, now: float) -> object:
+        """Merge one job's updates by themselves, as the job answers them (Applied or events)."""
+        cursor = conn.cursor()  # one cursor for the job: conn.execute() would make one each
+        merged = [_merge_one(cursor, self._memo, update, now) for update in job.updates or ()]
+        if job.kind == "apply":
+            return [_applied(m) for m in merged]
+        return [event for m in merged if (event := _logged(m)) is not None]
 
     def _commit(self, conn: _Connection) -> None:
         conn.execute("COMMIT")
@@ -513,8 +596,16 @@ def _rollback(conn: _Connection) -> None:
 # --- connection and schema -------------------------------------------------------------------
 
 
-def _connect(path: str, synchronous: str) -> _Connection:
-    """Open ``path`` in WAL mode with the schema ready; StoreError when that is impossible."""
+def _check_retention(retention: float | None, max_events: int) -> None:
+    if retention is not None and not (math.isfinite(retention) and retention > 0):
+        raise ValueError(f"retention must be a positive number of seconds or None: {retention!r}")
+    if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
+        raise ValueError(f"max_events must be an integer of at least 1, not {max_events!r}")
+
+
+def _connect(path: str, synchronous: str, now: float) -> _Connection:
+    """Open ``path`` in WAL mode with the schema ready (migrated at ``now`` if it was of
+    version 1); StoreError when that is impossible."""
     try:
         # Autocommit mode: transactions are begun and committed explicitly by the writer.
         conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
@@ -523,7 +614,7 @@ def _connect(path: str, synchronous: str) -> _Connection:
     try:
         conn.execute("PRAGMA journal_mode=WAL").fetchone()
         conn.execute(_SYNCHRONOUS[synchronous])
-        _create_schema(conn)
+        _create_schema(conn, now)
     except (sqlite3.Error, OSError, StoreError) as exc:
         conn.close()
         if isinstance(exc, StoreError):
@@ -532,28 +623,52 @@ def _connect(path: str, synchronous: str) -> _Connection:
     return conn
 
 
-def _create_schema(conn: _Connection) -> None:
+def _create_schema(conn: _Connection, now: float) -> None:
+    """Create the tables of a new file, or migrate one of version 1: one transaction either way
+    (a failed migration leaves the file as it was)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        version = _schema_version(conn)
+        if version == "1":
+            _migrate_from_1(conn, now)
+        elif version is not None and version != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"SQLite store has schema version {version}; this version reads {SCHEMA_VERSION}"
+                " (and migrates 1)"
+            )
         for statement in _SCHEMA:
             conn.execute(statement)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif row[0] != str(SCHEMA_VERSION):
-            raise StoreError(
-                f"SQLite store has schema version {row[0]}; this version reads {SCHEMA_VERSION}"
-            )
+        conn.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
         raise
 
 
+def _schema_version(conn: _Connection) -> str | None:
+    """The version a file says it has; None for a new file (no ``meta`` table or no version)."""
+    exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    if conn.execute(exists).fetchone() is None:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def _migrate_from_1(conn: _Connection, now: float) -> None:
+    if not math.isfinite(now):
+        raise StoreError(f"cannot migrate the SQLite store: the clock says {now!r}")
+    for statement in _MIGRATE_1:
+        conn.execute(statement.format(now=repr(float(now))))
+
+
 # --- jobs (run on the writer thread) ---------------------------------------------------------
 
 
-def _merge_batch(conn: _Connection, memo: MergeMemo, jobs: list[_Job]) -> list[object]:
+def _merge_batch(
+    conn: _Connection, memo: MergeMemo, jobs: list[_Job], written_at: float
+) -> list[object]:
     """Merge the updates of several jobs with three statements in all; each job's result."""
     updates = [update for job in jobs for update in job.updates or ()]
     known = _select_shapes(conn, memo, {(u.request_id, u.address) for u in updates})
@@ -567,7 +682,7 @@ def _merge_batch(conn: _Connection, memo: MergeMemo, jobs: list[_Job]) -> list[o
         updated_at = update.received_at if stored is None or step.takes_time else stored[1]
         if step.changed:
             known[pair] = (step.shape, updated_at)
-            states[pair] = _state_params(update, step.shape, updated_at)
+            states[pair] = _state_params(update, step.shape, updated_at, written_at)
         logged = 0  # this update's event: its place among the batch's events, from 1
         if step.event_shape is not None:
             events.append(_event_params(update, step.event_shape, updated_at))
@@ -620,28 +735,15 @@ def _split(jobs: list[_Job], merged: list[_Merged]) -> list[object]:
     return results
 
 
-def _apply_all(
-    memo: MergeMemo, updates: Sequence[DeliveryUpdate], conn: _Connection
-) -> list[Applied]:
-    cursor = conn.cursor()  # one cursor for the job: conn.execute() would make one per statement
-    return [_applied(_merge_one(cursor, memo, update)) for update in updates]
-
-
-def _apply_events(
-    memo: MergeMemo, updates: Sequence[DeliveryUpdate], conn: _Connection
-) -> list[DeliveryEvent]:
-    cursor = conn.cursor()
-    merged = [_merge_one(cursor, memo, update) for update in updates]
-    return [event for m in merged if (event := _logged(m)) is not None]
-
-
-def _merge_one(cursor: sqlite3.Cursor, memo: MergeMemo, update: DeliveryUpdate) -> _Merged:
+def _merge_one(
+    cursor: sqlite3.Cursor, memo: MergeMemo, update: DeliveryUpdate, written_at: float
+) -> _Merged:
     """Merge one update into its stored state (through the memo) and log its event, if any."""
     row = cursor.execute(_SELECT_SHAPE, (update.request_id, update.address)).fetchone()
     step = memo.step(None if row is None else memo.shape(_shape_from_row(row)), update)
     updated_at = update.received_at if row is None or step.takes_time else row[5]
     if step.changed:
-        cursor.execute(_UPSERT_STATE, _state_params(update, step.shape, updated_at))
+        cursor.execute(_UPSERT_STATE, _state_params(update, step.shape, updated_at, written_at))
     event = 0
     if step.event_shape is not None:
         params = _event_params(update, step.event_shape, updated_at)
@@ -650,11 +752,11 @@ def _merge_one(cursor: sqlite3.Cursor, memo: MergeMemo, update: DeliveryUpdate) 
 
 
 def _state_params(
-    update: DeliveryUpdate, shape: StateShape, updated_at: float
+    update: DeliveryUpdate, shape: StateShape, updated_at: float, written_at: float
 ) -> tuple[object, ...]:
     status, parts, sms_parts, sender, conflict = shape
     return (update.request_id, update.address, str(status), parts, sms_parts, sender,
-            int(conflict), updated_at)  # fmt: skip
+            int(conflict), updated_at, written_at)  # fmt: skip
 
 
 def _event_params(update: DeliveryUpdate, shape: EventShape, at: float) -> tuple[object, ...]:
@@ -678,10 +780,12 @@ def _logged(merged: _Merged) -> DeliveryEvent | None:
     return build_event(str(cursor), update.request_id, update.address, *step.event_shape, at)
 
 
-def _claim_due(now: float, limit: int, lease: float, conn: _Connection) -> list[PendingRequest]:
+def _claim_due(
+    now: float, limit: int, lease: float, written_at: float, conn: _Connection
+) -> list[PendingRequest]:
     rows = conn.execute(_SELECT_DUE, (now, now, limit)).fetchall()
-    leases = [(now + lease, row[0]) for row in rows]
-    conn.executemany("UPDATE pending SET leased_until = ? WHERE request_id = ?", leases)
+    leases = [(now + lease, written_at, row[0]) for row in rows]
+    conn.executemany(_LEASE, leases)
     return [PendingRequest(*row) for row in rows]
 
 

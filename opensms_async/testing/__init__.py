@@ -1,8 +1,10 @@
 """Testing support: a simulator of the OpenSMS API that sends real callbacks, and pytest fixtures.
 
-The simulator serves the five endpoints (plus an OAuth token endpoint) on a real socket, moves
-each recipient through its delivery states over time, posts callbacks (optionally dropped,
-duplicated, out of order) and lets a test inject faults::
+The simulator serves BICS v3's eleven endpoints (plus an OAuth token endpoint) on a real socket,
+moves each recipient through its delivery states over time, posts callbacks (optionally dropped,
+duplicated, out of order), receives inbound messages a test injects (for polling, or posted to the
+inbound subscription and retried as BICS does), records conversion reports and lets a test inject
+faults::
 
     from opensms_async import OpenSMSClient
     from opensms_async.testing import Fault, run_simulator
@@ -23,14 +25,21 @@ this package's pytest plugin) do the same from a background thread, under any as
 
 from ._callbacks import CallbackAttempt, PlannedCallback
 from ._faults import Endpoint, Fault, FaultAction, RequestRecord
+from ._inbound import BICS_RETRY_DELAYS, ConversionReport, InboundAttempt
+from ._inbound_wire import InboundPart, InjectedInbound
 from ._running import RunningSimulator, run_simulator, run_simulator_in_thread
 from ._simulator import SentMessage, Simulator
 
 __all__ = [
+    "BICS_RETRY_DELAYS",
     "CallbackAttempt",
+    "ConversionReport",
     "Endpoint",
     "Fault",
     "FaultAction",
+    "InboundAttempt",
+    "InboundPart",
+    "InjectedInbound",
     "PlannedCallback",
     "RequestRecord",
     "RunningSimulator",

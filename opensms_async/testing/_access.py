@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import collections
 import hmac
 import secrets
@@ -48,7 +47,7 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, a non-ASCII header (read as latin-1), bad UTF-8
         return None
     user, _, password = decoded.partition(":")
     # RFC 6749 2.3.1: both parts are form-encoded before going into the Basic header.

@@ -36,10 +36,29 @@ __all__ = [
     "install_drop_filter",
 ]
 
-Endpoint = Literal["send", "poll", "subscription", "token", "any"]
-"""What a fault applies to; ``"any"`` matches every request, including unknown paths."""
+Endpoint = Literal[
+    "send",
+    "poll",
+    "subscription",
+    "token",
+    "inbound_subscription",
+    "inbound_messages",
+    "conversion",
+    "any",
+]
+"""What a fault applies to; ``"any"`` matches every request, including unknown paths.
+``"conversion"`` is both ``/conversions`` and ``/conversionsinfos``."""
 
-_ENDPOINTS = ("send", "poll", "subscription", "token", "any")
+_ENDPOINTS = (
+    "send",
+    "poll",
+    "subscription",
+    "token",
+    "inbound_subscription",
+    "inbound_messages",
+    "conversion",
+    "any",
+)
 
 _DROPPING: contextvars.ContextVar[bool] = contextvars.ContextVar("opensms_drop", default=False)
 
@@ -150,6 +169,9 @@ def endpoint_classifier(base_path: str) -> Callable[[str], str | None]:
         ("poll", re.compile(rf"{base}/outbound/[^/]+/requests/[^/]+/deliveryInfos/?")),
         ("send", re.compile(rf"{base}/outbound/[^/]+/requests/?")),
         ("token", re.compile(r"/oauth/token/?")),
+        ("inbound_subscription", re.compile(rf"{base}/inbound/subscriptions/?")),
+        ("inbound_messages", re.compile(rf"{base}/inbound/registrations/[^/]+/messages/?")),
+        ("conversion", re.compile(rf"{base}/conversions(?:infos)?/?")),
     ]
 
     def classify(path: str) -> str | None:

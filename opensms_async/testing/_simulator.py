@@ -1,7 +1,7 @@
-"""The OpenSMS API simulator: the five endpoints, delivery timelines, callbacks and faults.
+"""The OpenSMS API simulator: BICS v3's eleven endpoints, delivery timelines, callbacks, faults.
 
 One :class:`Simulator` is one account: the API key and the OAuth client credentials both act
-for it, and it holds the account's one subscription and its correlators.
+for it, and it holds the account's subscriptions, correlators, inbound numbers and conversions.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import math
 import random
 import secrets
 import time
@@ -22,9 +23,9 @@ import attrs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from .._inbound import InboundSubscription
 from .._models import DeliveryStatus, Subscription
 from . import _wire
 from ._access import AccessControl, parse_token_request
@@ -52,11 +53,13 @@ from ._faults import (
     endpoint_classifier,
     install_drop_filter,
 )
+from ._inbound import ConversionReport, InboundAttempt, InboundService, InboundSettings
+from ._inbound_wire import InjectedInbound, RefusalFormat
+from ._routes import method_route
 
 __all__ = ["SentMessage", "Simulator"]
 
 _Endpoint = Callable[[Request], Awaitable[Response]]
-_NOT_HTTPS = {"code": "NOT_HTTPS", "description": "The callback URL must be an https:// URL."}
 
 
 @attrs.frozen
@@ -85,7 +88,7 @@ def _empty(status: int) -> Response:
 async def _read_json(request: Request) -> Any:
     try:
         return json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the limit
         return None
 
 
@@ -107,6 +110,16 @@ class Simulator:
     ``MessageAccepted`` in the response and first in its timeline, and a failing number only
     fails later, in callbacks and polls. A send's ``finalDelivery`` overrides the subscription's
     for its own callbacks. A poll must name the sender the request was sent from, else 404.
+
+    Inbound messages (see ``opensms_async.testing._inbound``): :meth:`inject_inbound` has a
+    handset send a message to one of the account's numbers (``inbound_numbers``, plus every
+    number injected to); it goes to the inbox of that number for polling when there is no
+    inbound subscription, else it is posted to the subscription (per its ``concat``) and retried
+    on BICS's schedule, scaled by ``inbound_retry_time_scale``. ``inbox_consumes`` (default True)
+    makes a poll take what it returns off the inbox, as a queue. Conversion reports are kept in
+    :attr:`conversions`. Every request body is checked against BICS's OpenAPI schemas: a value of
+    the wrong type, ``null`` included (OpenAPI 3.0 makes nothing nullable unless it says so), is
+    a 400. A method a path does not serve is a 405 whose ``Allow`` lists the methods it does.
     """
 
     api_key: str = attrs.field(default="sim-api-key", repr=False)
@@ -132,6 +145,27 @@ class Simulator:
     receipt_ttl: float = 7 * 24 * 3600.0
     seed: int = attrs.field(factory=_new_seed)
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
+    inbound_numbers: tuple[str, ...] = ()
+    """The account's inbound numbers, read once: polling any other number is a 404. Every
+    destination given to :meth:`inject_inbound` becomes one too."""
+    inbox_consumes: bool = True
+    """A poll takes the messages it returns off the inbox (a queue); False: they stay, and each
+    poll returns the oldest ones again."""
+    inbox_with_subscription: bool = False
+    """Also keep messages posted to the inbound subscription in the inbox, for polling."""
+    inbound_duplicate_rate: float = attrs.field(default=0.0, validator=_rate)
+    """Share of inbound posts sent twice (seeded)."""
+    inbound_retry_time_scale: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
+    """Multiplies BICS's waits between inbound retries (2 min x5, 1 h x2, then 6 h up to 3 days):
+    ``0.001`` makes the first retries come after 0.12 s."""
+    inbound_target: str | None = None
+    """Where inbound posts go instead of the subscription's https URL (read at each attempt)."""
+    conversion_refusal_format: RefusalFormat = attrs.field(
+        default="array", validator=attrs.validators.in_(("array", "object"))
+    )
+    """How ``/conversionsinfos`` lists refused ids: ``["id"]`` or ``{"message_id": ["id"]}``."""
+    conversions_forbidden: bool = False
+    """Answer the conversion endpoints 403, as for an API key without the conversion role."""
 
     sends: int = attrs.field(default=0, init=False, repr=False)
     """Accepted send requests, replays excluded: what BICS would bill."""
@@ -147,11 +181,19 @@ class Simulator:
     _correlators: dict[str, _Replay] = attrs.field(factory=dict, init=False, repr=False)
     _access: AccessControl = attrs.field(init=False, repr=False)
     _callbacks: CallbackDispatcher = attrs.field(init=False, repr=False)
+    _inbound: InboundService = attrs.field(init=False, repr=False)
     _app: ASGIApp = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._access = AccessControl(self.clock)
         self._callbacks = CallbackDispatcher(self.callback_timeout, self._target)
+        self._inbound = InboundService(
+            settings=self._inbound_settings,
+            public_base=self._public_base,
+            knows_request=self._by_id.__contains__,
+            numbers=self.inbound_numbers,
+            timeout=self.callback_timeout,
+        )
         self._app = self._build_app()
 
     # -- public API -----------------------------------------------------------------------------
@@ -222,10 +264,72 @@ class Simulator:
 
     @property
     def is_settled(self) -> bool:
-        """True when every recipient is final and no callback is waiting to be posted."""
+        """True when every recipient is final and no callback or inbound post is waiting."""
         now = self.clock()
         done = all(now - m.created_at >= m.final_after for m in self.messages)
-        return done and self._callbacks.pending == 0
+        return done and self._callbacks.pending == 0 and self._inbound.dispatcher.pending == 0
+
+    # -- inbound messages and conversions -------------------------------------------------------
+
+    def inject_inbound(
+        self,
+        sender: str,
+        destination: str,
+        text: str,
+        *,
+        reference: int | None = None,
+        date_time: str | None = None,
+    ) -> InjectedInbound:
+        """A handset sends ``text`` from ``sender`` to ``destination`` (one of the account's
+        numbers, which it becomes if it was not); safe from any thread.
+
+        The text is split into SMS as a handset splits it; a long one takes the next reference
+        of a counter that recycles after 255, unless ``reference`` is given. ``date_time`` is
+        the wire's ``dateTime`` (default: now, UTC). Returns the message with its part ids.
+        """
+        return self._inbound.inject(
+            sender, destination, text, reference=reference, date_time=date_time
+        )
+
+    def route_inbound_to(self, url: str | None) -> None:
+        """Post inbound messages to ``url`` instead of the https URL; None undoes it."""
+        self.inbound_target = url
+
+    @property
+    def inbound_subscription(self) -> InboundSubscription | None:
+        """The account's inbound subscription, or None."""
+        return self._inbound.subscription
+
+    @property
+    def injected_inbound(self) -> list[InjectedInbound]:
+        """Every message injected so far, in order."""
+        return self._inbound.injected
+
+    @property
+    def inbound_attempts(self) -> list[InboundAttempt]:
+        """Every post of an inbound message so far (first posts, retries and duplicates)."""
+        return self._inbound.dispatcher.attempts
+
+    def inbox_size(self, number: str) -> int:
+        """Messages (parts) waiting in the inbox of ``number``."""
+        return self._inbound.inboxes.pending(number)
+
+    @property
+    def conversions(self) -> list[ConversionReport]:
+        """The conversion reports accepted so far, in order."""
+        return self._inbound.conversions
+
+    def _inbound_settings(self) -> InboundSettings:
+        return InboundSettings(
+            seed=self.seed,
+            inbox_consumes=self.inbox_consumes,
+            inbox_with_subscription=self.inbox_with_subscription,
+            duplicate_rate=self.inbound_duplicate_rate,
+            retry_time_scale=self.inbound_retry_time_scale,
+            target=self.inbound_target,
+            refusal_format=self.conversion_refusal_format,
+            conversions_forbidden=self.conversions_forbidden,
+        )
 
     async def settle(self, timeout: float = 5.0) -> None:
         """Wait (from any asyncio loop) until :attr:`is_settled`; TimeoutError after ``timeout``."""
@@ -236,17 +340,28 @@ class Simulator:
     # -- the app --------------------------------------------------------------------------------
 
     def _build_app(self) -> ASGIApp:
-        subscriptions = f"{self.base_path}/outbound/subscriptions"
-        requests = f"{self.base_path}/outbound/{{sender}}/requests"
-        guard = self._guarded
-        routes = [
-            Route("/oauth/token", self._token, methods=["POST"]),
-            Route(subscriptions, guard(self._subscribe), methods=["POST"]),
-            Route(subscriptions, guard(self._get_subscription), methods=["GET"]),
-            Route(subscriptions, guard(self._unsubscribe), methods=["DELETE"]),
-            Route(requests, guard(self._send), methods=["POST"]),
-            Route(f"{requests}/{{request_id}}/deliveryInfos", guard(self._poll), methods=["GET"]),
-        ]
+        base, guard, inbound = self.base_path, self._guarded, self._inbound
+        requests = f"{base}/outbound/{{sender}}/requests"
+        # One route per path, so that a 405 lists every method of the path in its Allow.
+        table: dict[str, dict[str, _Endpoint]] = {
+            "/oauth/token": {"POST": self._token},
+            f"{base}/outbound/subscriptions": {
+                "GET": guard(self._get_subscription),
+                "POST": guard(self._subscribe),
+                "DELETE": guard(self._unsubscribe),
+            },
+            requests: {"POST": guard(self._send)},
+            f"{requests}/{{request_id}}/deliveryInfos": {"GET": guard(self._poll)},
+            f"{base}/inbound/subscriptions": {
+                "GET": guard(inbound.get_subscription),
+                "POST": guard(inbound.subscribe),
+                "DELETE": guard(inbound.unsubscribe),
+            },
+            f"{base}/inbound/registrations/{{number}}/messages": {"GET": guard(inbound.messages)},
+            f"{base}/conversions": {"POST": guard(inbound.conversion)},
+            f"{base}/conversionsinfos": {"POST": guard(inbound.conversion_infos)},
+        }
+        routes = [method_route(path, handlers) for path, handlers in table.items()]
         app = Starlette(routes=routes, lifespan=self._lifespan)
         classify = endpoint_classifier(self.base_path)
         return FaultInjector(app, self._faults, self.requests_log, classify)
@@ -256,9 +371,11 @@ class Simulator:
         # After the server has configured its logging, which may have replaced logger filters.
         install_drop_filter()
         await self._callbacks.open()
+        await self._inbound.dispatcher.open()
         try:
             yield
         finally:
+            await self._inbound.dispatcher.aclose()
             await self._callbacks.aclose()
 
     def _guarded(self, endpoint: _Endpoint) -> _Endpoint:
@@ -283,7 +400,9 @@ class Simulator:
         if form.grant_type != "client_credentials":
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         token = self._access.issue_token(self.token_ttl)
-        body = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl}
+        # RFC 6749 and Keycloak: whole seconds; rounded down, never promising more than it lives.
+        expires_in = math.floor(self.token_ttl)
+        body = {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}
         if form.scope:
             body["scope"] = form.scope
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
@@ -390,7 +509,7 @@ class Simulator:
         if subscription is None:
             return JSONResponse(_wire.service_exception("callback"), status_code=400)
         if urlsplit(subscription.url).scheme.lower() != "https":
-            return JSONResponse(_NOT_HTTPS, status_code=406)
+            return JSONResponse(_wire.NOT_HTTPS, status_code=406)
         # One subscription per account: a new one replaces the old one, as a PUT would.
         self.subscription = subscription
         return JSONResponse(_wire.subscription_body(subscription), status_code=201)

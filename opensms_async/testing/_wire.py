@@ -1,16 +1,22 @@
-"""The JSON the simulator reads and writes, as pure functions (no I/O, no state)."""
+"""The JSON the simulator reads and writes, as pure functions (no I/O, no state).
+
+Optional fields are checked against BICS's OpenAPI types when present: ``null`` is a wrong type
+like any other (OpenAPI 3.0 makes nothing nullable unless it says so), refused with a 400, never
+stored nor echoed.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .._models import DeliveryStatus, Subscription
 from ._delivery import STATUS_CODES
 
 __all__ = [
+    "NOT_HTTPS",
     "callback_body",
     "invalid_send_field",
     "parse_callback",
@@ -18,6 +24,9 @@ __all__ = [
     "service_exception",
     "subscription_body",
 ]
+
+NOT_HTTPS = {"code": "NOT_HTTPS", "description": "The callback URL must be an https:// URL."}
+"""The 406 body of a subscription whose callback URL is not https (``NotAcceptableCallback``)."""
 
 _ADDRESS = re.compile(r"tel:\+[0-9]{1,15}")
 _OPTIONAL_TEXT = ("senderName", "clientCorrelator", "callbackData", "notifyURL")
@@ -46,11 +55,16 @@ def invalid_send_field(body: object) -> str | None:
         ("address", _valid_addresses(request.get("address"))),
         ("senderAddress", _non_empty_text(request.get("senderAddress"))),
         ("outboundSMSTextMessage", _valid_text(request.get("outboundSMSTextMessage"))),
-        *((name, name not in request or isinstance(request[name], str)) for name in _OPTIONAL_TEXT),
-        *((name, _optional_flag(request.get(name))) for name in _OPTIONAL_FLAGS),
+        *((name, _optional(request, name, str)) for name in _OPTIONAL_TEXT),
+        *((name, _optional(request, name, bool)) for name in _OPTIONAL_FLAGS),
         ("notifyURL", _is_http_url(request.get("notifyURL", "http://ok"))),
     )
     return next((name for name, valid in checks if not valid), None)
+
+
+def _optional(request: Mapping[str, Any], name: str, kind: type) -> bool:
+    """True when an optional field is absent or of its type (``null`` is not)."""
+    return name not in request or isinstance(request[name], kind)
 
 
 def _valid_addresses(value: object) -> bool:
@@ -61,10 +75,6 @@ def _valid_addresses(value: object) -> bool:
     )
 
 
-def _optional_flag(value: object) -> bool:
-    return value is None or isinstance(value, bool)
-
-
 def _non_empty_text(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
@@ -73,11 +83,19 @@ def _valid_text(value: object) -> bool:
     return isinstance(value, Mapping) and _non_empty_text(value.get("message"))
 
 
-def _is_http_url(value: object) -> bool:
+def _split(value: object) -> SplitResult | None:
+    """``value`` split as a URL, or None for a non-string or a malformed one (``http://[x``)."""
     if not isinstance(value, str):
-        return False
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+        return None
+    try:
+        return urlsplit(value)
+    except ValueError:
+        return None
+
+
+def _is_http_url(value: object) -> bool:
+    parts = _split(value)
+    return parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def send_response_body(
@@ -135,17 +153,15 @@ def parse_callback(body: object) -> Subscription | None:
     final = callback.get("finalDelivery")
     if not _is_absolute_url(url) or not _non_empty_text(token):
         return None
-    if final is not None and not isinstance(final, bool):
-        return None
+    if "finalDelivery" in callback and not isinstance(final, bool):
+        return None  # null too: OpenAPI 3.0 makes nothing nullable unless it says so
     return Subscription(url=str(url), security_token=str(token), final_delivery=final)
 
 
 def _is_absolute_url(value: object) -> bool:
     # Any absolute URL is well formed; whether it is https is a separate answer (406).
-    if not isinstance(value, str):
-        return False
-    parts = urlsplit(value)
-    return bool(parts.scheme) and bool(parts.netloc)
+    parts = _split(value)
+    return parts is not None and bool(parts.scheme) and bool(parts.netloc)
 
 
 def subscription_body(subscription: Subscription) -> dict[str, Any]:
