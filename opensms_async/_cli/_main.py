@@ -14,7 +14,16 @@ from types import ModuleType
 
 from .. import __version__
 from .._exceptions import OpenSMSError, ValidationError
-from . import _doctor, _events, _local, _messages, _receive, _send_many, _subscription
+from . import (
+    _completion,
+    _doctor,
+    _events,
+    _local,
+    _messages,
+    _receive,
+    _send_many,
+    _subscription,
+)
 from ._base import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -38,6 +47,7 @@ GROUPS: tuple[ModuleType, ...] = (
     _events,
     _local,
     _doctor,
+    _completion,
 )
 """The command groups, in the order ``--help`` lists them; each has ``register(commands)``."""
 
