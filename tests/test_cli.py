@@ -362,3 +362,36 @@ def test_verbose_logs_go_to_stderr(
     err = capsys.readouterr().err
     assert "GET /outbound/subscriptions -> 404" in err
     assert opensms_simulator.api_key not in err
+
+
+@pytest.mark.integration
+def test_events_follow_rides_out_a_redis_restart(tmp_path: Path) -> None:
+    """events --follow on Redis keeps going through a Redis restart (as receive and
+    tracker.events() do): paused while it is down, then the next events printed."""
+    from redis_server import start_durable_redis_server
+
+    from opensms_async.stores import open_store
+
+    server = start_durable_redis_server(tmp_path / "redis")
+
+    async def log(request_id: str) -> None:
+        async with open_store(server.url) as store:
+            await store.apply_events(
+                [DeliveryUpdate(request_id, "tel:+33612345678", "DeliveredToNetwork")]
+            )
+
+    out, err = tmp_path / "out", tmp_path / "err"
+    try:
+        asyncio.run(log("before"))
+        with background("events", "--follow", "--store", server.url, out=out, err=err) as process:
+            wait_for_text(out, '"request_id": "before"', process, 30)
+            server.kill()
+            wait_for_text(err, "events paused", process, 30)
+            server.start()
+            asyncio.run(log("after"))
+            wait_for_text(out, '"request_id": "after"', process, 30)
+            assert "events resumed" in err.read_text()
+            assert interrupt(process) == 130
+    finally:
+        server.stop()
+    assert "Traceback" not in err.read_text()
