@@ -22,6 +22,7 @@ __all__ = ["RunningServer", "serve", "serve_in_thread"]
 
 _STARTUP_TIMEOUT = 10.0
 _SHUTDOWN_TIMEOUT = 5.0
+"""Seconds the lifespan shutdown may take, after the graceful shutdown."""
 _GRACEFUL_SHUTDOWN = 2
 """Seconds uvicorn waits for open requests (a slow fault, say) before cancelling them."""
 
@@ -105,9 +106,9 @@ async def _wait_started(server: _EmbeddedServer, task: asyncio.Task[None]) -> No
             await asyncio.sleep(0.005)
 
 
-async def _stop(server: _EmbeddedServer, task: asyncio.Task[None]) -> None:
+async def _stop(server: _EmbeddedServer, task: asyncio.Task[None], graceful: float) -> None:
     server.request_exit()
-    done, _ = await asyncio.wait({task}, timeout=_SHUTDOWN_TIMEOUT)
+    done, _ = await asyncio.wait({task}, timeout=graceful + _SHUTDOWN_TIMEOUT)
     if not done:
         server.force_exit = True
         await asyncio.wait({task}, timeout=_SHUTDOWN_TIMEOUT)
@@ -127,12 +128,14 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     log_level: str | None = "warning",
+    graceful_shutdown: int = _GRACEFUL_SHUTDOWN,
 ) -> AsyncIterator[RunningServer]:
     """Run ``app`` under uvicorn in the current event loop until the block exits.
 
     The app's lifespan runs. uvicorn's logging configuration is left alone (``log_config=None``);
     ``log_level`` only sets the level of the ``uvicorn.*`` loggers (None leaves them as they are).
-    Access logs are off.
+    Access logs are off. On the way out, requests still open get ``graceful_shutdown`` seconds
+    to finish before uvicorn cancels them.
     """
     sock = _bind(host, port)
     config = uvicorn.Config(
@@ -140,7 +143,7 @@ async def serve(
         log_config=None,
         log_level=log_level,
         access_log=False,
-        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
+        timeout_graceful_shutdown=graceful_shutdown,
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(_run(server, sock), name=f"uvicorn {host}:{port}")
@@ -149,7 +152,7 @@ async def serve(
         yield RunningServer(host=host, port=sock.getsockname()[1])
     finally:
         try:
-            await _stop(server, task)
+            await _stop(server, task, graceful_shutdown)
         finally:
             sock.close()  # uvicorn closes it only when it got as far as serving
 

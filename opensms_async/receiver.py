@@ -13,16 +13,24 @@ the update, because BICS never retries a callback; when the store cannot record,
 | 413 | the body is over ``max_body_size`` |
 | 415 | (never: any content type is read as JSON, since senders differ) |
 | 422 | JSON, but not a delivery-info callback |
-| 503 | the store could not record it (try again later) |
+| 503 | not recorded: the store failed or took over ``record_deadline``, or the server stopped |
+
+Never 500, from any path: a record that outlives ``record_deadline`` (a hung Redis, a SQLite file
+locked by another process) is abandoned and answered 503 while the sender still waits, and a
+callback cancelled before it was answered (uvicorn's graceful shutdown ran out while its body was
+still arriving, say) is answered 503 by the endpoint itself rather than 500 by uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
+import math
 import time
+from asyncio import current_task, get_running_loop
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -43,11 +51,31 @@ from ._webhook import (
     token_matches,
 )
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "CallbackEndpoint", "create_receiver_app"]
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_RECORD_DEADLINE",
+    "CallbackEndpoint",
+    "create_receiver_app",
+]
 
 logger = logging.getLogger("opensms_async.receiver")
 
 DEFAULT_MAX_BODY_SIZE = 64 * 1024
+DEFAULT_RECORD_DEADLINE = 2.0
+"""Seconds a callback's record may take before it is answered 503: BICS waits a few seconds."""
+
+_DEADLINE_SLICES = 16
+"""The deadline's resolution: a record is abandoned between 15/16 of the deadline and all of it."""
+_PROBE_TIMEOUT = 1.0
+"""Longest a health check waits for the store to answer its read."""
+_PROBE_TTL = 1.0
+"""How long a probe's outcome answers health checks: at most one probe a second, however many
+load balancers ask."""
+_FAILED_RECORD_MEMORY = 5.0
+"""Seconds a callback that could not be recorded keeps ``/healthz`` at 503 (a record that
+succeeds ends it at once). A read cannot see every fault that stops writes (another process
+holding SQLite's write lock, a full disk), and a load balancer that took the receiver out sends
+no callback to tell it recovered: after this long the probe alone decides again."""
 
 
 class _BodyTooLarge(Exception):
@@ -64,26 +92,46 @@ class CallbackEndpoint:
         tokens: Sequence[str],
         *,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        record_deadline: float = DEFAULT_RECORD_DEADLINE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not tokens or not all(isinstance(t, str) and t for t in tokens):
             raise ValueError("A receiver needs a non-empty security token; it never accepts all.")
+        if not (isinstance(record_deadline, int | float) and 0 < record_deadline < math.inf):
+            raise ValueError(f"record_deadline must be a positive number, not {record_deadline!r}")
         self._tracker = tracker
         self._tokens = [encode_token(t) for t in tokens]
         self._max = max_body_size
         self._clock = clock
         self._url_ids = cached_url_ids()
+        self._deadline = _Deadline(record_deadline)
+        self.failed_at: float | None = None
+        """``time.monotonic()`` when the last record attempt failed; None once one succeeded."""
 
     def __repr__(self) -> str:
         return f"CallbackEndpoint(tokens={len(self._tokens)}, max_body_size={self._max})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status = await self._handle(scope, receive)
+        try:
+            status = await self._handle(scope, receive)
+        except asyncio.CancelledError:
+            # Cancelled before an answer: uvicorn's graceful shutdown ran out (a body still
+            # arriving, a record still running). uvicorn would answer 500; the callback was not
+            # recorded, so it is a 503, and this request ends here: the cancellation is consumed.
+            logger.warning("callback not recorded (the server is stopping), answering 503")
+            status = 503
+        except Exception:
+            # A bug (in parsing, say) is logged and answered 503, as a failed record is.
+            logger.exception("callback not recorded (unexpected error), answering 503")
+            status = 503
         # Answer on the loop's next turn. Callbacks that arrive together are then all recorded
         # first and all answered together, so the server reads and writes its sockets in
         # batches: under concurrent load that cuts the server's CPU per callback by about a
         # third (bench/bench_receiver.py), for one more turn of the loop (~10 µs) per answer.
-        await asyncio.sleep(0)
+        try:  # noqa: SIM105 - the hot path: a try costs nothing, contextlib.suppress does
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass  # answer what was decided: a recorded callback still gets its 204
         await send(
             {
                 "type": "http.response.start",
@@ -132,16 +180,99 @@ class CallbackEndpoint:
             chunks.append(chunk)
 
     async def _record(self, updates: Any) -> int:
+        # The deadline's bookkeeping inline, with one loop lookup: it runs for every callback.
+        loop = get_running_loop()
+        task = current_task(loop)
+        if task is None:  # pragma: no cover - an ASGI app always runs in a task
+            raise RuntimeError("the receiver runs in an asyncio task")
+        deadline = self._deadline
+        if deadline.timer is None or deadline.loop is not loop:
+            deadline.start(loop)
+        watched = deadline.newest
+        watched.add(task)
         try:
             await self._tracker.ingest(updates)
+        except asyncio.CancelledError:
+            if not deadline.expired(task):
+                raise  # not ours: the server is stopping
+            task.uncancel()
+            logger.error("callback not recorded within %s s, answering 503", deadline.seconds)
+            return self._failed()
         except StoreError as exc:
             logger.error("callback not recorded, answering 503: %s", exc)
-            return 503
+            return self._failed()
         except Exception:
             # Never a 500: BICS would drop the callback either way, and 503 says "try later".
             logger.exception("callback not recorded (unexpected error), answering 503")
-            return 503
+            return self._failed()
+        finally:
+            watched.discard(task)
+        if self.failed_at is not None:
+            self.failed_at = None
         return 204
+
+    def _failed(self) -> int:
+        self.failed_at = time.monotonic()
+        return 503
+
+
+class _Deadline:
+    """Cancels the records still running ``seconds`` after they started, with one timer for all.
+
+    An ``asyncio.timeout`` per callback costs a timer handle per callback: 14% more instructions
+    per callback in the receiver's server (uvicorn, uvloop; counted with valgrind), where this
+    costs 1.3%. Instead, a record joins :attr:`newest`, the newest of ``_DEADLINE_SLICES`` sets,
+    and leaves it when done; a timer that ticks every slice of the deadline while any record is
+    in flight retires the oldest set, cancelling what is still in it. A record is thus abandoned
+    between 15/16 of the deadline and the deadline.
+    """
+
+    __slots__ = ("_expired", "_ring", "_slice", "loop", "newest", "seconds", "timer")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._slice = seconds / _DEADLINE_SLICES
+        self._ring: collections.deque[set[asyncio.Task[Any]]] = collections.deque(
+            set() for _ in range(_DEADLINE_SLICES)
+        )
+        self.newest = self._ring[-1]
+        """The set a record starting now joins (and discards itself from when it ends)."""
+        self._expired: set[asyncio.Task[Any]] = set()
+        self.timer: asyncio.TimerHandle | None = None
+        """The pending tick; None when nothing is in flight."""
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start ticking on ``loop``, before a record joins :attr:`newest` with no timer running."""
+        if loop is not self.loop:  # what was in flight on another (ended) loop is gone
+            for watched in self._ring:
+                watched.clear()
+            self._expired.clear()
+            self.loop = loop
+        # Otherwise nothing is in flight: the timer stops only once every set is empty.
+        self.timer = loop.call_later(self._slice, self._tick)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """True (once) if this deadline cancelled ``task``."""
+        if task in self._expired:
+            self._expired.discard(task)
+            return True
+        return False
+
+    def _tick(self) -> None:
+        ring = self._ring
+        oldest = ring.popleft()
+        self.newest = set()
+        ring.append(self.newest)
+        # A record that swallowed its cancellation never asked expired(): forget it.
+        self._expired = {task for task in self._expired if not task.done()}
+        for task in oldest:
+            self._expired.add(task)
+            task.cancel()
+        if any(ring) and self.loop is not None:
+            self.timer = self.loop.call_later(self._slice, self._tick)
+        else:
+            self.timer = None
 
 
 _DECODER = json.JSONDecoder()
@@ -176,6 +307,7 @@ def create_receiver_app(
     path: str = "/sms/callback",
     *,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    record_deadline: float = DEFAULT_RECORD_DEADLINE,
     health_path: str = "/healthz",
     manage_tracker: bool = True,
 ) -> Starlette:
@@ -185,13 +317,26 @@ def create_receiver_app(
     Run it alone (``uvicorn``) or mount it in an existing Starlette/FastAPI app. Run alone with
     ``manage_tracker=True``, its lifespan opens the tracker if it is not open yet and closes what
     it opened; a mounted app's lifespan does not run, so open the tracker in your own lifespan.
+
+    A callback gets 204 only once the store has recorded it. A record that takes longer than
+    ``record_deadline`` seconds (default 2; BICS waits a few seconds for an answer) is abandoned
+    and the callback answered 503, whatever the store: a hung Redis, a SQLite file locked by
+    another process. The abandoned write may still land after the 503; that is harmless, since
+    the merge is idempotent and a state only advances. Run under uvicorn, give its graceful
+    shutdown (``timeout_graceful_shutdown``) more than ``record_deadline``, so that the records
+    in flight at shutdown finish; whatever it still cancels is answered 503, never 500.
+
+    ``GET health_path`` answers 200 ``{"status": "ok"}`` while the store can record, and 503
+    with a ``status`` and a short ``reason`` otherwise: before the tracker is open, after a
+    callback could not be recorded (for a few seconds, or until one is), or when the store does
+    not answer a small read (its newest cursor) within a second. The read is made at most once a
+    second, however often a load balancer asks.
     """
     tokens = [security_token] if isinstance(security_token, str) else list(security_token)
-    endpoint = CallbackEndpoint(tracker, tokens, max_body_size=max_body_size)
-
-    async def health(request: Request) -> Response:
-        ok = tracker.is_open
-        return JSONResponse({"status": "ok" if ok else "starting"}, status_code=200 if ok else 503)
+    endpoint = CallbackEndpoint(
+        tracker, tokens, max_body_size=max_body_size, record_deadline=record_deadline
+    )
+    health = _Health(tracker, endpoint)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -209,10 +354,64 @@ def create_receiver_app(
         path,
         routes=[
             Route(path, endpoint, methods=["POST"]),
-            Route(health_path, health, methods=["GET"]),
+            Route(health_path, health.route, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
+
+
+class _Health:
+    """What the health route answers: can the store record now?
+
+    Two signals: how the last record went (a failed one means "no" for
+    ``_FAILED_RECORD_MEMORY`` seconds, or until a record succeeds), and a bounded read of the
+    store (``last_cursor()`` within ``_PROBE_TIMEOUT``), whose outcome is kept for
+    ``_PROBE_TTL``: concurrent checks share one read, so a load balancer never hammers the store.
+    The read sees a store that is down or hung (Redis stopped or unreachable); the record outcome
+    sees what only writes meet (SQLite's write lock held by another process, a full disk).
+    """
+
+    def __init__(self, tracker: DeliveryTracker, endpoint: CallbackEndpoint) -> None:
+        self._tracker = tracker
+        self._endpoint = endpoint
+        self._reason: str | None = None
+        self._fresh_until = -math.inf
+        self._probe: asyncio.Future[str | None] | None = None
+
+    async def route(self, request: Request) -> Response:
+        """The health route's endpoint."""
+        if not self._tracker.is_open:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        reason = await self.problem()
+        if reason is None:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+
+    async def problem(self) -> str | None:
+        """Why the store cannot record now (a fixed phrase, nothing from the store), or None."""
+        failed_at = self._endpoint.failed_at
+        if failed_at is not None and time.monotonic() - failed_at < _FAILED_RECORD_MEMORY:
+            return "the last callback could not be recorded"
+        if time.monotonic() < self._fresh_until:
+            return self._reason
+        probe = self._probe
+        if probe is None or probe.done() or probe.get_loop() is not asyncio.get_running_loop():
+            probe = self._probe = asyncio.ensure_future(self._read())
+        # Shielded: a health check that gives up does not cancel the read the others share.
+        return await asyncio.shield(probe)
+
+    async def _read(self) -> str | None:
+        reason: str | None = None
+        try:
+            async with asyncio.timeout(_PROBE_TIMEOUT):
+                await self._tracker.store.last_cursor()
+        except TimeoutError:
+            reason = f"the store did not answer within {_PROBE_TIMEOUT:g} s"
+        except Exception as exc:  # its message could name a host: only its kind is said
+            reason = f"the store failed ({type(exc).__name__})"
+        self._reason = reason
+        self._fresh_until = time.monotonic() + _PROBE_TTL
+        return reason
 
 
 class _ReceiverApp(Starlette):

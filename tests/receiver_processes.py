@@ -57,6 +57,11 @@ class ReceiverProcess:
         """Where callbacks are posted."""
         return self.url + PATH
 
+    @property
+    def port(self) -> int:
+        """The port it listens on (127.0.0.1)."""
+        return int(self.url.rsplit(":", 1)[1])
+
     def kill(self) -> None:
         """SIGKILL: no cleanup of any kind runs in the child."""
         self.process.send_signal(signal.SIGKILL)
@@ -104,16 +109,23 @@ async def _wait_healthy(receiver: ReceiverProcess, http: httpx.AsyncClient) -> N
 
 @contextlib.asynccontextmanager
 async def receiver_process(
-    store_url: str, workdir: Path, *, name: str, token: str = TOKEN
+    store_url: str,
+    workdir: Path,
+    *,
+    name: str,
+    token: str = TOKEN,
+    options: Sequence[str] = (),
 ) -> AsyncIterator[ReceiverProcess]:
     """Run ``python -m opensms_async receive`` on a free port until the block exits.
 
-    Waits for ``/healthz``; stdout (the printed events) and stderr go to files in ``workdir``,
-    so no pipe can fill up. The child is killed in ``finally`` if it is still running.
+    ``options`` are more command-line options (``["--record-deadline", "4"]``). Waits for
+    ``/healthz``; stdout (the printed events) and stderr go to files in ``workdir``, so no pipe
+    can fill up. The child is killed in ``finally`` if it is still running.
     """
     port = free_port()
     command = [sys.executable, "-m", "opensms_async", "receive", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--path", PATH, "--token", token, "--store", store_url]
+    command += options
     process = _spawn(command, workdir, name)
     receiver = ReceiverProcess(
         process,

@@ -41,6 +41,7 @@ __all__ = [
     "Parser",
     "Run",
     "add_global_options",
+    "add_reconcile_option",
     "callback_path",
     "credentials",
     "env",
@@ -202,6 +203,17 @@ class Commands:
         parser: Parser = self._sub.add_parser(name, help=help, description=help)
         add_global_options(parser, in_command=True)
         return Commands(parser.add_subparsers(title="actions", metavar="ACTION", required=True))
+
+
+def add_reconcile_option(
+    parser: argparse.ArgumentParser,
+    help: str = "poll a request still not final this long after its send, then less and less often",
+) -> None:
+    """``--reconcile-after SECONDS``: when a tracked request with no final state is first polled
+    (the tracker's ``reconcile_after``, 60 s by default as in the library)."""
+    parser.add_argument(
+        "--reconcile-after", type=positive_seconds, default=60.0, metavar="SECONDS", help=help
+    )
 
 
 # --- option values ------------------------------------------------------------------------------

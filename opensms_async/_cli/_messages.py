@@ -8,7 +8,15 @@ from typing import Any
 from .._models import DeliveryInfo, SendResult
 from .._segments import count_segments
 from .._tracker import DeliveryTracker
-from ._base import DEFAULT_STORE, ENV_STORE, CommandError, Commands, make_client
+from ._base import (
+    DEFAULT_STORE,
+    ENV_STORE,
+    CommandError,
+    Commands,
+    add_reconcile_option,
+    env,
+    make_client,
+)
 from ._output import Output, info_json, table
 from ._stores import check_writable_store
 
@@ -33,6 +41,11 @@ def register(commands: Commands) -> None:
         help=f"track the send in this store, e.g. {DEFAULT_STORE} (default: env {ENV_STORE}, "
         "else not tracked)",
     )
+    add_reconcile_option(
+        send,
+        help="with --store: a recipient still not final this long after the send is polled "
+        "(by `opensms receive` with credentials on that store)",
+    )
     send.add_argument("text")
 
     status = commands.add("status", run=_status, help="delivery infos of a request")
@@ -44,7 +57,7 @@ def register(commands: Commands) -> None:
 
 
 async def _send(args: argparse.Namespace, out: Output) -> int:
-    store = args.store or _env_store()
+    store = args.store or env(ENV_STORE)
     async with make_client(args) as client:
         if store is None:
             sent = await client.send_message(
@@ -60,15 +73,12 @@ async def _send(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _env_store() -> str | None:
-    import os
-
-    return os.environ.get(ENV_STORE) or None
-
-
 async def _send_tracked(args: argparse.Namespace, client: Any, store: str) -> SendResult:
     # The store is opened first: a store that cannot record fails the command before any send.
-    async with DeliveryTracker(store=check_writable_store(store)) as tracker:
+    tracker = DeliveryTracker(
+        store=check_writable_store(store), reconcile_after=args.reconcile_after
+    )
+    async with tracker:
         sent: SendResult = await client.send_message(
             args.sender,
             args.to,
