@@ -78,7 +78,11 @@ def register(commands: Commands) -> None:
         metavar="SECONDS",
         help="answer 503 to a callback not recorded by then",
     )
-    add_reconcile_option(receive)
+    add_reconcile_option(
+        receive,
+        help="wait between two polls of a request still not final, doubling each time (its "
+        "first poll comes when its send said: `opensms send --reconcile-after`)",
+    )
 
 
 def _tokens(args: argparse.Namespace) -> list[str]:
@@ -143,8 +147,9 @@ def _polling_note(client: OpenSMSClient | None, reconcile_after: float) -> str:
             "OPENSMS_API_KEY, or the OAuth options)"
         )
     return (
-        f"polling {client.base_url} for requests still not final {reconcile_after:g} s "
-        "after their send"
+        f"polling {client.base_url} for lost callbacks: a tracked request still not final is "
+        f"polled when its send said (--reconcile-after), then again after {reconcile_after:g} "
+        "s, doubling up to an hour"
     )
 
 
