@@ -7,6 +7,7 @@ subscription, polling an inbound number's inbox, and conversion reports.
 """
 
 from ._addressing import normalize_address, normalize_sender
+from ._aiohttp import AiohttpTransport
 from ._auth import OAuthClientCredentials
 from ._bulk import BulkResult, Message
 from ._client import OpenSMSClient
@@ -60,6 +61,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AiohttpTransport",
     "AuthenticationError",
     "BadRequestError",
     "BulkResult",

@@ -26,6 +26,7 @@ from ._addressing import (
     request_id_path_segment,
     sender_path_segment,
 )
+from ._aiohttp import AiohttpTransport, environment_proxies
 from ._auth import ApiKeyAuth, Authenticator, OAuthClientCredentials, OAuthTokenAuth
 from ._bulk import BulkResult, Message, run_bulk
 from ._constants import (
@@ -147,20 +148,27 @@ class OpenSMSClient:
         self.max_retries = max_retries
         self.limiter = limiter
         self._owns_http = http_client is None
+        limits = httpx.Limits(
+            max_connections=max_in_flight,
+            max_keepalive_connections=max_in_flight,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+        )
+        mounts = None
+        if http_client is None and transport is None:  # the default: aiohttp, proxies as httpx's
+            transport = AiohttpTransport(max_connections=max_in_flight)
+            mounts = environment_proxies(limits)
         self._http = http_client or httpx.AsyncClient(
             timeout=timeout,
             transport=transport,
-            limits=httpx.Limits(
-                max_connections=max_in_flight,
-                max_keepalive_connections=max_in_flight,
-                keepalive_expiry=KEEPALIVE_EXPIRY,
-            ),
+            mounts=mounts,
+            limits=limits,
             headers={"User-Agent": USER_AGENT},
         )
         self._wire = Wire(
             self._http,
             deadline=deadline if deadline is not None else attempt_deadline(self._http.timeout),
             max_response_size=max_response_size,
+            direct=self._owns_http,
         )
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._urls: dict[str, httpx.URL] = {}
