@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs, noisier figures")
     quick = parser.parse_args().quick
     ensure_wrk()
-    run("bench_client.py", "--requests", "1500" if quick else "3000")
+    run("bench_client.py", "--seconds", "0.8" if quick else "1.5")
     run("bench_merge.py", "--rounds", "1" if quick else "3")
     run("bench_memory.py", *(["--requests", "1000"] if quick else []))
     duration = "3" if quick else "5"

@@ -29,6 +29,7 @@ that it names every module.
     _lifecycle              one open/aclose lifecycle with an explicit state
 2 client: the HTTP client
     _client                 OpenSMSClient: every endpoint of the API
+    _aiohttp                an httpx transport over aiohttp: the client's default HTTP layer
     _auth                   API key and OAuth2 client-credentials authentication
     _transport              one bounded HTTP exchange: a deadline and a size cap
     _errors_map             a non-2xx response as its typed error
@@ -59,7 +60,21 @@ that it names every module.
 5 edges: what users run, and testing support
     opensms_async           this package: the public names
     __main__                python -m opensms_async
-    _cli                    the opensms command line, the only module that prints
+    _cli                    the opensms command line, the only package that prints
+    _cli._main              main(): parse, log, run a command, every failure as one line
+    _cli._base              what every command shares: parser, options, credentials, exits
+    _cli._output            how the commands print: results on stdout, notes on stderr
+    _cli._progress          a long command's progress on stderr
+    _cli._messages          opensms send, status and segments
+    _cli._send_many         opensms send-many: every message of a file, resumable
+    _cli._bulk_file         send-many's files: rows in, results out
+    _cli._subscription      opensms subscription create | get | delete
+    _cli._receive           opensms receive: the receiver, printing every event
+    _cli._events            opensms events: a store's event log as JSON lines
+    _cli._stores            store URLs as the commands take them
+    _cli._local             opensms simulate and opensms demo
+    _cli._doctor            opensms doctor: is this set-up ready?
+    _cli._completion        opensms completion: a shell completion script
     _demo                   opensms demo: the whole story over real sockets
     _server                 serving an ASGI app on a real socket for a block
     testing                 the simulator and pytest fixtures, public
@@ -77,6 +92,7 @@ that it names every module.
 """
 
 from ._addressing import normalize_address, normalize_sender
+from ._aiohttp import AiohttpTransport
 from ._auth import OAuthClientCredentials
 from ._bulk import BulkResult, Message
 from ._client import OpenSMSClient
@@ -88,7 +104,9 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     InvalidAddressError,
+    InvalidBaseURLError,
     InvalidCallbackURLError,
+    InvalidCursorError,
     InvalidMessageError,
     InvalidSenderError,
     InvalidStoreURLError,
@@ -129,6 +147,7 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AiohttpTransport",
     "AuthenticationError",
     "BadRequestError",
     "BulkResult",
@@ -143,7 +162,9 @@ __all__ = [
     "InboundSmsMessageList",
     "InboundSubscription",
     "InvalidAddressError",
+    "InvalidBaseURLError",
     "InvalidCallbackURLError",
+    "InvalidCursorError",
     "InvalidMessageError",
     "InvalidSenderError",
     "InvalidStoreURLError",

@@ -24,6 +24,7 @@ from ._addressing import (
     request_id_path_segment,
     sender_path_segment,
 )
+from ._aiohttp import AiohttpTransport, environment_proxies
 from ._auth import ApiKeyAuth, Authenticator, OAuthClientCredentials, OAuthTokenAuth
 from ._bulk import BulkResult, Message, run_bulk
 from ._constants import (
@@ -44,6 +45,7 @@ from ._exceptions import (
     APIResponseValidationError,
     APIStatusError,
     InvalidAddressError,
+    InvalidBaseURLError,
     InvalidCallbackURLError,
     InvalidMessageError,
     NotFoundError,
@@ -139,20 +141,27 @@ class OpenSMSClient(Lifecycle):
         self.max_retries = max_retries
         self.limiter = limiter
         self._owns_http = http_client is None
+        limits = httpx.Limits(
+            max_connections=max_in_flight,
+            max_keepalive_connections=max_in_flight,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+        )
+        mounts = None
+        if http_client is None and transport is None:  # the default: aiohttp, proxies as httpx's
+            transport = AiohttpTransport(max_connections=max_in_flight)
+            mounts = environment_proxies(limits)
         self._http = http_client or httpx.AsyncClient(
             timeout=timeout,
             transport=transport,
-            limits=httpx.Limits(
-                max_connections=max_in_flight,
-                max_keepalive_connections=max_in_flight,
-                keepalive_expiry=KEEPALIVE_EXPIRY,
-            ),
+            mounts=mounts,
+            limits=limits,
             headers={"User-Agent": USER_AGENT},
         )
         self._wire = Wire(
             self._http,
             deadline=deadline if deadline is not None else attempt_deadline(self._http.timeout),
             max_response_size=max_response_size,
+            direct=self._owns_http,
         )
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._urls: dict[str, httpx.URL] = {}
@@ -620,17 +629,29 @@ def _make_auth(
 
 def _base_url(base_url: str | None) -> str:
     url = check_text(
-        base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL, "base_url", ValidationError
+        base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL,
+        "base_url",
+        InvalidBaseURLError,
     )
+    if not _is_http_url(url):
+        source = "base_url" if base_url else f"base_url (from {ENV_BASE_URL})"
+        raise InvalidBaseURLError(
+            f"{source} must be an absolute http:// or https:// URL such as "
+            f"'https://opensms.api.bics.com/smsmessaging/v1', got {url[:80]!r}"
+        )
+    return url.rstrip("/")
+
+
+def _is_http_url(url: str) -> bool:
+    if any(char.isspace() for char in url):
+        return False
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of 0-65535
         httpx.URL(url)  # what every request will parse: refuse now what would fail then
-        valid = parts.scheme in ("http", "https") and bool(parts.netloc)
     except (ValueError, httpx.InvalidURL):
-        valid = False
-    if not valid:
-        raise ValidationError(f"base_url must be an absolute http(s) URL, got {url[:80]!r}")
-    return url.rstrip("/")
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _recipients(to: str | Iterable[str]) -> tuple[str, ...]:

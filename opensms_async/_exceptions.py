@@ -8,7 +8,9 @@ Callers catch :class:`OpenSMSError`; nothing from httpx escapes the client::
     │   ├── InvalidSenderError                  neither ≤ 15 digits nor ≤ 11 GSM-7 chars
     │   ├── InvalidMessageError                 empty text, empty recipient list
     │   ├── InvalidCallbackURLError             a subscription URL that is not https://
+    │   ├── InvalidBaseURLError                 an API base URL that is not absolute http(s)
     │   ├── InvalidStoreURLError                a store URL no backend understands
+    │   ├── InvalidCursorError                  an event cursor this store never gave
     │   └── InvalidUpdateError                  a delivery update no store may record
     ├── APIConnectionError                      the request did not get a response
     │   └── APITimeoutError
@@ -43,7 +45,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "InvalidAddressError",
+    "InvalidBaseURLError",
     "InvalidCallbackURLError",
+    "InvalidCursorError",
     "InvalidMessageError",
     "InvalidSenderError",
     "InvalidStoreURLError",
@@ -86,16 +90,25 @@ class InvalidCallbackURLError(ValidationError):
     """A subscription callback URL is not an absolute ``https://`` URL."""
 
 
+class InvalidBaseURLError(ValidationError):
+    """The API base URL (``base_url=`` or ``OPENSMS_BASE_URL``) is not an absolute http(s) URL."""
+
+
 class InvalidStoreURLError(ValidationError):
     """A store URL names no known backend or is malformed."""
 
 
-class InvalidUpdateError(ValidationError):
-    """A delivery update refused before any store saw it; ``field`` names what is wrong.
+class InvalidCursorError(ValidationError):
+    """An event cursor (``since=``) not of its store's form (``"42"``, ``"<ms>-<seq>"``)."""
 
-    Raised by ``DeliveryTracker.ingest`` (and so by ``track``), whatever the update came from:
-    a callback (the receiver answers 422), a poll, a send or your own code. Nothing of the
-    refused batch is recorded.
+
+class InvalidUpdateError(ValidationError):
+    """A delivery update that no store may record; ``field`` names what is wrong.
+
+    Raised as a :class:`~opensms_async.DeliveryUpdate` is built, whoever builds it: the receiver
+    from a callback (it answers 422), the poller from a poll (it skips that entry), ``track()``
+    from a send's response, or your own code before ``ingest``. So nothing of a batch holding
+    one is ever recorded. ``ingest`` raises it too for anything else than a ``DeliveryUpdate``.
     """
 
     def __init__(self, message: str, field: str = "update") -> None:
@@ -105,7 +118,11 @@ class InvalidUpdateError(ValidationError):
 
 
 class APIConnectionError(OpenSMSError):
-    """The request could not be completed: DNS, connect, reset, or a protocol error."""
+    """The request could not be completed: DNS, connect, reset, or a protocol error.
+
+    The message names the host and the cause, e.g. ``Connection error with 127.0.0.1:8750:
+    Connection refused (ConnectError)``; httpx's exception is ``__cause__``.
+    """
 
     def __init__(self, message: str = "Connection error.", *, request: httpx.Request) -> None:
         super().__init__(message)
@@ -115,8 +132,8 @@ class APIConnectionError(OpenSMSError):
 class APITimeoutError(APIConnectionError):
     """The request timed out (connect, read, write or waiting for a pooled connection)."""
 
-    def __init__(self, *, request: httpx.Request) -> None:
-        super().__init__("Request timed out.", request=request)
+    def __init__(self, message: str = "Request timed out.", *, request: httpx.Request) -> None:
+        super().__init__(message, request=request)
 
 
 class APIResponseValidationError(OpenSMSError):

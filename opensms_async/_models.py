@@ -102,10 +102,10 @@ def request_id_from_url(url: str | None) -> str | None:
         path = urlsplit(url).path
     except ValueError:  # e.g. "http://[x": a malformed IPv6 host
         return None
-    parts = [unquote(p) for p in path.split("/") if p]
-    for index in range(len(parts) - 2, -1, -1):
-        if parts[index] == "requests":
-            return parts[index + 1] or None
+    parts = [p for p in path.split("/") if p]
+    for index in range(len(parts) - 2, -1, -1):  # from the end, decoding only what is compared
+        if unquote(parts[index]) == "requests":
+            return unquote(parts[index + 1]) or None
     return None
 
 
@@ -121,7 +121,7 @@ class DeliveryInfo:
     """The delivery state of one recipient (``deliveryInfo``)."""
 
     address: str
-    status: Status = attrs.field(metadata=_wire("deliveryStatus"))
+    status: DeliveryStatus | str = attrs.field(metadata=_wire("deliveryStatus"))
     status_code: int | None = attrs.field(default=None, metadata=_wire("deliveryStatusCode"))
     parts_delivered: int | None = attrs.field(
         default=None, metadata=_wire("smsPartsDeliveredToTerminal")

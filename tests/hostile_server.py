@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import attrs
@@ -39,7 +40,9 @@ class Reply:
     """What to answer: ``body`` is sent as given (no encoding is applied by the server).
 
     ``drip``: seconds to wait between pieces of ``drip_size`` body bytes (None: all at once).
-    ``Content-Length`` is added unless ``headers`` has one.
+    ``Content-Length`` is added unless ``headers`` has one. ``close``: the server closes the
+    connection once the reply is written (e.g. a body shorter than its ``Content-Length``).
+    ``raw``: bytes sent as the whole answer instead (no status line is made up).
     """
 
     status: int = 200
@@ -47,6 +50,8 @@ class Reply:
     body: bytes = b""
     drip: float | None = None
     drip_size: int = 1
+    close: bool = False
+    raw: bytes | None = None
 
 
 Handler = Callable[[Request], Reply | Awaitable[Reply]]
@@ -61,8 +66,13 @@ class HostileServer:
 
 
 @contextlib.asynccontextmanager
-async def hostile_server(handler: Handler) -> AsyncIterator[HostileServer]:
-    """Serve ``handler`` until the block exits; open connections are cut at exit."""
+async def hostile_server(
+    handler: Handler, *, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[HostileServer]:
+    """Serve ``handler`` until the block exits; open connections are cut at exit.
+
+    ``tls``: serve HTTPS with this server context (the URL is then ``https://``).
+    """
     connections: set[asyncio.Task[None]] = set()
     state = HostileServer(url="")
 
@@ -80,9 +90,9 @@ async def hostile_server(handler: Handler) -> AsyncIterator[HostileServer]:
             connections.discard(task)
             writer.close()
 
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0, limit=_MAX_HEAD)
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0, limit=_MAX_HEAD, ssl=tls)
     port = server.sockets[0].getsockname()[1]
-    state.url = f"http://127.0.0.1:{port}"
+    state.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         yield state
     finally:
@@ -108,6 +118,8 @@ async def _serve_connection(
         if inspect.isawaitable(reply):
             reply = await reply
         await _write_reply(writer, reply)
+        if reply.close or reply.raw is not None:
+            return
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:
@@ -128,6 +140,10 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
 
 
 async def _write_reply(writer: asyncio.StreamWriter, reply: Reply) -> None:
+    if reply.raw is not None:
+        writer.write(reply.raw)
+        await writer.drain()
+        return
     headers = list(reply.headers)
     if not any(name.lower() == "content-length" for name, _ in headers):
         headers.append(("Content-Length", str(len(reply.body))))
