@@ -61,12 +61,7 @@ class Reader:
     async def next(self, cursor: str | None) -> list[DeliveryEvent]:
         """The events after ``cursor`` (the last one this reader got), at most a batch; when there
         is none, waits for the next publish (or :meth:`LiveBuffer.wake`) and returns []."""
-        buffer = self._buffer
-        changed = buffer._generation  # taken before reading, so no publish slips between
-        batch = await buffer.read(self, cursor)
-        if not batch and buffer._generation == changed:
-            await buffer._wait()
-        return batch
+        return await self._buffer.next(self, cursor)
 
     def close(self) -> None:
         """Stop holding events in the buffer (idempotent)."""
@@ -203,6 +198,15 @@ class LiveBuffer:
             self._waiting.set()
             self._waiting = None
 
+    async def next(self, reader: Reader, cursor: str | None) -> list[DeliveryEvent]:
+        """:meth:`read`, or when there is nothing to read, a wait for the next publish (or
+        :meth:`wake`) and []."""
+        changed = self._generation  # taken before reading, so no publish slips between
+        batch = await self.read(reader, cursor)
+        if not batch and self._generation == changed:
+            await self._wait()
+        return batch
+
     async def read(self, reader: Reader, cursor: str | None) -> list[DeliveryEvent]:
         """The events after ``cursor`` (the last one ``reader`` got), at most a batch of them."""
         start = self._find(cursor, reader.position)
@@ -222,9 +226,8 @@ class LiveBuffer:
             return None
         if position is not None:
             # Trimming keeps what a positioned reader needs unless it fell ``size`` behind. The
-            # event before its position must be its cursor's: a store may log an event before
-            # the tracker publishes it (SQLite answers from its thread), and a reader that read
-            # it from the store in between must not get it again from here.
+            # position is trusted only when the event before it is the reader's cursor; in any
+            # other case the cursor's key finds the place, so no event comes twice or is skipped.
             index = position - self._dropped
             if 0 < index <= len(self._events) and self._events[index - 1].cursor == cursor:
                 return index
