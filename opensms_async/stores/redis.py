@@ -26,7 +26,7 @@ that is another's prefix followed by ``":"``):
 * ``{prefix}:layout``: ``"2"`` once the TTLs an earlier version set were moved into the index.
 
 No key carries a TTL, so a Redis whose ``maxmemory-policy`` is ``noeviction`` or ``volatile-*``
-never evicts one: when it is full it refuses writes instead (``apply`` raises
+never evicts one: when it is full it refuses writes instead (``apply_events`` raises
 :class:`StoreUnavailableError`, the receiver answers 503, nothing acknowledged is lost). An
 ``allkeys-*`` policy may evict anything, acknowledged states included: :meth:`RedisStore.open`
 refuses it unless ``allow_eviction=True``. A store written by an earlier version (keys with TTLs)
@@ -34,22 +34,23 @@ keeps working: every write drops the TTL of the keys it writes, and each store, 
 the TTLs left into the index in the background (``SCAN``; once per prefix, marked by
 ``{prefix}:layout``); until then, those keys are as evictable as before.
 
-Writes are batched (group commit): concurrent ``apply`` calls share one script call, each caller
-returning once Redis has answered. How durable that answer is depends on the server: with
-``appendonly yes`` and ``appendfsync always`` an acknowledged update survives a crash of Redis or
-of its host; ``appendfsync everysec`` may lose about the last second on a crash of the host; with
-snapshots only (or none), everything since the last snapshot is lost when Redis restarts.
+Writes are batched (group commit): concurrent ``apply_events`` calls share one script call, each
+caller returning once Redis has answered (and the store's listeners get the batch's events). How
+durable that answer is depends on the server: with ``appendonly yes`` and ``appendfsync always`` an
+acknowledged update survives a crash of Redis or of its host; ``appendfsync everysec`` may lose
+about the last second on a crash of the host; with snapshots only (or none), everything since the
+last snapshot is lost when Redis restarts.
 
 A lost connection raises :class:`StoreUnavailableError` (the receiver answers 503); redis-py
-reconnects on the next call and reloads the scripts when the server lost them. So does a Redis
-that does not answer (hung, stopped, overloaded): every call but a blocking wait gives up after
-``timeout`` seconds (default 2) from the moment it was made, queued ``apply`` calls included (they
-never wait out a hung batch one after another), and the next call after Redis answers again
-works. An ``apply`` whose answer was lost may or may not have been recorded: applying it again is
-harmless, since the merge logs nothing for an update it already holds. A consumer group that
-Redis lost (restarted without persistence, flushed) is created again by the next read of a store
-that knew it (see :meth:`RedisStore.create_group`). Not for Redis Cluster (the scripts touch keys
-they cannot declare).
+reconnects on the next call and reloads the scripts when the server lost them. So does a Redis that
+does not answer (hung, stopped, overloaded): every call but a blocking wait gives up after
+``timeout`` seconds (default 2) from the moment it was made, queued ``apply_events`` calls included
+(they never wait out a hung batch one after another), and the next call after Redis answers again
+works. An ``apply_events`` whose answer was lost may or may not have been recorded: applying it
+again is harmless, since the merge logs nothing for an update it already holds. A consumer group
+that Redis lost (restarted without persistence, flushed) is created again by the next read of a
+store that knew it (see :meth:`RedisStore.create_group`). Not for Redis Cluster (the scripts touch
+keys they cannot declare).
 """
 
 from __future__ import annotations
