@@ -84,7 +84,11 @@ def admit(
         )
         and (sms_parts is None or (type(sms_parts) is int and 0 <= sms_parts <= MAX_PARTS))
         and (status_code is None or (type(status_code) is int and -_INT32 <= status_code < _INT32))
-        and (sender is None or (type(sender) is str and _canonical_sender(sender)))
+        and (
+            sender is None
+            or (type(sender) is str and _NUMERIC_SENDER.fullmatch(sender) and sender[4:6] != "+0")
+            or _canonical_sender(sender)  # an alphanumeric one (or a bad one: refused below)
+        )
         and type(received_at) is float
         and received_at - received_at == 0.0  # finite: inf - inf and nan - nan are nan
     ):
@@ -102,10 +106,11 @@ def admit(
     )
 
 
-def _canonical_sender(sender: str) -> bool:
-    """True when ``normalize_sender`` would write ``sender`` as it is."""
-    if _NUMERIC_SENDER.fullmatch(sender) is not None:
-        return sender[4:6] != "+0"  # a country code never starts with 0
+def _canonical_sender(sender: object) -> bool:
+    """True when ``normalize_sender`` would write ``sender`` as it is (a numeric sender matches
+    ``_NUMERIC_SENDER`` without ``+0``: a country code never starts with 0)."""
+    if type(sender) is not str:
+        return False
     try:
         return normalize_sender(sender) == sender
     except ValueError:

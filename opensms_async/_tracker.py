@@ -8,7 +8,6 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from itertools import repeat
 from typing import TYPE_CHECKING
 
 from ._addressing import normalize_address
@@ -185,9 +184,14 @@ class DeliveryTracker(Lifecycle):
         batch = updates if isinstance(updates, list | tuple) else list(updates)
         if not batch:
             return []
-        if not all(map(isinstance, batch, repeat(DeliveryUpdate))):  # in C: nearly free
-            raise InvalidUpdateError("ingest takes DeliveryUpdate objects only", "update")
-        return await self.store.apply_events(batch)
+        try:
+            return await self.store.apply_events(batch)
+        except (AttributeError, TypeError) as exc:
+            # Checked only when the store failed (it recorded nothing of the call): a check of
+            # every update up front would cost the hot path a few percent.
+            if all(isinstance(update, DeliveryUpdate) for update in batch):
+                raise
+            raise InvalidUpdateError("ingest takes DeliveryUpdate objects only", "update") from exc
 
     def _logged(self, events: Sequence[DeliveryEvent]) -> None:
         """The store's listener: what it recorded goes to the consumers and the waiters."""
