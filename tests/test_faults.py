@@ -20,8 +20,7 @@ from opensms_async import (
     Source,
     create_receiver_app,
 )
-from opensms_async._server import serve
-from opensms_async.testing import Fault, RunningSimulator, Simulator, run_simulator
+from opensms_async.testing import Fault, RunningSimulator, Simulator, run_simulator, serve
 
 pytestmark = pytest.mark.integration
 

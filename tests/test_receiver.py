@@ -22,13 +22,14 @@ from opensms_async import (
     StoreUnavailableError,
     create_receiver_app,
 )
-from opensms_async._server import serve
 from opensms_async.stores import MemoryStore
+from opensms_async.testing import delivery_callback_body, serve
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "r2k5hq3-secret"
 PATH = "/sms/callback"
+SENDER = "tel:+32123"
 RESOURCE = "https://opensms.api.bics.com/smsmessaging/v1/outbound/tel%3A%2B32123/requests/req-1/deliveryInfos"
 
 
@@ -36,20 +37,15 @@ def callback(
     status: str = "DeliveredToTerminal",
     address: str = "tel:+331234567",
     token: object = TOKEN,
-    resource: str = RESOURCE,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A callback body in the BICS shape."""
-    body: dict[str, Any] = {
-        "resourceURL": resource,
-        "smsParts": 1,
-        "deliveryInfo": [
-            {"address": address, "deliveryStatus": status, "deliveryStatusCode": 2, **extra}
-        ],
-    }
+    """A callback body in the BICS shape carrying ``token`` (any JSON value; None: none), with
+    ``extra`` fields in its entry."""
+    body = delivery_callback_body("req-1", address, status, sender=SENDER)
+    body["deliveryInfoList"]["deliveryInfo"][0] |= extra
     if token is not None:
-        body["securityToken"] = token
-    return {"deliveryInfoList": body}
+        body["deliveryInfoList"]["securityToken"] = token
+    return body
 
 
 class Receiver:

@@ -20,8 +20,8 @@ from starlette.routing import Mount
 
 from opensms_async import DeliveryEvent, DeliveryTracker, DeliveryUpdate, create_receiver_app
 from opensms_async._exceptions import StoreUnavailableError
-from opensms_async._server import serve
 from opensms_async.stores import MemoryStore
+from opensms_async.testing import delivery_callback_body, serve
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +29,14 @@ TOKEN = "tok-3f9a1c-secret"
 MARKER = "mk7q2z"
 """Put in every refused body: an answer or a log line that quotes the body would show it."""
 PATH = "/sms/callback"
-RESOURCE = "https://x.example/smsmessaging/v1/outbound/tel%3A%2B32123/requests/req-1/deliveryInfos"
 
 
 def callback(token: object = TOKEN, address: str = "tel:+33612345678") -> dict[str, Any]:
-    """A BICS delivery-info callback."""
-    body: dict[str, Any] = {
-        "resourceURL": RESOURCE,
-        "deliveryInfo": [{"address": address, "deliveryStatus": "DeliveredToTerminal"}],
-    }
+    """A BICS delivery-info callback carrying ``token`` (any JSON value; None: none)."""
+    body = delivery_callback_body("req-1", address, "DeliveredToTerminal")
     if token is not None:
-        body["securityToken"] = token
-    return {"deliveryInfoList": body}
+        body["deliveryInfoList"]["securityToken"] = token
+    return body
 
 
 class FailingStore(MemoryStore):

@@ -15,8 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from opensms_async._server import serve
-from opensms_async.testing import Fault, RunningSimulator, Simulator, run_simulator
+from opensms_async.testing import Fault, RunningSimulator, Simulator, run_simulator, serve
 
 pytestmark = pytest.mark.integration
 

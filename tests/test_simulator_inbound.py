@@ -32,13 +32,13 @@ from opensms_async import (
 )
 from opensms_async._reassembly import Part, add_part, group_key
 from opensms_async._segments import split_segments
-from opensms_async._server import serve
 from opensms_async.testing import (
     BICS_RETRY_DELAYS,
     ConversionReport,
     Fault,
     RunningSimulator,
     run_simulator,
+    serve,
 )
 
 pytestmark = pytest.mark.integration
