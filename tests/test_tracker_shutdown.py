@@ -4,25 +4,22 @@ cancellation nobody asked for (and a real cancellation stays one)."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from opensms_async import DeliveryStatus, DeliveryTracker, DeliveryUpdate
 from opensms_async._state import DeliveryState
-from opensms_async.stores import MemoryStore, SQLiteStore, Store
+from opensms_async.stores import MemoryStore, Store
 
 S = DeliveryStatus
 WAIT = 5.0
 """Upper bound on any wait in this file: a hang fails fast."""
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    """Each in-process store the tracker runs on."""
-    if request.param == "memory":
-        return MemoryStore()
-    return SQLiteStore(tmp_path / "t.db")
+@pytest.fixture
+def store(tracker_store: Store) -> Store:
+    """Each store the tracker runs on: memory, SQLite, Redis (``tests/conftest.py``)."""
+    return tracker_store
 
 
 def update(status: S) -> DeliveryUpdate:
