@@ -24,7 +24,9 @@ this package's pytest plugin) do the same from a background thread, under any as
 
 For tests of a receiver of your own: :func:`serve` runs any ASGI app under uvicorn on a free
 127.0.0.1 port for the length of an ``async with`` block, and :func:`delivery_callback_body`
-builds the JSON body BICS posts to a delivery-info subscription::
+builds the JSON body BICS posts to a delivery-info subscription. :class:`ManualClock` is a
+clock and a sleep that move only when the test says (``DeliveryTracker(clock=clock.time,
+sleep=clock.sleep)``), so a test of reconciliation waits for nothing::
 
     import httpx
     from opensms_async import DeliveryTracker, create_receiver_app
@@ -42,6 +44,7 @@ builds the JSON body BICS posts to a delivery-info subscription::
 
 from .._server import RunningServer, serve
 from ._callbacks import CallbackAttempt, PlannedCallback
+from ._clock import ManualClock
 from ._faults import Endpoint, Fault, FaultAction, RequestRecord
 from ._inbound import BICS_RETRY_DELAYS, ConversionReport, InboundAttempt
 from ._inbound_wire import InboundPart, InjectedInbound
@@ -59,6 +62,7 @@ __all__ = [
     "InboundAttempt",
     "InboundPart",
     "InjectedInbound",
+    "ManualClock",
     "PlannedCallback",
     "RequestRecord",
     "RunningServer",
