@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
+from store_calls import Answers
 
 from opensms_async import (
     DeliveryEvent,
@@ -110,8 +111,9 @@ async def test_events_resume_after_cursor(tracker: DeliveryTracker) -> None:
 
 async def test_concurrent_consumers_each_see_every_event(tracker: DeliveryTracker) -> None:
     """Several live consumers each receive every advance, in order."""
+    reads = Answers(tracker.store, "read_events")
     consumers = [asyncio.create_task(take(tracker.events(), 20)) for _ in range(3)]
-    await asyncio.sleep(0.01)
+    await reads.reach(3)  # each read the (empty) log: all three wait, live
     for i in range(10):
         await tracker.ingest([update(S.DELIVERED_TO_NETWORK, address=f"tel:+33{i}")])
         await tracker.ingest([update(S.DELIVERED_TO_TERMINAL, address=f"tel:+33{i}")])
@@ -256,8 +258,9 @@ async def test_out_of_order_storm_converges(tracker: DeliveryTracker) -> None:
 
 async def test_wait_for_final_on_an_unseen_pair(tracker: DeliveryTracker) -> None:
     """wait_for_final waits for a pair never seen and returns its final state."""
+    reads = Answers(tracker.store, "get")
     waiter = asyncio.create_task(tracker.wait_for_final("req-9", "+339", timeout=5))
-    await asyncio.sleep(0.01)
+    await reads.reach(1)  # it read nothing: it waits
     await tracker.ingest([update(S.DELIVERED_TO_NETWORK, address="tel:+339", request_id="req-9")])
     assert not waiter.done()
     await tracker.ingest([update(S.DELIVERY_IMPOSSIBLE, address="tel:+339", request_id="req-9")])
@@ -282,8 +285,9 @@ async def test_close_ends_iterators(store: Store, request: pytest.FixtureRequest
         request.applymarker(pytest.mark.xfail(raises=StoreError, reason=reason))
     tracker = DeliveryTracker(store=store)
     await tracker.open()
+    reads = Answers(store, "read_events")
     consumer = asyncio.create_task(take(tracker.events(), 100))
-    await asyncio.sleep(0.01)
+    await reads.reach(1)  # it read the (empty) log: it waits for events
     await tracker.aclose()
     assert await asyncio.wait_for(consumer, 2) == []
     await tracker.aclose()
