@@ -547,7 +547,7 @@ async def _planned(seed: int, asynchronous: list[bool]) -> list[tuple[Any, ...]]
         transport=transport, base_url="http://sim", headers=headers
     ) as api:
         for n, flag in enumerate(asynchronous):
-            extra = {"asynchronous": True} if flag else {}
+            extra: dict[str, Any] = {"asynchronous": True} if flag else {}
             await api.post(REQUESTS, json=send_body(f"tel:+3361234560{n}", **extra))
     return [(p.address, p.status, p.delay, p.copy) for p in simulator.planned_callbacks]
 

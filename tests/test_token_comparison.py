@@ -24,7 +24,7 @@ class CompareSpy:
     """Records the arguments of every ``hmac.compare_digest`` call."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[object, object]] = []
+        self.calls: list[tuple[Any, Any]] = []
         self._real = hmac.compare_digest
 
     def __call__(self, a: Any, b: Any) -> bool:

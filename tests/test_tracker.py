@@ -153,11 +153,11 @@ async def test_consumers_share_one_event_object_and_release_it() -> None:
         await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)])  # a publish trims the buffer
         assert len(await take(first, 1)) == len(await take(second, 1)) == 1
         assert ref() is None  # read by both: nothing holds it (each consumer holds its latest)
-        await first.aclose()
-        await second.aclose()
-        caused = await tracker.ingest([update(S.DELIVERED_TO_NETWORK, address="tel:+339")])
-        ref = weakref.ref(caused[0])
-        del caused
+        await first.aclose()  # type: ignore[attr-defined]
+        await second.aclose()  # type: ignore[attr-defined]
+        unread = await tracker.ingest([update(S.DELIVERED_TO_NETWORK, address="tel:+339")])
+        ref = weakref.ref(unread[0])
+        del unread
         assert ref() is None  # no consumer: nothing kept
 
 
