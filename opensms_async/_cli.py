@@ -272,7 +272,7 @@ async def _events(args: argparse.Namespace) -> int:
             elif not args.follow:
                 return 0
     finally:
-        await store.close()
+        await store.aclose()
 
 
 async def _demo(args: argparse.Namespace) -> int:
