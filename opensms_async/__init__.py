@@ -3,7 +3,8 @@
 Send messages, poll delivery infos and manage the delivery-info subscription with
 :class:`OpenSMSClient`; run the bundled receiver and iterate delivery events with
 :class:`DeliveryTracker`. The client also speaks the rest of BICS v3: the inbound-message
-subscription, polling an inbound number's inbox, and conversion reports.
+subscription, polling an inbound number's inbox, and conversion reports; :class:`Inbox` turns
+inbound SMS (by callback or polled) into a stream that yields each message once and whole.
 
 The map of the house: every module, one line each, under its room. Rooms are numbered low to
 high; a module imports only from its own room or from a room of a lower number, never from a
@@ -24,11 +25,14 @@ that it names every module.
     _state                  delivery states, updates, events and the merge rule
     _webhook                a delivery callback's token check and structural parse
     _reassembly             the rules joining the parts of long inbound messages
+    _inbound_message        InboundMessage, and its form in a store's log
+    _inbound_webhook        an inbound callback's body, or a polled page, as parts
     _lifecycle              one open/aclose lifecycle with an explicit state
 2 client: the HTTP client
     _client                 OpenSMSClient: every endpoint of the API
     _auth                   API key and OAuth2 client-credentials authentication
     _transport              one bounded HTTP exchange: a deadline and a size cap
+    _aiohttp                the default HTTP layer: aiohttp under httpx's requests and errors
     _errors_map             a non-2xx response as its typed error
     _limiter                the hourly budget and concurrency cap of a client
     _bulk                   sending many messages with bounded concurrency
@@ -47,11 +51,20 @@ that it names every module.
     stores._redis_config    a Redis store's URL, clients and settings
     stores._redis_expiry    a Redis store's own expiry of old requests
     stores._redis_scripts   the Lua scripts, the merge generated from _state's tables
+    stores.inbound          the package: the inbound store protocol, the stores, open_inbound_store
+    stores.inbound._base    the protocol every inbound store implements (InboundStore)
+    stores.inbound._url     open_inbound_store: a URL's scheme to its backend, imported lazily
+    stores.inbound.memory   MemoryInboundStore: in this process's memory
+    stores.inbound.sqlite   SQLiteInboundStore: SQLite tables of their own, group commit
+    stores.inbound._sqlite_writer  a thread owning a SQLite connection, running jobs in batches
 3 tracking: delivery tracking over a store
     _tracker                DeliveryTracker: track, ingest, events, wait_for_final
     _poller                 the reconciliation poller, handed a store, a fetch and an ingest
     _live                   the live buffer that events() consumers share
-3 inbox: the inbound stream (to come), beside tracking, on stores of its own
+3 inbox: the inbound stream, beside tracking, on stores of its own
+    _inbox                  Inbox: ingest, messages, the reassembly timer
+    _inbox_poller           the inbound poller, handed a fetch and a record
+    _inbox_live             the live buffer that messages() consumers share (generic)
 4 receiver: the ASGI edge
     receiver                create_receiver_app: token, parse, record, answer
 5 edges: what users run, and testing support
@@ -103,6 +116,8 @@ from ._exceptions import (
     ValidationError,
 )
 from ._inbound import InboundSmsMessage, InboundSmsMessageList, InboundSubscription
+from ._inbound_message import InboundMessage
+from ._inbox import Inbox
 from ._limiter import RateLimiter
 from ._models import (
     DeliveryInfo,
@@ -138,9 +153,11 @@ __all__ = [
     "DeliveryStatus",
     "DeliveryTracker",
     "DeliveryUpdate",
+    "InboundMessage",
     "InboundSmsMessage",
     "InboundSmsMessageList",
     "InboundSubscription",
+    "Inbox",
     "InvalidAddressError",
     "InvalidCallbackURLError",
     "InvalidMessageError",
