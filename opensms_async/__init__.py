@@ -57,6 +57,8 @@ that it names every module.
     stores.inbound.memory   MemoryInboundStore: in this process's memory
     stores.inbound.sqlite   SQLiteInboundStore: SQLite tables of their own, group commit
     stores.inbound._sqlite_writer  a thread owning a SQLite connection, running jobs in batches
+    stores.inbound.redis    RedisInboundStore: shared by replicas, one Lua call per receive
+    stores.inbound._redis_scripts  the Lua scripts: dedupe, the reassembly step, the log append
 3 tracking: delivery tracking over a store
     _tracker                DeliveryTracker: track, ingest, events, wait_for_final
     _poller                 the reconciliation poller, handed a store, a fetch and an ingest

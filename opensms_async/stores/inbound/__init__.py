@@ -13,12 +13,14 @@ from ._url import open_inbound_store
 from .memory import MemoryInboundStore
 
 if TYPE_CHECKING:
+    from .redis import RedisInboundStore
     from .sqlite import SQLiteInboundStore
 
 __all__ = [
     "InboundStore",
     "MemoryInboundStore",
     "Received",
+    "RedisInboundStore",
     "SQLiteInboundStore",
     "open_inbound_store",
 ]
@@ -30,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from .sqlite import SQLiteInboundStore
 
         return SQLiteInboundStore
+    if name == "RedisInboundStore":
+        from .redis import RedisInboundStore
+
+        return RedisInboundStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
