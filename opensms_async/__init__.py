@@ -72,7 +72,21 @@ that it names every module.
 5 edges: what users run, and testing support
     opensms_async           this package: the public names
     __main__                python -m opensms_async
-    _cli                    the opensms command line, the only module that prints
+    _cli                    the package: the opensms command line, the only package that prints
+    _cli._base              what every command shares: parser, options, credentials, exit codes
+    _cli._bulk_file         send-many's files: rows in (CSV or JSON lines), results out
+    _cli._completion        opensms completion SHELL: a completion script from the parser
+    _cli._doctor            opensms doctor: is this set-up ready, one line per check
+    _cli._events            opensms events: a store's event log as JSON lines
+    _cli._local             opensms simulate and opensms demo: all on this machine
+    _cli._main              main(): parse, log, run the command, one line per failure
+    _cli._messages          opensms send, status and segments: one message at a time
+    _cli._output            how commands print: results on stdout, notes on stderr
+    _cli._progress          a long command's progress on stderr
+    _cli._receive           opensms receive: the callback receiver, events as JSON lines
+    _cli._send_many         opensms send-many FILE: every message of a file, resumable
+    _cli._stores            store URLs as the commands take them
+    _cli._subscription      opensms subscription create | get | delete
     _demo                   opensms demo: the whole story over real sockets
     _server                 serving an ASGI app on a real socket for a block
     testing                 the simulator and pytest fixtures, public
@@ -102,7 +116,9 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     InvalidAddressError,
+    InvalidBaseURLError,
     InvalidCallbackURLError,
+    InvalidCursorError,
     InvalidMessageError,
     InvalidSenderError,
     InvalidStoreURLError,
@@ -161,7 +177,9 @@ __all__ = [
     "InboundSubscription",
     "Inbox",
     "InvalidAddressError",
+    "InvalidBaseURLError",
     "InvalidCallbackURLError",
+    "InvalidCursorError",
     "InvalidMessageError",
     "InvalidSenderError",
     "InvalidStoreURLError",
