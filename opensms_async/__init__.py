@@ -69,6 +69,8 @@ that it names every module.
     _inbox_live             the live buffer that messages() consumers share (generic)
 4 receiver: the ASGI edge
     receiver                create_receiver_app: token, parse, record, answer
+    _receiving              what both endpoints share: answers, bounded body, record deadline
+    _inbound_receiver       the inbound endpoint: Bearer token, parse, record in the inbox
 5 edges: what users run, and testing support
     opensms_async           this package: the public names
     __main__                python -m opensms_async
