@@ -92,7 +92,7 @@ _UNEXPECTED = Refusal(503, "not_recorded", "an unexpected error; retry later")
 
 
 class Endpoint:
-    """A receiver endpoint; subclasses give :meth:`_handle` (and ``_what``, for log lines)."""
+    """A receiver endpoint; subclasses give :meth:`_handle` (and :attr:`what`, for log lines)."""
 
     what: ClassVar[str] = "callback"
     """What the endpoint receives, as log lines and the health route name it."""
