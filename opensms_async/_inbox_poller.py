@@ -90,6 +90,11 @@ class InboundPoller:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    def next_fetch(self, number: str) -> float:
+        """Clock time of the next fetch of ``number`` (at the end of a 429 pause at the
+        earliest)."""
+        return max(self._due[number], self._paused_until)
+
     async def _run(self) -> None:
         while True:
             number = min(self._due, key=self._due.__getitem__)
