@@ -14,10 +14,18 @@ from typing import Any
 
 import attrs
 
-from ._reassembly import Assembled
+from ._reassembly import Assembled, Part
 from ._state import Source
 
-__all__ = ["InboundMessage", "decode", "encode", "logged"]
+__all__ = [
+    "InboundMessage",
+    "build_message",
+    "decode",
+    "encode",
+    "encode_single",
+    "logged",
+    "logged_single",
+]
 
 
 @attrs.frozen
@@ -50,22 +58,74 @@ class InboundMessage:
     date_time: str | None = None
 
 
+# InboundMessage's slot descriptors, in field order: attrs' __init__ of a frozen class sets each
+# field through ``object.__setattr__``; the descriptors set the slot directly, for the stores'
+# hot path (one message per inbound callback). tests/test_inbound_message.py keeps it equal.
+_new_object = object.__new__
+(_set_message_id, _set_sender, _set_destination, _set_text, _set_received_at, _set_parts,
+ _set_complete, _set_source, _set_cursor, _set_total, _set_part_ids, _set_date_time) = (
+    InboundMessage.__dict__[field.name].__set__ for field in attrs.fields(InboundMessage)
+)  # fmt: skip
+_SOURCES = {source.value: source for source in Source}
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def build_message(
+    message_id: str,
+    sender: str,
+    destination: str,
+    text: str,
+    received_at: float,
+    parts: int,
+    complete: bool,
+    source: Source,
+    cursor: str,
+    total: int,
+    part_ids: tuple[str, ...],
+    date_time: str | None,
+) -> InboundMessage:
+    """``InboundMessage(...)`` with every field given in order, cheaper to build."""
+    message: InboundMessage = _new_object(InboundMessage)
+    _set_message_id(message, message_id)
+    _set_sender(message, sender)
+    _set_destination(message, destination)
+    _set_text(message, text)
+    _set_received_at(message, received_at)
+    _set_parts(message, parts)
+    _set_complete(message, complete)
+    _set_source(message, source)
+    _set_cursor(message, cursor)
+    _set_total(message, total)
+    _set_part_ids(message, part_ids)
+    _set_date_time(message, date_time)
+    return message
+
+
+def logged_single(part: Part, received_at: float, cursor: str) -> InboundMessage:
+    """A part that came whole (no reassembly: :func:`~._reassembly.single`), as logged."""
+    mid = part.message_id
+    return build_message(
+        mid, part.sender, part.destination, part.text, received_at, 1, True,
+        _SOURCES[part.source], cursor, 1, (mid,), part.date_time,
+    )  # fmt: skip
+
+
+def encode_single(part: Part, received_at: float) -> str:
+    """:func:`encode` of :func:`~._reassembly.single` ``(part, received_at)``, without it."""
+    mid = part.message_id
+    return _ENCODER.encode(
+        [mid, part.sender, part.destination, part.text, repr(float(received_at)), 1, 1, True,
+         [mid], part.source, part.date_time]
+    )  # fmt: skip
+
+
 def logged(message: Assembled, cursor: str) -> InboundMessage:
     """``message`` as logged under ``cursor``."""
-    return InboundMessage(
-        message_id=message.message_id,
-        sender=message.sender,
-        destination=message.destination,
-        text=message.text,
-        received_at=message.received_at,
-        parts=message.parts,
-        complete=message.complete,
-        source=Source(message.source),
-        cursor=cursor,
-        total=message.total,
-        part_ids=message.part_ids,
-        date_time=message.date_time,
-    )
+    return build_message(
+        message.message_id, message.sender, message.destination, message.text,
+        message.received_at, message.parts, message.complete, _SOURCES[message.source], cursor,
+        message.total, message.part_ids, message.date_time,
+    )  # fmt: skip
 
 
 def encode(message: Assembled) -> str:
@@ -84,24 +144,15 @@ def encode(message: Assembled) -> str:
         message.source,
         message.date_time,
     ]
-    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(row)
 
 
 def decode(cursor: str, raw: str | bytes) -> InboundMessage:
     """The message a log entry holds (as :func:`encode` or the Lua script wrote it)."""
     row: list[Any] = json.loads(raw)
     mid, sender, destination, text, at, parts, total, complete, ids, source, date_time = row
-    return InboundMessage(
-        message_id=mid,
-        sender=sender,
-        destination=destination,
-        text=text,
-        received_at=float(at),
-        parts=int(parts),
-        complete=bool(complete),
-        source=Source(source),
-        cursor=cursor,
-        total=int(total),
-        part_ids=tuple(ids) if isinstance(ids, list) else (),  # Lua's cjson: {} for no ids
-        date_time=date_time,
-    )
+    return build_message(
+        mid, sender, destination, text, float(at), int(parts), bool(complete), _SOURCES[source],
+        cursor, int(total), tuple(ids) if isinstance(ids, list) else (),  # cjson: {} for none
+        date_time,
+    )  # fmt: skip

@@ -1,9 +1,11 @@
 """One thread that owns a SQLite connection and runs its jobs in batches (group commit).
 
 The discipline of the delivery store's writer (``stores/sqlite.py``), written generic over what a
-job does: a job is a function of the connection. The thread takes everything queued (up to
-``max_batch`` jobs), runs the reads, then runs every write inside *one* transaction and commits
-once, and resolves every caller's future in one hop to the event loop. A write job that raises
+job does: a job is a function of the connection, or a payload for a *batch function* that runs
+the payloads of every job of a batch together (so that their rows share statements: one
+``SELECT ... IN``, one ``executemany``). The thread takes everything queued (up to ``max_batch``
+jobs), runs the reads, then runs every write inside *one* transaction and commits once, and
+resolves every caller's future in one hop to the event loop. A write job that raises
 has the batch rolled back and run again with a savepoint per job, so that it fails alone; a
 failed ``COMMIT`` fails every job of the batch with :class:`StoreUnavailableError`, nothing
 half-written. Each caller thus returns only after its commit, while a burst of callers shares
@@ -28,6 +30,8 @@ __all__ = ["Connect", "Writer"]
 _T = TypeVar("_T")
 _Kind: TypeAlias = Literal["read", "write", "stop"]
 _Outcome: TypeAlias = tuple["asyncio.Future[Any] | None", BaseException | None, object]
+Batch: TypeAlias = Callable[[sqlite3.Connection, list[Any]], list[Any]]
+"""Runs the payloads of several jobs in order; one result per payload."""
 Connect: TypeAlias = Callable[[], sqlite3.Connection]
 """Opens the connection, schema ready, in autocommit mode (run on the writer thread); raises
 StoreError when it cannot."""
@@ -35,19 +39,25 @@ _STOP: Final = "stop"
 
 
 class _Job:
-    __slots__ = ("fn", "future", "kind")
+    __slots__ = ("batch", "fn", "future", "kind", "payload")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], object] | None,
         kind: _Kind,
         future: asyncio.Future[Any] | None,
+        batch: Batch | None = None,
+        payload: object = None,
     ) -> None:
         self.fn = fn
         self.kind = kind
         self.future = future
+        self.batch = batch
+        self.payload = payload
 
     def run(self, conn: sqlite3.Connection) -> object:
+        if self.batch is not None:
+            return self.batch(conn, [self.payload])[0]
         if self.fn is None:
             raise RuntimeError("a stop job has no function to run")
         return self.fn(conn)
@@ -91,6 +101,15 @@ class Writer:
             raise StoreError("a SQLite store must be used from the event loop that opened it")
         future: asyncio.Future[_T] = self._loop.create_future()
         self._queue.put(_Job(fn, kind, future))
+        return await future
+
+    async def batched(self, batch: Batch, payload: object) -> Any:
+        """Run ``payload`` in the next write transaction, through ``batch`` together with the
+        payloads of every other job of the transaction that has the same batch function."""
+        if asyncio.get_running_loop() is not self._loop:
+            raise StoreError("a SQLite store must be used from the event loop that opened it")
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put(_Job(None, "write", future, batch, payload))
         return await future
 
     async def stop(self) -> None:
@@ -166,14 +185,33 @@ class Writer:
         return outcomes, True
 
     def _run_all(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
-        try:  # optimistic: no savepoints, as long as nothing fails
-            return [(job.future, None, job.run(conn)) for job in jobs]
+        try:  # optimistic: no savepoints, batch functions over all their jobs at once
+            return self._run_together(conn, jobs)
         except Exception:
             if len(jobs) == 1:  # alone in its transaction: it fails, rolled back with it
                 raise
         conn.execute("ROLLBACK")
         conn.execute("BEGIN IMMEDIATE")
         return [self._write_one(conn, job) for job in jobs]
+
+    def _run_together(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
+        """Every job in order, each run of consecutive jobs of one batch function in one call."""
+        outcomes: list[_Outcome] = []
+        start = 0
+        while start < len(jobs):
+            batch = jobs[start].batch
+            if batch is None:
+                outcomes.append((jobs[start].future, None, jobs[start].run(conn)))
+                start += 1
+                continue
+            stop = start
+            while stop < len(jobs) and jobs[stop].batch is batch:
+                stop += 1
+            group = jobs[start:stop]
+            results = batch(conn, [job.payload for job in group])
+            outcomes += [(job.future, None, r) for job, r in zip(group, results, strict=True)]
+            start = stop
+        return outcomes
 
     def _write_one(self, conn: sqlite3.Connection, job: _Job) -> _Outcome:
         conn.execute("SAVEPOINT job")

@@ -18,10 +18,9 @@ from typing import Final, TypeAlias
 from urllib.parse import urlsplit
 
 from ..._exceptions import InvalidStoreURLError, StoreError
-from ..._inbound_message import InboundMessage, logged
+from ..._inbound_message import InboundMessage, logged, logged_single
 from ..._lifecycle import OPEN, Lifecycle
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
-from ..._state import Source
 from .._common import Wakeup, parse_cursor
 from .._url_options import options, positive_int, redact
 from ._base import Received
@@ -199,10 +198,7 @@ class MemoryInboundStore(Lifecycle):
 
     def _append_single(self, part: Part, now: float) -> InboundMessage:
         log = self._log
-        message = InboundMessage(
-            part.message_id, part.sender, part.destination, part.text, now, 1, True,
-            Source(part.source), str(log.next_cursor), 1, (part.message_id,), part.date_time,
-        )  # fmt: skip
+        message = logged_single(part, now, str(log.next_cursor))
         log.messages.append(message)
         return message
 

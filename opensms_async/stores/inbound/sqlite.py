@@ -27,13 +27,20 @@ import sqlite3
 import weakref
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 from ..._exceptions import InvalidStoreURLError, StoreError
-from ..._inbound_message import InboundMessage, decode, encode, logged
+from ..._inbound_message import (
+    InboundMessage,
+    decode,
+    encode,
+    encode_single,
+    logged,
+    logged_single,
+)
 from ..._lifecycle import OPEN, Lifecycle
-from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key, single
+from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
 from .._common import Wakeup, parse_cursor
 from .._url_options import options, positive_int, redact
 from ._base import Received
@@ -64,7 +71,9 @@ _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS inbound_log (cursor INTEGER PRIMARY KEY AUTOINCREMENT,"
     " message TEXT NOT NULL)",
 )
-_SEEN: Final = "INSERT INTO inbound_seen VALUES (?, ?) ON CONFLICT (message_id) DO NOTHING"
+# Checked first (_KNOWN, under the write transaction's lock): the insert then never conflicts.
+_KNOWN: Final = "SELECT message_id FROM inbound_seen WHERE message_id IN ({ids})"
+_NEW_ID: Final = "INSERT INTO inbound_seen VALUES (?, ?)"
 _LOG: Final = "INSERT INTO inbound_log (message) VALUES (?)"
 _GROUP: Final = "SELECT opened_at, parts FROM inbound_groups WHERE key = ?"
 _PUT_GROUP: Final = "INSERT OR REPLACE INTO inbound_groups VALUES (?, ?, ?)"
@@ -179,8 +188,12 @@ class SQLiteInboundStore(Lifecycle):
         cancelled call may still be committed.
         """
         writer = self._ready()
-        job = partial(_receive, tuple(parts), now, timeout, now + retention)
-        return await writer.call(job, "write")
+        if not parts:
+            return Received([])
+        received: Received = await writer.batched(
+            _receive_many, (tuple(parts), now, timeout, now + retention)
+        )
+        return received
 
     async def expire(self, now: float, *, timeout: float) -> list[InboundMessage]:
         """Log the groups whose window has ended, forget old ids, trim the log (bounded)."""
@@ -237,31 +250,95 @@ class SQLiteInboundStore(Lifecycle):
 # --- jobs (run on the writer thread) ---------------------------------------------------------
 
 
-def _receive(
-    parts: tuple[Part, ...], now: float, timeout: float, forget_at: float, conn: sqlite3.Connection
-) -> Received:
-    cursor = conn.cursor()  # one cursor for the job: conn.execute() would make one each
-    out: list[InboundMessage] = []
-    duplicates = 0
-    for part in parts:
-        if cursor.execute(_SEEN, (part.message_id, forget_at)).rowcount == 0:
-            duplicates += 1
-            continue
-        gkey = group_key(part)
-        if gkey is None:
-            out.append(_log(cursor, single(part, now)))
-            continue
-        key = _key_text(gkey)
-        row = cursor.execute(_GROUP, (key,)).fetchone()
-        old = None if row is None else _group(gkey, row[0], row[1])
-        outcome = add_part(old, part, now, timeout=timeout)
-        if outcome.group is None:
-            if old is not None:
-                cursor.execute(_DROP_GROUP, (key,))
-        else:
-            cursor.execute(_PUT_GROUP, _group_row(key, outcome.group))
-        out.extend(_log(cursor, message) for message in outcome.messages)
-    return Received(out, duplicates)
+_Call: TypeAlias = tuple[tuple[Part, ...], float, float, float]
+"""One receive call: its parts, ``now``, the reassembly timeout and when its ids may go."""
+_Logged: TypeAlias = "tuple[Part, float] | Assembled"
+"""What a call logs: a part that came whole (and when), or what reassembly yielded."""
+_IDS_PER_SELECT: Final = 500
+
+
+def _receive_many(conn: sqlite3.Connection, calls: list[_Call]) -> list[Received]:
+    """Dedupe, reassemble and log the parts of several receive calls, in order, with a few
+    statements in all: one ``SELECT`` of the ids already seen (per 500), one per group touched,
+    and an ``executemany`` each for the new ids, the groups and the log."""
+    cursor = conn.cursor()
+    known = _known(cursor, {part.message_id for parts, *_ in calls for part in parts})
+    groups: dict[str, PartGroup | None] = {}
+    new_ids: list[tuple[str, float]] = []
+    rows: list[tuple[str]] = []
+    shares: list[tuple[list[_Logged], int]] = []
+    for parts, now, timeout, forget_at in calls:
+        logged_here: list[_Logged] = []
+        duplicates = 0
+        for part in parts:
+            if part.message_id in known:
+                duplicates += 1
+                continue
+            known.add(part.message_id)
+            new_ids.append((part.message_id, forget_at))
+            gkey = group_key(part)
+            if gkey is None:  # a message of its own: the common case, encoded directly
+                rows.append((encode_single(part, now),))
+                logged_here.append((part, now))
+                continue
+            key = _key_text(gkey)
+            if key not in groups:
+                groups[key] = _load_group(cursor, key, gkey)
+            outcome = add_part(groups[key], part, now, timeout=timeout)
+            groups[key] = outcome.group
+            rows.extend((encode(message),) for message in outcome.messages)
+            logged_here.extend(outcome.messages)
+        shares.append((logged_here, duplicates))
+    cursor.executemany(_NEW_ID, new_ids)
+    _write_groups(cursor, groups)
+    return _cursored(cursor, rows, shares)
+
+
+def _known(cursor: sqlite3.Cursor, ids: set[str]) -> set[str]:
+    """The ids among ``ids`` that are remembered."""
+    listed, known = list(ids), set[str]()
+    for start in range(0, len(listed), _IDS_PER_SELECT):
+        chunk = listed[start : start + _IDS_PER_SELECT]
+        sql = _KNOWN.format(ids=", ".join("?" * len(chunk)))
+        known.update(row[0] for row in cursor.execute(sql, chunk))
+    return known
+
+
+def _load_group(cursor: sqlite3.Cursor, key: str, gkey: GroupKey) -> PartGroup | None:
+    row = cursor.execute(_GROUP, (key,)).fetchone()
+    return None if row is None else _group(gkey, row[0], row[1])
+
+
+def _write_groups(cursor: sqlite3.Cursor, groups: dict[str, PartGroup | None]) -> None:
+    """Store the groups a batch touched (deleting those that were yielded)."""
+    kept = [_group_row(key, group) for key, group in groups.items() if group is not None]
+    gone = [(key,) for key, group in groups.items() if group is None]
+    if kept:
+        cursor.executemany(_PUT_GROUP, kept)
+    if gone:
+        cursor.executemany(_DROP_GROUP, gone)
+
+
+def _cursored(
+    cursor: sqlite3.Cursor, rows: list[tuple[str]], shares: list[tuple[list[_Logged], int]]
+) -> list[Received]:
+    """Log ``rows`` and hand each call its messages under their cursors."""
+    if not rows:
+        return [Received([], duplicates) for _, duplicates in shares]
+    cursor.executemany(_LOG, rows)
+    # AUTOINCREMENT under the write lock: the rows took consecutive ids, up to the last.
+    next_cursor = cursor.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
+    received = []
+    for logged_here, duplicates in shares:
+        messages = []
+        for item in logged_here:
+            if isinstance(item, tuple):
+                messages.append(logged_single(item[0], item[1], str(next_cursor)))
+            else:
+                messages.append(logged(item, str(next_cursor)))
+            next_cursor += 1
+        received.append(Received(messages, duplicates))
+    return received
 
 
 def _expire(
