@@ -31,6 +31,8 @@ logger = logging.getLogger("opensms_async.inbox")
 
 DEFAULT_INBOUND_RETENTION: Final = 4 * 24 * 3600.0
 """Seconds a ``messageId`` is remembered by default: a day more than BICS's 3 days of retries."""
+BICS_RETRY_HORIZON: Final = 3 * 24 * 3600.0
+"""BICS retries an inbound post for up to 3 days: a shorter retention lets a late retry through."""
 _MAX_BATCH_SIZE: Final = 200
 _OUTAGE_BACKOFF: Final = 0.25
 _MAX_OUTAGE_BACKOFF: Final = 5.0
@@ -94,6 +96,12 @@ class Inbox(Lifecycle):
         numbers = list(dict.fromkeys(normalize_inbound_number(n) for n in _listed(poll_numbers)))
         if numbers and client is None:
             raise ValueError("poll_numbers need a client to poll them with")
+        if retention <= BICS_RETRY_HORIZON:
+            logger.warning(
+                "Inbox retention of %gs is within BICS's 3 days of retries: a message retried"
+                " after it is yielded again",
+                retention,
+            )
         self.store = open_inbound_store(store) if isinstance(store, str) else store
         self.client = client
         self.poll_numbers = tuple(numbers)

@@ -199,3 +199,11 @@ def test_poll_numbers_are_normalised_and_a_bad_one_refused() -> None:
     assert inbox.poll_numbers == ("tel:+32470000000", "tel:1234")
     with pytest.raises(ValueError, match="inbound number"):
         Inbox(client=client, poll_numbers=["ACME"])
+
+
+def test_a_retention_within_bics_retries_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """A retention of 3 days or less lets a late BICS retry through: a WARNING says so."""
+    with caplog.at_level("WARNING", logger="opensms_async.inbox"):
+        Inbox(retention=3600.0)
+        Inbox()
+    assert len(caplog.records) == 1 and "3 days" in caplog.messages[0]
