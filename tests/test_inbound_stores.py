@@ -193,6 +193,18 @@ async def test_ids_are_forgotten_after_their_retention(store: InboundStore) -> N
     assert await receive(store, [single_part("a", "again")], 1000.0) == ["again"]
 
 
+async def test_forgetting_many_ids_takes_a_few_bounded_calls(store: InboundStore) -> None:
+    """Thousands of ids past their retention are all forgotten within a few expire calls."""
+    ids = [str(uuid.uuid4()) for _ in range(1200)]
+    await store.receive([single_part(i) for i in ids], now=0.0, timeout=T, retention=10.0)
+    kept = single_part("still-remembered")
+    await store.receive([kept], now=50.0, timeout=T, retention=R)
+    for _ in range(10):
+        await store.expire(100.0, timeout=T)
+    assert not any([await store.remembers(i) for i in ids[::97]])
+    assert await store.remembers("still-remembered")
+
+
 async def test_the_log_is_read_after_a_cursor(store: InboundStore) -> None:
     """Cursors increase; reading after one gives what came later, in order, up to a limit."""
     for n in range(5):
