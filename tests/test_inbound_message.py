@@ -88,6 +88,7 @@ def test_fields_are_read_leniently_but_the_id_strictly() -> None:
     )  # fmt: skip
     assert (part.message_id, part.text, part.sender) == ("12", "a\ufffdb", "tel:+3247")
     assert (part.reference, part.number, part.total) == (1, None, 2)
+    bad: object
     for bad in (
         {"InboundSmsMessage": {"message": "no id"}},
         {"InboundSmsMessage": {"messageId": "x" * 257}},

@@ -60,7 +60,7 @@ def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
 @pytest.fixture
 async def store(make_store: StoreFactory) -> AsyncIterator[InboundStore]:
     """An open store of the backend under test."""
-    async with make_store() as opened:  # type: ignore[attr-defined]
+    async with make_store() as opened:
         yield opened
 
 
@@ -271,9 +271,9 @@ async def test_what_was_received_survives_reopening(make_store: StoreFactory, ba
     if backend == "memory":
         pytest.skip("nothing survives a memory store")
     one, two = parts_of(["a", "b"])
-    async with make_store() as first:  # type: ignore[attr-defined]
+    async with make_store() as first:
         await receive(first, [one, single_part("x")], 0.0)
-    async with make_store() as second:  # type: ignore[attr-defined]
+    async with make_store() as second:
         assert await receive(second, [single_part("x")], 1.0) == []
         assert await receive(second, [two], 2.0) == ["ab"]
         assert [m.text for m in await second.read_messages(None)] == ["hi", "ab"]

@@ -14,7 +14,8 @@ twice nor lose a part. Every method may raise :class:`StoreError`; ``receive`` r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 
 import attrs
 
@@ -45,6 +46,18 @@ class InboundStore(Protocol):
 
     async def aclose(self) -> None:
         """Flush and release resources; idempotent."""
+
+    async def __aenter__(self) -> Self:
+        """``open()``; the store itself."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``aclose()``."""
 
     async def receive(
         self, parts: Sequence[Part], *, now: float, timeout: float, retention: float
