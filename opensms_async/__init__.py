@@ -3,7 +3,8 @@
 Send messages, poll delivery infos and manage the delivery-info subscription with
 :class:`OpenSMSClient`; run the bundled receiver and iterate delivery events with
 :class:`DeliveryTracker`. The client also speaks the rest of BICS v3: the inbound-message
-subscription, polling an inbound number's inbox, and conversion reports.
+subscription, polling an inbound number's inbox, and conversion reports; :class:`Inbox` turns
+inbound SMS (by callback or polled) into a stream that yields each message once and whole.
 
 The map of the house: every module, one line each, under its room. Rooms are numbered low to
 high; a module imports only from its own room or from a room of a lower number, never from a
@@ -26,12 +27,14 @@ that it names every module.
     _updates                delivery updates from the API's infos: a poll, a send
     _webhook                a delivery callback's token check and structural parse
     _reassembly             the rules joining the parts of long inbound messages
+    _inbound_message        InboundMessage, and its form in a store's log
+    _inbound_webhook        an inbound callback's body, or a polled page, as parts
     _lifecycle              one open/aclose lifecycle with an explicit state
 2 client: the HTTP client
     _client                 OpenSMSClient: every endpoint of the API
-    _aiohttp                an httpx transport over aiohttp: the client's default HTTP layer
     _auth                   API key and OAuth2 client-credentials authentication
     _transport              one bounded HTTP exchange: a deadline and a size cap
+    _aiohttp                the default HTTP layer: aiohttp under httpx's requests and errors
     _errors_map             a non-2xx response as its typed error
     _limiter                the hourly budget and concurrency cap of a client
     _bulk                   sending many messages with bounded concurrency
@@ -50,36 +53,50 @@ that it names every module.
     stores._redis_config    a Redis store's URL, clients and settings
     stores._redis_expiry    a Redis store's own expiry of old requests
     stores._redis_scripts   the Lua scripts, the merge generated from _state's tables
+    stores.inbound          the package: the inbound store protocol, the stores, open_inbound_store
+    stores.inbound._base    the protocol every inbound store implements (InboundStore)
+    stores.inbound._url     open_inbound_store: a URL's scheme to its backend, imported lazily
+    stores.inbound.memory   MemoryInboundStore: in this process's memory
+    stores.inbound.sqlite   SQLiteInboundStore: SQLite tables of their own, group commit
+    stores.inbound._sqlite_writer  a thread owning a SQLite connection, running jobs in batches
+    stores.inbound.redis    RedisInboundStore: shared by replicas, one Lua call per receive
+    stores.inbound._redis_scripts  the Lua scripts: dedupe, the reassembly step, the log append
 3 tracking: delivery tracking over a store
     _tracker                DeliveryTracker: track, ingest, events, wait_for_final
     _poller                 the reconciliation poller, handed a store, a fetch and an ingest
     _live                   the live buffer that events() consumers share
-3 inbox: the inbound stream (to come), beside tracking, on stores of its own
+3 inbox: the inbound stream, beside tracking, on stores of its own
+    _inbox                  Inbox: ingest, messages, the reassembly timer
+    _inbox_poller           the inbound poller, handed a fetch and a record
+    _inbox_live             the live buffer that messages() consumers share (generic)
 4 receiver: the ASGI edge
     receiver                create_receiver_app: token, parse, record, answer
+    _receiving              what both endpoints share: answers, bounded body, record deadline
+    _inbound_receiver       the inbound endpoint: Bearer token, parse, record in the inbox
 5 edges: what users run, and testing support
     opensms_async           this package: the public names
     __main__                python -m opensms_async
-    _cli                    the opensms command line, the only package that prints
-    _cli._main              main(): parse, log, run a command, every failure as one line
-    _cli._base              what every command shares: parser, options, credentials, exits
-    _cli._output            how the commands print: results on stdout, notes on stderr
-    _cli._progress          a long command's progress on stderr
-    _cli._messages          opensms send, status and segments
-    _cli._send_many         opensms send-many: every message of a file, resumable
-    _cli._bulk_file         send-many's files: rows in, results out
-    _cli._subscription      opensms subscription create | get | delete
-    _cli._receive           opensms receive: the receiver, printing every event
+    _cli                    the package: the opensms command line, the only package that prints
+    _cli._base              what every command shares: parser, options, credentials, exit codes
+    _cli._bulk_file         send-many's files: rows in (CSV or JSON lines), results out
+    _cli._completion        opensms completion SHELL: a completion script from the parser
+    _cli._doctor            opensms doctor: is this set-up ready, one line per check
     _cli._events            opensms events: a store's event log as JSON lines
+    _cli._local             opensms simulate and opensms demo: all on this machine
+    _cli._main              main(): parse, log, run the command, one line per failure
+    _cli._messages          opensms send, status and segments: one message at a time
+    _cli._output            how commands print: results on stdout, notes on stderr
+    _cli._progress          a long command's progress on stderr
+    _cli._receive           opensms receive: the callback receiver, events as JSON lines
+    _cli._send_many         opensms send-many FILE: every message of a file, resumable
     _cli._stores            store URLs as the commands take them
-    _cli._local             opensms simulate and opensms demo
-    _cli._doctor            opensms doctor: is this set-up ready?
-    _cli._completion        opensms completion: a shell completion script
+    _cli._subscription      opensms subscription create | get | delete
     _demo                   opensms demo: the whole story over real sockets
     _server                 serving an ASGI app on a real socket for a block
     testing                 the simulator and pytest fixtures, public
     testing._access         who may call the simulated API
     testing._callbacks      the simulator's delivery callbacks, planned and posted
+    testing._clock          a manual clock for tests (time moves when the test says)
     testing._delivery       a simulated message's delivery timeline
     testing._faults         faults injected into the simulator
     testing._inbound        the simulator's inbound SMS and conversions
@@ -123,6 +140,8 @@ from ._exceptions import (
     ValidationError,
 )
 from ._inbound import InboundSmsMessage, InboundSmsMessageList, InboundSubscription
+from ._inbound_message import InboundMessage
+from ._inbox import Inbox
 from ._limiter import RateLimiter
 from ._models import (
     DeliveryInfo,
@@ -158,9 +177,11 @@ __all__ = [
     "DeliveryStatus",
     "DeliveryTracker",
     "DeliveryUpdate",
+    "InboundMessage",
     "InboundSmsMessage",
     "InboundSmsMessageList",
     "InboundSubscription",
+    "Inbox",
     "InvalidAddressError",
     "InvalidBaseURLError",
     "InvalidCallbackURLError",

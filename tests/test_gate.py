@@ -4,6 +4,7 @@ huge value."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -144,13 +145,13 @@ def test_updates_from_infos_carry_the_infos_as_answered() -> None:
 def test_updates_from_infos_refuse_or_skip_a_bad_info() -> None:
     """An info the gate refuses raises, or, when the caller asks to be told, is skipped."""
     infos = [DeliveryInfo("+331", "X" * 65), DeliveryInfo("+332", S.DELIVERED_TO_TERMINAL)]
-    given = {"source": Source.POLL, "sms_parts": None, "sender": None, "received_at": 1.0}
-    with pytest.raises(InvalidUpdateError, match="status"):
-        updates_from_infos("req-1", infos, **given)
-    skipped: list[str] = []
-    [kept] = updates_from_infos(
-        "req-1", infos, **given, refused=lambda info, exc: skipped.append(info.address)
+    given = functools.partial(
+        updates_from_infos, source=Source.POLL, sms_parts=None, sender=None, received_at=1.0
     )
+    with pytest.raises(InvalidUpdateError, match="status"):
+        given("req-1", infos)
+    skipped: list[str] = []
+    [kept] = given("req-1", infos, refused=lambda info, exc: skipped.append(info.address))
     assert kept.address == "tel:+332" and skipped == ["+331"]
 
 

@@ -59,6 +59,5 @@ async def test_a_live_consumer_reads_each_event_of_the_shared_log_once(redis_url
             [event] = await record([update(f"tel:+33{i}")])
             assert await asyncio.wait_for(following, WAIT) == event
             logged.append(event)
-        await consumer.aclose()
     for event in logged:
         assert sum(event in read for read in store.reads) == 1, event

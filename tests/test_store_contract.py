@@ -11,6 +11,7 @@ rather than skipping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -60,6 +61,17 @@ def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Sto
     if kind == "redis":
         return RedisStore(request.getfixturevalue("redis_url"))
     raise ValueError(kind)
+
+
+@contextlib.asynccontextmanager
+async def opened(store: Store) -> AsyncIterator[Store]:
+    """``store`` open for the block, closed after it (the protocol does not promise ``async
+    with``, only ``open`` and ``aclose``)."""
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.aclose()
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -256,14 +268,13 @@ async def test_a_durable_store_keeps_what_it_recorded(
 ) -> None:
     """What a durable store answered for is there for the next store on the same data (the next
     process): states, events and the schedule; a store that is not durable starts empty."""
-    first = make_store(kind, tmp_path, request)
-    async with first:
+    async with opened(make_store(kind, tmp_path, request)) as first:
         await first.apply_events(
             [up(S.MESSAGE_WAITING, sender=SENDER), up(S.DELIVERED_TO_TERMINAL)]
         )
         await first.schedule(REQ, SENDER, tracked_at=1.0, poll_at=2.0)
         states, events = await first.get_request(REQ), await read_all(first)
-    async with make_store(kind, tmp_path, request) as second:
+    async with opened(make_store(kind, tmp_path, request)) as second:
         if not second.durable:
             assert await second.get_request(REQ) == [] and await read_all(second) == []
             assert await second.claim_due(2.0) == []

@@ -188,10 +188,8 @@ class Commands:
     own (``opensms subscription get``).
     """
 
-    def __init__(self, subparsers: Any, root: argparse.ArgumentParser) -> None:
+    def __init__(self, subparsers: Any) -> None:
         self._sub = subparsers
-        self.root = root
-        """The whole ``opensms`` parser (``completion`` describes it)."""
 
     def add(self, name: str, *, run: Run, help: str, description: str | None = None) -> Parser:
         """A new command ``name`` that runs ``run``; add its own options to the parser returned."""
@@ -204,8 +202,7 @@ class Commands:
         """A command whose actions are commands of their own."""
         parser: Parser = self._sub.add_parser(name, help=help, description=help)
         add_global_options(parser, in_command=True)
-        actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
-        return Commands(actions, self.root)
+        return Commands(parser.add_subparsers(title="actions", metavar="ACTION", required=True))
 
 
 def add_reconcile_option(

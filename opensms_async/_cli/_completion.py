@@ -24,8 +24,6 @@ def register(commands: Commands) -> None:
         "zsh: write it as _opensms in a folder of your fpath.",
     )
     completion.add_argument("shell", choices=SHELLS)
-    # Handed the whole parser rather than importing the module that builds it (no import loop).
-    completion.set_defaults(root_parser=commands.root)
 
 
 async def _completion(args: argparse.Namespace, out: Output) -> int:
@@ -35,5 +33,6 @@ async def _completion(args: argparse.Namespace, out: Output) -> int:
         raise CommandError(
             "completion needs shtab: pip install 'opensms-async[cli]'", EXIT_FAILED
         ) from None
+    # The whole parser, handed over by _main (set_defaults): no import of the module above.
     out.line(shtab.complete(args.root_parser, shell=args.shell).rstrip("\n"))
     return 0
