@@ -93,6 +93,7 @@ that it names every module.
     _cli._stores            store URLs as the commands take them
     _cli._subscription      opensms subscription create | get | delete
     _demo                   opensms demo: the whole story over real sockets
+    _demo_inbound           opensms demo's two-way half: a reply in parts, made whole once
     _server                 serving an ASGI app on a real socket for a block
     testing                 the simulator and pytest fixtures, public
     testing._access         who may call the simulated API
