@@ -79,7 +79,7 @@ def imports(name: str, path: Path, known: set[str]) -> Iterator[tuple[str, int]]
     if any(_imports_importlib(node) for node in ast.walk(tree)):
         for node in ast.walk(tree):  # a module imported by name: any string naming one counts
             if _names_a_module(node):
-                assert isinstance(node, ast.Constant)
+                assert isinstance(node, ast.Constant) and isinstance(node.value, str)
                 yield from _known(_resolve(node.value, package), known, node.lineno)
 
 

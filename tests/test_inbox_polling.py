@@ -91,7 +91,7 @@ def rate_limited(retry_after: float | None) -> RateLimitError:
     """The client's error for a 429."""
     request = httpx.Request("GET", "https://api.example/inbound")
     response = httpx.Response(429, request=request)
-    return RateLimitError("429", response=response, body=None, retry_after=retry_after)
+    return RateLimitError("429", response=response, body="", retry_after=retry_after)
 
 
 async def test_empty_fetches_back_off_up_to_the_maximum() -> None:
@@ -157,7 +157,7 @@ async def test_other_errors_back_off_like_an_empty_fetch() -> None:
     """A 5xx (after the client's own handling) is logged and the number waits its backoff."""
     paced = Paced()
     request = httpx.Request("GET", "https://api.example/inbound")
-    paced.pages.append(ServerError("503", response=httpx.Response(503, request=request), body=None))
+    paced.pages.append(ServerError("503", response=httpx.Response(503, request=request), body=""))
     await paced.poller.poll(CANONICAL)
     assert paced.wait() == 10.0
 
