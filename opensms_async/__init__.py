@@ -98,6 +98,7 @@ that it names every module.
     testing                 the simulator and pytest fixtures, public
     testing._access         who may call the simulated API
     testing._callbacks      the simulator's delivery callbacks, planned and posted
+    testing._clock          a manual clock for tests (time moves when the test says)
     testing._delivery       a simulated message's delivery timeline
     testing._faults         faults injected into the simulator
     testing._inbound        the simulator's inbound SMS and conversions
