@@ -19,7 +19,6 @@ from opensms_async import (
     DeliveryUpdate,
     SendResult,
     Source,
-    StoreError,
 )
 from opensms_async.stores import MemoryStore, Store
 
@@ -275,14 +274,9 @@ async def test_wait_for_final_times_out(tracker: DeliveryTracker) -> None:
         await tracker.wait_for_final("req-1", "tel:+331", timeout=0.05)
 
 
-async def test_close_ends_iterators(store: Store, request: pytest.FixtureRequest) -> None:
-    """Closing the tracker ends every events() iterator."""
-    if store.shared:
-        # A race: an events() read pending in XREAD when the tracker closes raises StoreError
-        # ("closed while reading") instead of ending the iterator. Fixed on branch i9-core
-        # (the tracker's one lifecycle); remove this mark once it lands.
-        reason = "an XREAD pending at close raises StoreError (until i9-core lands)"
-        request.applymarker(pytest.mark.xfail(raises=StoreError, reason=reason))
+async def test_close_ends_iterators(store: Store) -> None:
+    """Closing the tracker ends every events() iterator (on Redis too, where a read is pending
+    in XREAD when the store closes)."""
     tracker = DeliveryTracker(store=store)
     await tracker.open()
     reads = Answers(store, "read_events")
