@@ -25,7 +25,8 @@ events each consumer saw, so the benchmark can check that the load made real ins
 and that every consumer was live. With ``--latency FILE``, the first consumer notes
 ``time.monotonic()`` (``CLOCK_MONOTONIC``: one clock for every process of the machine) as it
 receives each event, keyed by the event's address and status, and writes them there at the end
-(``bench_latency.py`` pairs them with the moments it sent the callbacks).
+(``bench_latency.py`` pairs them with the moments it sent the callbacks), with the generation and
+duration of every garbage collection meanwhile.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import os
 import signal
 import time
+from array import array
 from collections.abc import AsyncIterator, Sequence
 
 import uvicorn
@@ -100,7 +103,11 @@ class Consumers:
     def __init__(self, tracker: DeliveryTracker, count: int, *, timed: bool) -> None:
         self._tracker = tracker
         self.seen = [0] * count
-        self.arrivals: list[tuple[str, str, float]] = []
+        # Three flat columns, not a tuple per event: a growing list of tuples would make the
+        # garbage collector's full passes longer and more frequent, a tail of this benchmark's.
+        self.addresses: list[str] = []
+        self.statuses: list[str] = []
+        self.times = array("d")
         self._timed = timed
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -117,15 +124,37 @@ class Consumers:
             seen[index] += 1
 
     async def _timed_run(self) -> None:
-        note, clock = self.arrivals.append, time.monotonic
+        address, status, at = self.addresses.append, self.statuses.append, self.times.append
+        clock = time.monotonic
         async for event in self._tracker.events():
-            note((event.address, event.status, clock()))
-        self.seen[0] = len(self.arrivals)
+            at(clock())
+            address(event.address)
+            status(event.status)
+        self.seen[0] = len(self.times)
+
+    def arrivals(self) -> list[tuple[str, str, float]]:
+        """(address, status, monotonic time) of each event the first consumer saw."""
+        return list(zip(self.addresses, self.statuses, self.times, strict=True))
 
     async def stop(self) -> None:
         """Wait for the iterators to end (the tracker closed), 10 s at most."""
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
+
+
+class GCPauses:
+    """Every garbage collection of the server: its generation and how long it held the loop."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+        self._started = 0.0
+
+    def callback(self, phase: str, info: dict[str, int]) -> None:
+        """``gc.callbacks`` hook."""
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seen.append((info["generation"], time.perf_counter() - self._started))
 
 
 def _write_json(path: str, data: object) -> None:
@@ -138,18 +167,23 @@ def receiver_lifespan(
 ) -> contextlib.AbstractAsyncContextManager[None]:
     """Open the tracker, start the consumers; at the end, write the stats and arrival times."""
 
+    pauses = GCPauses()
+
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        if latency is not None:
+            gc.callbacks.append(pauses.callback)
         async with tracker:
             consumers.start()
             yield
             last = await tracker.store.last_cursor()
         await consumers.stop()
         if stats is not None:
-            data = {"last_cursor": last, "consumed": consumers.seen}
+            data: dict[str, object] = {"last_cursor": last, "consumed": consumers.seen}
             await asyncio.to_thread(_write_json, stats, data)
         if latency is not None:
-            await asyncio.to_thread(_write_json, latency, consumers.arrivals)
+            data = {"arrivals": consumers.arrivals(), "gc_pauses": pauses.seen}
+            await asyncio.to_thread(_write_json, latency, data)
 
     return lifespan()
 
