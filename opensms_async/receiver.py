@@ -483,8 +483,9 @@ class _ReceiverApp(Starlette):
 
     Starlette's middleware stack and router cost about as much as the endpoint's own work
     (``bench/bench_receiver.py``), and add nothing to an endpoint that answers every error itself.
-    Anything else (another path or method, the app mounted under a prefix, middleware added with
-    ``add_middleware``) goes through Starlette as usual.
+    Mounted in a parent app (``Mount("/sms", receiver)``), the callback path is matched below the
+    mount's prefix, as Starlette's router would match it. Anything else (another path or method,
+    middleware added with ``add_middleware``) goes through Starlette as usual.
     """
 
     def __init__(self, endpoint: CallbackEndpoint, path: str, **kwargs: Any) -> None:
@@ -500,10 +501,16 @@ class _ReceiverApp(Starlette):
         await super().__call__(scope, receive, send)
 
     def _is_callback(self, scope: Scope) -> bool:
-        return (
-            scope["type"] == "http"
-            and scope["path"] == self._path
-            and scope["method"] == "POST"
-            and not scope.get("root_path")
-            and not self.user_middleware
-        )
+        if scope["type"] != "http" or scope["method"] != "POST" or self.user_middleware:
+            return False
+        root = scope.get("root_path")
+        return (_below(scope["path"], root) if root else scope["path"]) == self._path
+
+
+def _below(path: str, root: str) -> str:
+    """The path an app mounted at ``root`` routes on, as Starlette's router finds it: ``path``
+    less its ``root`` prefix (a Mount keeps the full path in ``path`` and the prefix in
+    ``root_path``), or ``path`` itself when it does not start with that prefix."""
+    if path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return "" if path == root else path
