@@ -20,9 +20,9 @@ A run is refused (its figures not counted) on any answer but 204, any socket err
 callback whose event the consumer never saw. Reported per store and rate: p50, p99 and max of
 each run, the worst p99 of the runs beside the target (p99 < 5 ms memory, < 10 ms SQLite, in every
 run), and the answers' own round trip for context. Beside them, what explains a tail that is not
-the receiver's: the server's longest garbage collection, and how often the kernel preempted it
-(involuntary context switches: on a shared machine, other processes wanting CPU 0) with the
-load average when the run started.
+the receiver's: the server's longest garbage collection, and how long it waited for a CPU while
+runnable (``schedstat``: on a shared machine, other processes holding CPU 0), as a share of the
+run, with the load average when the run started.
 
     .venv/bin/python bench/bench_latency.py [--seconds 10] [--rates 1000,3000] [--rounds 3]
         [--stores memory,sqlite] [--json-out FILE]
@@ -45,7 +45,16 @@ from typing import Any, cast
 
 import uvloop
 from _receiver_apps import CALLBACK_PATH, TOKEN
-from _util import RunRefused, format_rows, free_port, pin_to_cpu, row, server_process, write_rows
+from _util import (
+    RunRefused,
+    cpu_wait_seconds,
+    format_rows,
+    free_port,
+    pin_to_cpu,
+    row,
+    server_process,
+    write_rows,
+)
 
 HERE = Path(__file__).resolve().parent
 TARGETS_MS = {"memory": 5.0, "sqlite": 10.0}
@@ -202,10 +211,10 @@ def one_run(store: str, rate: int, args: argparse.Namespace, workdir: str) -> di
     generator = Generator(rate, total)
     load = os.getloadavg()[0]
     with server_process(argv, port) as (_, pid):
-        switches = involuntary_switches(pid)
+        waited, started = cpu_wait_seconds(pid), time.monotonic()
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_drive(generator, port, args.connections))
-        switches = involuntary_switches(pid) - switches
+        waited = (cpu_wait_seconds(pid) - waited) / (time.monotonic() - started)
         time.sleep(0.3)  # the last events reach the consumer (they were recorded before the 204)
     if generator.failures:
         raise RunRefused(f"{len(generator.failures)} failures, first: {generator.failures[0]}")
@@ -225,19 +234,9 @@ def one_run(store: str, rate: int, args: argparse.Namespace, workdir: str) -> di
     pauses = [seconds for _, seconds in data["gc_pauses"]]
     summary["gc_max_ms"] = max(pauses, default=0.0) * 1e3
     summary["gc_full"] = float(sum(1 for generation, _ in data["gc_pauses"] if generation == 2))
-    summary["preempted_per_s"] = switches / (args.warmup + args.seconds)
+    summary["cpu_wait"] = waited
     summary["load"] = load
     return summary
-
-
-def involuntary_switches(pid: int) -> int:
-    """How often the kernel took the CPU from process ``pid`` so far (other tasks wanted it)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():  # every thread (SQLite's writer too)
-        for line in (task / "status").read_text().splitlines():
-            if line.startswith("nonvoluntary_ctxt_switches:"):
-                total += int(line.split()[1])
-    return total
 
 
 async def _drive(generator: Generator, port: int, connections: int) -> None:
@@ -304,9 +303,11 @@ def rows(results: Results) -> list[dict[str, Any]]:
             gc_max = max(r["gc_max_ms"] for r in counted)
             full = sum(r["gc_full"] for r in counted)
             notes.append(f"longest GC {gc_max:.1f} ms, {full:.0f} full")
-            preempted = max(r["preempted_per_s"] for r in counted)
+            waited = max(r["cpu_wait"] for r in counted)
             load = max(r["load"] for r in counted)
-            notes.append(f"server preempted up to {preempted:.0f}/s, load avg up to {load:.1f}")
+            notes.append(
+                f"server waited for a CPU up to {waited:.0%} of a run, load avg {load:.1f}"
+            )
         if refused:
             notes.append(f"{refused}/{len(runs)} runs refused")
         passed = None if target is None or worst is None else worst < target and not refused

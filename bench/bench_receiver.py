@@ -38,6 +38,10 @@ bulk send do). So half the callbacks insert and half merge, and each one logs an
 (``events_per_callback`` is a little over 1: the callbacks in flight when wrk stops are stored
 but not counted). The Starlette routes get the same bodies.
 
+The load of the machine, per figure: how long the server waited for a CPU while runnable
+(``schedstat``; the median share of its runs' time): near 0% on a quiet machine; beyond a few
+per cent, other processes held CPU 0 and the rates (and so the ratios) are noisy.
+
 CPU: the server's own CPU time per callback (read from ``/proc``; the server is CPU-bound, so its
 ratio tracks the throughput ratio), and for the Redis variants the CPU time of ``redis-server``
 during the run added to it. The benchmark starts its own ``redis-server`` (not pinned; a fresh
@@ -68,6 +72,7 @@ from _receiver_apps import CALLBACK_PATH, TOKEN
 from _util import (
     RunRefused,
     cpu_seconds,
+    cpu_wait_seconds,
     format_rows,
     free_port,
     median,
@@ -269,13 +274,17 @@ class Setup:
 def load(server: Server, setup: Setup, *, tag: str, seconds: int) -> dict[str, float]:
     """One wrk run against a server: callbacks/s and CPU µs per callback, or RunRefused."""
     connections = setup.args.connections
-    cpu = server.cpu()
+    cpu, waited = server.cpu(), cpu_wait_seconds(server.pid)
     run = wrk(server.url, setup.script, tag=tag, duration=seconds, connections=connections)
-    cpu = server.cpu() - cpu
+    cpu, waited = server.cpu() - cpu, cpu_wait_seconds(server.pid) - waited
     server.requests += run["requests"]
     check_wrk(run)
-    rate = run["requests"] / (run["duration_us"] / 1e6)
-    return {"rate": rate, "cpu_us": cpu / run["requests"] * 1e6}
+    seconds_run = run["duration_us"] / 1e6
+    return {
+        "rate": run["requests"] / seconds_run,
+        "cpu_us": cpu / run["requests"] * 1e6,
+        "cpu_wait": waited / seconds_run,
+    }
 
 
 def check_events(stats: str, requests: int, variant: Variant) -> dict[str, float]:
@@ -390,6 +399,7 @@ def summarise(variants: Sequence[Variant], results: Results) -> dict[str, Any]:
             entry["callbacks_per_s"] = median([r["rate"] for r in counted])
             entry["per_round"] = [round(r["rate"]) if isinstance(r, dict) else None for r in runs]
             entry["cpu_us_per_callback"] = median([r["cpu_us"] for r in counted])
+            entry["cpu_wait"] = median([r["cpu_wait"] for r in counted])
             if "events_per_callback" in counted[0]:
                 entry["events_per_callback"] = median([r["events_per_callback"] for r in counted])
         out[variant.name] = entry
@@ -420,9 +430,10 @@ def rows(variants: Sequence[Variant], summary: dict[str, Any]) -> list[dict[str,
         refused = (
             f"{len(entry['refused'])}/{entry['rounds']} runs refused" if entry["refused"] else ""
         )
+        waited = f"waited for a CPU {entry['cpu_wait']:.0%}" if "cpu_wait" in entry else ""
         if not variant.receiver:
             rate = entry.get("callbacks_per_s")
-            note = "; ".join(n for n in (variant.role, refused) if n)
+            note = "; ".join(n for n in (variant.role, waited, refused) if n)
             out.append(row(group, variant.name, rate, "callbacks/s", note=note))
             continue
         ratio = entry.get("ratio")
@@ -433,6 +444,8 @@ def rows(variants: Sequence[Variant], summary: dict[str, Any]) -> list[dict[str,
         if "ratio_by_cpu" in entry:
             cpu = "incl. redis-server" if variant.app == "redis" else ""
             notes.append(f"by CPU {entry['ratio_by_cpu']:.2f} {cpu}".strip())
+        if waited:
+            notes.append(waited)
         if refused:
             notes.append(refused)
         out.append(
