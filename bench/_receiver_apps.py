@@ -163,7 +163,12 @@ def _write_json(path: str, data: object) -> None:
 
 
 def receiver_lifespan(
-    tracker: DeliveryTracker, consumers: Consumers, stats: str | None, latency: str | None
+    tracker: DeliveryTracker,
+    consumers: Consumers,
+    stats: str | None,
+    latency: str | None,
+    *,
+    freeze: bool = False,
 ) -> contextlib.AbstractAsyncContextManager[None]:
     """Open the tracker, start the consumers; at the end, write the stats and arrival times."""
 
@@ -175,6 +180,9 @@ def receiver_lifespan(
             gc.callbacks.append(pauses.callback)
         async with tracker:
             consumers.start()
+            if freeze:  # diagnosis: what moving startup's objects out of the collector's way does
+                gc.collect()
+                gc.freeze()
             yield
             last = await tracker.store.last_cursor()
         await consumers.stop()
@@ -209,7 +217,10 @@ def build(args: argparse.Namespace) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with receiver_lifespan(tracker, consumers, args.stats, args.latency):
+        context = receiver_lifespan(
+            tracker, consumers, args.stats, args.latency, freeze=args.gc_freeze
+        )
+        async with context:
             yield
 
     if not args.mounted:
@@ -248,6 +259,9 @@ def main() -> None:
     parser.add_argument("--stats", help="write the last event cursor and consumer counts here")
     parser.add_argument("--latency", help="write the first consumer's arrival times here")
     parser.add_argument("--profile", help="diagnosis: run under cProfile, write its stats here")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="diagnosis: gc.freeze() once the tracker is open"
+    )
     args = parser.parse_args()
     if args.latency is not None and args.consumers < 1:
         parser.error("--latency needs a consumer")

@@ -206,7 +206,9 @@ def one_run(store: str, rate: int, args: argparse.Namespace, workdir: str) -> di
     arrivals = os.path.join(workdir, f"arrivals-{port}.json")
     argv = [str(HERE / "_receiver_apps.py"), store, str(port)]
     argv += [tempfile.mkdtemp(dir=workdir)] if store == "sqlite" else []
-    argv += ["--consumers", "1", "--latency", arrivals]
+    argv += ["--consumers", "1", "--latency", arrivals] + (
+        ["--gc-freeze"] if args.gc_freeze else []
+    )
     total = int(rate * (args.warmup + args.seconds))
     generator = Generator(rate, total)
     load = os.getloadavg()[0]
@@ -335,6 +337,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64, help="the generator's pool")
     parser.add_argument("--json-out", help="write the table's rows here (run.py reads them)")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="diagnosis: the server calls gc.freeze() at start"
+    )
     return parser.parse_args(argv)
 
 
