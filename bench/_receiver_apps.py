@@ -176,13 +176,13 @@ def receiver_lifespan(
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        if latency is not None:
-            gc.callbacks.append(pauses.callback)
         async with tracker:
             consumers.start()
             if freeze:  # diagnosis: what moving startup's objects out of the collector's way does
                 gc.collect()
                 gc.freeze()
+            if latency is not None:  # from now on: the pauses the load meets
+                gc.callbacks.append(pauses.callback)
             yield
             last = await tracker.store.last_cursor()
         await consumers.stop()
