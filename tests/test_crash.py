@@ -23,7 +23,7 @@ from redis_server import start_durable_redis_server
 
 from opensms_async import DeliveryStatus, DeliveryTracker, OpenSMSClient, Source, is_final
 from opensms_async.stores import open_store
-from opensms_async.testing import run_simulator
+from opensms_async.testing import delivery_callback_body, run_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -46,15 +46,8 @@ def pair(index: int) -> tuple[str, str]:
 def callback_body(index: int) -> bytes:
     """A distinct BICS callback: one recipient delivered."""
     request_id, address = pair(index)
-    resource = f"https://opensms.test/outbound/tel%3A%2B3212345678/requests/{request_id}"
-    info = {"address": address, "deliveryStatus": "DeliveredToTerminal", "deliveryStatusCode": 2}
-    root = {
-        "securityToken": TOKEN,
-        "resourceURL": resource + "/deliveryInfos",
-        "smsParts": 1,
-        "deliveryInfo": [info],
-    }
-    return json.dumps({"deliveryInfoList": root}).encode()
+    body = delivery_callback_body(request_id, address, "DeliveredToTerminal", security_token=TOKEN)
+    return json.dumps(body).encode()
 
 
 async def stored_pairs(store_url: str) -> set[tuple[str, str]]:

@@ -113,7 +113,7 @@ def test_shell_blocks_name_real_commands_and_options() -> None:
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     found = 0
     for line, words in _cli_lines():
-        command = commands[words[0]]
+        command = commands[words[0]]  # type: ignore[index]
         if words[0] == "subscription":
             command = command._subparsers._group_actions[0].choices[words[1]]
         known = set(command._option_string_actions)

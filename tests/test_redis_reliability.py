@@ -27,11 +27,11 @@ from opensms_async import DeliveryTracker, create_receiver_app
 from opensms_async._cli import main as cli_main
 from opensms_async._exceptions import InvalidStoreURLError, StoreError, StoreUnavailableError
 from opensms_async._models import DeliveryStatus
-from opensms_async._server import serve
 from opensms_async._state import DeliveryUpdate
 from opensms_async.stores import open_store
 from opensms_async.stores._redis_config import BLOCK_SLICE, check_policy
 from opensms_async.stores.redis import DEFAULT_TIMEOUT, RedisStore
+from opensms_async.testing import delivery_callback_body, serve
 
 S = DeliveryStatus
 ADDR = "tel:+33612345678"
@@ -277,13 +277,8 @@ FINALS = 2_000
 
 def callback_body(request_id: str, status: str) -> bytes:
     """A BICS delivery-info callback for one recipient of ``request_id``."""
-    resource = f"https://opensms.test/outbound/tel%3A%2B3212345678/requests/{request_id}"
-    root = {
-        "securityToken": TOKEN,
-        "resourceURL": resource + "/deliveryInfos",
-        "deliveryInfo": [{"address": ADDR, "deliveryStatus": status}],
-    }
-    return json.dumps({"deliveryInfoList": root}).encode()
+    body = delivery_callback_body(request_id, ADDR, status, security_token=TOKEN)
+    return json.dumps(body).encode()
 
 
 async def post_all(http: httpx.AsyncClient, url: str, bodies: list[bytes]) -> list[int]:
