@@ -12,23 +12,18 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from opensms_async import DeliveryTracker, create_receiver_app
-from opensms_async._server import serve
+from opensms_async import DeliveryStatus, DeliveryTracker, create_receiver_app
 from opensms_async.receiver import _below
+from opensms_async.testing import delivery_callback_body, serve
 
 TOKEN = "mounted-secret"
-RESOURCE = "http://h/outbound/tel%3A%2B32123/requests/req-m/deliveryInfos"
 
 
 def callback(address: str = "tel:+33612345678") -> dict[str, object]:
     """A BICS callback body with the token inside."""
-    return {
-        "deliveryInfoList": {
-            "securityToken": TOKEN,
-            "resourceURL": RESOURCE,
-            "deliveryInfo": [{"address": address, "deliveryStatus": "DeliveredToTerminal"}],
-        }
-    }
+    return delivery_callback_body(
+        "req-m", address, DeliveryStatus.DELIVERED_TO_TERMINAL, security_token=TOKEN
+    )
 
 
 async def _home(request: Request) -> Response:
