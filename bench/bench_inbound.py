@@ -36,8 +36,8 @@ import uuid
 from pathlib import Path
 
 from _inbound_apps import INBOUND_PATH, TOKEN
-from _util import free_port, median, redis_server, server_process
-from bench_receiver import cpu_seconds, wrk
+from _util import cpu_seconds, free_port, median, redis_server, server_process
+from bench_receiver import wrk
 
 from opensms_async._reassembly import Part
 from opensms_async.stores.inbound import (

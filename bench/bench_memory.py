@@ -21,6 +21,8 @@ import time
 import tracemalloc
 import uuid
 
+from _util import row, write_rows
+
 from opensms_async._models import DeliveryStatus
 from opensms_async._state import DeliveryUpdate, Source
 from opensms_async.stores.memory import MemoryStore
@@ -78,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--recipients", type=int, default=100)
+    parser.add_argument("--json-out", help="write the table's row here (run.py reads it)")
     args = parser.parse_args()
     # RSS first: tracemalloc's own bookkeeping would inflate it.
     rss, total = measure(args.requests, args.recipients, trace=False)
@@ -86,6 +89,12 @@ def main() -> None:
     print(f"MemoryStore, {total:,} recipients with one event each:")
     print(f"  tracemalloc: {traced:6.1f} B/recipient  (target <= {TARGET_BYTES} B: {verdict})")
     print(f"  peak RSS growth: {rss:6.1f} B/recipient")
+    group = "memory (MemoryStore, tracemalloc)"
+    name = f"bytes per tracked recipient ({total:,} recipients, one event each)"
+    note = f"peak RSS growth {rss:.0f} B/recipient"
+    passed = traced <= TARGET_BYTES
+    write_rows(args.json_out, [row(group, name, traced, "B", target=f"<= {TARGET_BYTES} B",
+                                   passed=passed, note=note)])  # fmt: skip
 
 
 if __name__ == "__main__":

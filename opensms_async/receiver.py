@@ -321,8 +321,9 @@ class _ReceiverApp(Starlette):
 
     Starlette's middleware stack and router cost about as much as the endpoint's own work
     (``bench/bench_receiver.py``), and add nothing to an endpoint that answers every error itself.
-    Anything else (another path or method, the app mounted under a prefix, middleware added with
-    ``add_middleware``) goes through Starlette as usual.
+    Mounted in a parent app (``Mount("/sms", receiver)``), the callback path is matched below the
+    mount's prefix, as Starlette's router would match it. Anything else (another path or method,
+    middleware added with ``add_middleware``) goes through Starlette as usual.
     """
 
     def __init__(self, endpoints: dict[str, Endpoint], **kwargs: Any) -> None:
@@ -330,10 +331,20 @@ class _ReceiverApp(Starlette):
         self._endpoints = endpoints
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self._endpoints.get(scope["path"])
-            if endpoint is not None and not scope.get("root_path") and not self.user_middleware:
+        if scope["type"] == "http" and scope["method"] == "POST" and not self.user_middleware:
+            root = scope.get("root_path")
+            endpoint = self._endpoints.get(_below(scope["path"], root) if root else scope["path"])
+            if endpoint is not None:
                 scope["app"] = self
                 await endpoint(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+
+def _below(path: str, root: str) -> str:
+    """The path an app mounted at ``root`` routes on, as Starlette's router finds it: ``path``
+    less its ``root`` prefix (a Mount keeps the full path in ``path`` and the prefix in
+    ``root_path``), or ``path`` itself when it does not start with that prefix."""
+    if path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return "" if path == root else path
