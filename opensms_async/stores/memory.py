@@ -1,7 +1,7 @@
 """``MemoryStore``: delivery states and events in this process's memory, no I/O, no threads.
 
-Built to track millions of recipients in about 200 bytes each (``bench/bench_memory.py``) and to
-merge a few hundred thousand updates a second (``bench/bench_merge.py``):
+Built to track millions of recipients in little memory (``bench/bench_memory.py``) and to merge
+updates fast (``bench/bench_merge.py``):
 
 * states live in one small dict per request id, ``address -> (address, shape, updated_at)``, where
   ``shape`` is an interned ``(status, parts_delivered, sms_parts, sender, conflict)`` tuple of plain
@@ -38,7 +38,7 @@ from ._url_options import options, positive_int, redact
 __all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore"]
 
 DEFAULT_MAX_EVENTS: Final = 1_000_000
-"""Events retained by default (about 35 MB of log); past it the oldest are dropped first."""
+"""Events retained by default; past it the oldest are dropped first."""
 
 _Row: TypeAlias = tuple[str, StateShape, float]
 """A recipient's state: ``(address, shape, updated_at)``."""

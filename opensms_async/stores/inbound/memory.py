@@ -1,7 +1,7 @@
 """``MemoryInboundStore``: the inbound log, the ids seen and the parts being joined, in memory.
 
 Everything runs on the event loop without awaiting inside ``receive``, which makes each call
-atomic. Built to remember a million ``messageId`` s in about 90 bytes each
+atomic. Built to remember a million ``messageId`` s in little memory
 (``bench/bench_inbound.py``): an id in BICS's form (a lowercase UUID) is kept as its 16 bytes,
 in one set, and forgotten by time buckets (a list of ids per slice of the retention) rather than
 with a time per id.
