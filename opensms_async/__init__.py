@@ -48,6 +48,7 @@ that it names every module.
     stores.memory           MemoryStore: in this process's memory
     stores.sqlite           SQLiteStore: one SQLite file, a writer thread, group commit
     stores._sqlite_retention  what a SQLite store forgets, in small steps
+    stores._sqlite_writer   the SQLite stores' writer thread: jobs in batches, group commit
     stores.redis            RedisStore: shared by replicas, Lua merges, group commit
     stores._redis_codec     what a Redis store sends to Redis and reads back
     stores._redis_config    a Redis store's URL, clients and settings
@@ -58,7 +59,6 @@ that it names every module.
     stores.inbound._url     open_inbound_store: the inbound stores' backends for open_backend
     stores.inbound.memory   MemoryInboundStore: in this process's memory
     stores.inbound.sqlite   SQLiteInboundStore: SQLite tables of their own, group commit
-    stores.inbound._sqlite_writer  a thread owning a SQLite connection, running jobs in batches
     stores.inbound.redis    RedisInboundStore: shared by replicas, one Lua call per receive
     stores.inbound._redis_scripts  the Lua scripts: dedupe, the reassembly step, the log append
 3 tracking: delivery tracking over a store
