@@ -80,7 +80,6 @@ from . import _redis_scripts as scripts
 from ._base import PendingRequest
 from ._common import Listeners
 from ._redis_expiry import Expiry
-from ._url_options import redact
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -169,21 +168,9 @@ class RedisStore(Lifecycle):
         self._max_batch = max_batch
         self._retention_ms = 0 if retention is None else max(1, round(retention * 1000))
         self._keys = codec.Keys(prefix)
-        if isinstance(client, str):
-            self._where = redact(client)
-            self._redis = config.make_client(client, socket_timeout=self.timeout)
-            # A blocked read must outlast its BLOCK on the socket, or every wait would time out.
-            blocking_timeout = config.BLOCK_SLICE + self.timeout
-            self._blocking = config.make_client(client, socket_timeout=blocking_timeout)
-            self._owned: tuple[Redis, ...] = (self._redis, self._blocking)
-        elif isinstance(client, Redis):
-            self._where = config.describe(client)
-            self._redis, self._blocking = client, blocking_client or client
-            self._owned = ()
-        else:
-            raise TypeError(
-                f"client must be a Redis URL or a redis.asyncio.Redis, not {type(client).__name__}"
-            )
+        clients = config.clients(client, blocking_client, self.timeout)
+        self._where, self._redis, self._blocking = clients.where, clients.redis, clients.blocking
+        self._owned = clients.owned
         self._slice = config.block_slice(self._blocking)
         self._merge = self._redis.register_script(scripts.MERGE)
         self._schedule = self._redis.register_script(scripts.SCHEDULE)

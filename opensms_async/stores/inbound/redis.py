@@ -95,20 +95,9 @@ class RedisInboundStore(Lifecycle):
         self.allow_eviction = bool(allow_eviction)
         base = f"{prefix}:inbound"
         self._keys = [f"{base}:seen", f"{base}:log", f"{base}:groups", f"{base}:windows"]
-        if isinstance(client, str):
-            self._where = redact(client)
-            self._redis = config.make_client(client, socket_timeout=self.timeout)
-            blocking_timeout = config.BLOCK_SLICE + self.timeout
-            self._blocking = config.make_client(client, socket_timeout=blocking_timeout)
-            self._owned: tuple[Redis, ...] = (self._redis, self._blocking)
-        elif isinstance(client, Redis):
-            self._where = config.describe(client)
-            self._redis, self._blocking = client, blocking_client or client
-            self._owned = ()
-        else:
-            raise TypeError(
-                f"client must be a Redis URL or a redis.asyncio.Redis, not {type(client).__name__}"
-            )
+        clients = config.clients(client, blocking_client, self.timeout)
+        self._where, self._redis, self._blocking = clients.where, clients.redis, clients.blocking
+        self._owned = clients.owned
         self._slice = config.block_slice(self._blocking)
         self._receive = self._redis.register_script(scripts.RECEIVE)
         self._expire = self._redis.register_script(scripts.EXPIRE)
