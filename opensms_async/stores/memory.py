@@ -20,7 +20,6 @@ atomic.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 from array import array
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ from .._exceptions import InvalidStoreURLError, StoreError
 from .._lifecycle import OPEN, Lifecycle
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, build_event
 from ._base import PendingRequest
-from ._common import Listeners, Wakeup, parse_cursor
+from ._common import Listeners, Wakeup, parse_cursor, read_start, read_waiting
 from ._memo import EventShape, MergeMemo, StateShape, state_from_shape
 from ._url_options import options, positive_int, redact
 
@@ -376,18 +375,13 @@ class MemoryStore(Lifecycle):
     ) -> list[DeliveryEvent]:
         """Up to ``limit`` events after cursor ``after`` (None: the oldest retained), oldest first;
         with ``timeout`` > 0, waits up to that long for one when there is none."""
-        start = 0 if after is None else parse_cursor(after)
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit!r}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+        start = read_start(after, limit)
+
+        async def read() -> list[DeliveryEvent]:
             self._check_usable()
-            events = self._log.read(start, limit)
-            remaining = deadline - loop.time()
-            if events or remaining <= 0:
-                return events
-            await self._wakeup.wait(self._wakeup.generation, remaining)
+            return self._log.read(start, limit)
+
+        return await read_waiting(read, self._wakeup, timeout)
 
     async def last_cursor(self) -> str | None:
         """The cursor of the newest logged event, or None for an empty log."""

@@ -48,7 +48,7 @@ from .._lifecycle import OPEN, Lifecycle
 from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
 from ._base import PendingRequest
-from ._common import Listeners, Wakeup, parse_cursor
+from ._common import Listeners, Wakeup, parse_cursor, read_start, read_waiting
 from ._memo import EventShape, MergeMemo, StateShape, Step
 from ._sqlite_retention import Retention
 from ._sqlite_writer import Batch, Writer, rollback
@@ -305,18 +305,11 @@ class SQLiteStore(Lifecycle):
         With ``timeout`` > 0, waits up to that long for one when there is none: woken by this
         process's commits, and re-checking every ``poll_interval`` for other processes' writes.
         """
-        start = 0 if after is None else parse_cursor(after)
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit!r}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            seen = self._wakeup.generation
-            rows = await self._ready().call(partial(_select_all, _SELECT_EVENTS, (start, limit)))
-            remaining = deadline - loop.time()
-            if rows or remaining <= 0:
-                return [_event_from_row(row) for row in rows]
-            await self._wakeup.wait(seen, min(remaining, self._poll_interval))
+        query = partial(_select_all, _SELECT_EVENTS, (read_start(after, limit), limit))
+        rows = await read_waiting(
+            lambda: self._ready().call(query), self._wakeup, timeout, self._poll_interval
+        )
+        return [_event_from_row(row) for row in rows]
 
     async def last_cursor(self) -> str | None:
         """The cursor of the newest logged event, or None for an empty log."""

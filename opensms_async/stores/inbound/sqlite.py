@@ -45,7 +45,7 @@ from ..._inbound_message import (
 )
 from ..._lifecycle import OPEN, Lifecycle
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
-from .._common import Wakeup, parse_cursor
+from .._common import Wakeup, parse_cursor, read_start, read_waiting
 from .._sqlite_writer import Writer
 from .._url_options import options, positive_int, redact
 from ._base import Received
@@ -219,18 +219,11 @@ class SQLiteInboundStore(Lifecycle):
         """Up to ``limit`` messages after cursor ``after`` (None: the oldest), oldest first;
         with ``timeout`` > 0, waits up to that long for one (re-checking the file every
         ``poll_interval`` for other processes' writes)."""
-        start = 0 if after is None else parse_cursor(after)
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit!r}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            seen = self._wakeup.generation
-            rows = await self._ready().call(partial(_rows, _READ, (start, limit)))
-            remaining = deadline - loop.time()
-            if rows or remaining <= 0:
-                return [decode(str(cursor), raw) for cursor, raw in rows]
-            await self._wakeup.wait(seen, min(remaining, self._poll_interval))
+        query = partial(_rows, _READ, (read_start(after, limit), limit))
+        rows = await read_waiting(
+            lambda: self._ready().call(query), self._wakeup, timeout, self._poll_interval
+        )
+        return [decode(str(cursor), raw) for cursor, raw in rows]
 
     async def last_cursor(self) -> str | None:
         """The cursor of the newest logged message, or None for an empty log."""
