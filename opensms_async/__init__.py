@@ -43,22 +43,23 @@ that it names every module.
     stores._base            the protocols every store implements (Store, Schedule)
     stores._common          cursor parsing and reader wake-ups the stores share
     stores._memo            the merge replayed from a table, for the in-process stores
-    stores._url             open_store: a URL's scheme to its backend, imported lazily
+    stores._url             open_store, open_backend: a URL's scheme to its backend, lazily
     stores._url_options     a store URL's options, and a URL shown without its secrets
     stores.memory           MemoryStore: in this process's memory
     stores.sqlite           SQLiteStore: one SQLite file, a writer thread, group commit
     stores._sqlite_retention  what a SQLite store forgets, in small steps
+    stores._sqlite_writer   the SQLite stores' writer thread: jobs in batches, group commit
     stores.redis            RedisStore: shared by replicas, Lua merges, group commit
     stores._redis_codec     what a Redis store sends to Redis and reads back
     stores._redis_config    a Redis store's URL, clients and settings
     stores._redis_expiry    a Redis store's own expiry of old requests
+    stores._redis_errors    what both Redis stores do around a call: typed errors, a deadline
     stores._redis_scripts   the Lua scripts, the merge generated from _state's tables
     stores.inbound          the package: the inbound store protocol, the stores, open_inbound_store
     stores.inbound._base    the protocol every inbound store implements (InboundStore)
-    stores.inbound._url     open_inbound_store: a URL's scheme to its backend, imported lazily
+    stores.inbound._url     open_inbound_store: the inbound stores' backends for open_backend
     stores.inbound.memory   MemoryInboundStore: in this process's memory
     stores.inbound.sqlite   SQLiteInboundStore: SQLite tables of their own, group commit
-    stores.inbound._sqlite_writer  a thread owning a SQLite connection, running jobs in batches
     stores.inbound.redis    RedisInboundStore: shared by replicas, one Lua call per receive
     stores.inbound._redis_scripts  the Lua scripts: dedupe, the reassembly step, the log append
 3 tracking: delivery tracking over a store

@@ -1,8 +1,8 @@
 """An httpx transport over aiohttp: the client's default HTTP layer.
 
 httpx stays the API (``httpx.Request`` and ``httpx.Response`` in and out, ``transport=`` and
-``http_client=`` injectable); aiohttp moves the bytes, at well over twice the requests per second
-of httpcore on one core (PERFORMANCE.md, ``bench/bench_client.py``). The transport keeps httpx's
+``http_client=`` injectable); aiohttp moves the bytes, at many more requests per second than
+httpcore on one core (``bench/bench_client.py``). The transport keeps httpx's
 contract: no redirect is followed, nothing is decompressed (the client's bounded decoder sees the
 raw bytes), no cookie is kept, TLS is verified with httpx's own default context, httpx's per-phase
 timeouts apply, and every aiohttp or socket error comes out as the ``httpx`` error it would have

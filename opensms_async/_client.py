@@ -584,8 +584,8 @@ class OpenSMSClient(Lifecycle):
             return response
 
     def _url(self, path: str) -> httpx.URL:
-        """The absolute URL of ``path``, parsed once per path: parsing costs httpx as much as the
-        rest of building a request, and a service sends from the same few senders."""
+        """The absolute URL of ``path``, parsed once per path: parsing is the costly part of
+        building a request for httpx, and a service sends from the same few senders."""
         url = self._urls.get(path)
         if url is None:
             if len(self._urls) >= _URL_CACHE_SIZE:

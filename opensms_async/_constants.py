@@ -24,9 +24,8 @@ MAX_RETRY_AFTER = 60.0
 """A server's ``Retry-After`` is honoured up to this many seconds; longer waits raise instead."""
 
 DEFAULT_MAX_CONNECTIONS = 16
-"""In-flight requests per client (and connections of the default aiohttp transport). Against
-a local API (no latency, client CPU-bound), 128 concurrent callers sent 2027 / 2346 / 2269 / 2135
-req/s with 8 / 16 / 32 / 64 in flight over aiohttp (``bench/bench_client.py --in-flight``).
+"""In-flight requests per client (and connections of the default aiohttp transport): against a
+local API more in flight than this gains nothing (``bench/bench_client.py --in-flight``).
 httpcore's pool does work quadratic in the requests it holds (PERFORMANCE.md), so a client over
 httpx's own transport (``http_client=``) gains from this bound even more. With real latency more
 in flight pay: at 20 ms, 16 allow about 800 req/s, far above any hourly quota; raise it

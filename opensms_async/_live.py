@@ -13,9 +13,9 @@ whose cursors are not ``consecutive``: the buffer relies on consecutive cursors 
 holds an unbroken run of the log.
 
 Dropping events as soon as every consumer has passed them matters for speed, not only memory:
-an event that dies young is never seen by the garbage collector's older generations, which at a
-few hundred thousand events a second would otherwise cost a sixth of the time
-(``bench/bench_merge.py``). With no consumer at all (a bare receiver), nothing is kept.
+an event that dies young is never seen by the garbage collector's older generations, whose
+passes would otherwise take a share of the merge's time (``bench/bench_merge.py``). With no
+consumer at all (a bare receiver), nothing is kept.
 """
 
 from __future__ import annotations

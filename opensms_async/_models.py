@@ -62,7 +62,7 @@ class DeliveryStatus(enum.StrEnum):
     @classmethod
     def parse(cls, value: str) -> Status:
         """The member for a known wire string, else the string itself, unchanged."""
-        return _STATUS_BY_VALUE.get(value, value)  # a dict lookup: cls(value) costs ten
+        return _STATUS_BY_VALUE.get(value, value)  # a dict lookup: cls(value) costs more
 
 
 class Source(enum.StrEnum):

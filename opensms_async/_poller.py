@@ -12,6 +12,7 @@ from typing import Final, TypeAlias
 from ._constants import MAX_RETRY_AFTER
 from ._exceptions import InvalidUpdateError, NotFoundError, OpenSMSError, RateLimitError
 from ._models import DeliveryInfo, DeliveryInfoList, Source
+from ._retry import RATE_LIMIT_PAUSE, rate_limit_pause
 from ._state import DeliveryUpdate
 from ._updates import updates_from_infos
 from .stores import PendingRequest, Store
@@ -37,9 +38,6 @@ _CLAIM_BATCH = 64
 _MAX_NOT_FOUND = 5
 """A request the API does not know after this many polls is given up (it may take a moment to
 appear right after the send, so the first 404s are retried)."""
-RATE_LIMIT_PAUSE: Final = 1.0
-"""Seconds every poll waits after a 429 without ``Retry-After``; doubled at each further 429 in
-a row (a poll that goes through starts over), up to :data:`MAX_RATE_LIMIT_PAUSE`."""
 MAX_RATE_LIMIT_PAUSE: Final = MAX_RETRY_AFTER
 """The longest pause after a 429, whatever its ``Retry-After`` says (60 s, as long as the client
 honours one): then a round of polls probes whether the quota is back."""
@@ -52,26 +50,11 @@ def poll_delay(attempts: int, base: float, maximum: float, rng: random.Random) -
     return delay * rng.uniform(0.8, 1.2)
 
 
-def rate_limit_pause(retry_after: float | None, streak: int) -> float:
-    """Seconds to hold every poll after the ``streak``-th 429 in a row (counting from 1).
-
-    A 429 says the account is over its quota, so it holds the whole poller, not one request:
-    for ``Retry-After`` as given, or longer once the backoff of a streak of 429s (1, 2, 4...
-    seconds) has passed it, so a server answering "0" is not hammered; never beyond
-    :data:`MAX_RATE_LIMIT_PAUSE`, so a huge ``Retry-After`` cannot stop reconciliation for good.
-    """
-    backoff = RATE_LIMIT_PAUSE * 2.0 ** min(max(streak, 1) - 1, 30)
-    wanted = backoff
-    if retry_after is not None and retry_after >= 0:  # NaN is no hint either
-        wanted = max(retry_after, backoff)
-    return min(wanted, MAX_RATE_LIMIT_PAUSE)
-
-
 class ReconciliationPoller:
     """Claims due requests from the store's schedule and polls them with ``fetch``, at most
     ``concurrency`` at a time, handing what each poll answers to ``ingest``.
 
-    A 429 pauses every poll (see :func:`rate_limit_pause`): the polls then in flight finish,
+    A 429 pauses every poll (:func:`~._retry.rate_limit_pause`): the polls then in flight finish,
     the other claimed requests are put back until the pause ends, and none is claimed meanwhile.
     The poller is handed what it needs (the tracker's store and ``ingest``, the client's fetch),
     so that it depends on neither the tracker nor the client.

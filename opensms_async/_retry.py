@@ -80,8 +80,8 @@ def rate_limit_pause(
     A 429 says the account is over its quota, so it holds the whole poller, not one request: for
     ``Retry-After`` as given, or longer once the backoff of a streak of 429s (1, 2, 4... seconds)
     has passed it, so a server answering "0" is not hammered; never beyond ``maximum``, so a huge
-    ``Retry-After`` cannot stop polling for good. (The inbound poller's rule; the delivery
-    poller has the same one of its own.)
+    ``Retry-After`` cannot stop polling for good. The rule of both pollers (delivery and
+    inbound).
     """
     backoff = RATE_LIMIT_PAUSE * 2.0 ** min(max(streak, 1) - 1, 30)
     wanted = backoff

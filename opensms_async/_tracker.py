@@ -188,7 +188,7 @@ class DeliveryTracker(Lifecycle):
             return await self.store.apply_events(batch)
         except (AttributeError, TypeError) as exc:
             # Checked only when the store failed (it recorded nothing of the call): a check of
-            # every update up front would cost the hot path a few percent.
+            # every update up front would be paid on the hot path.
             if all(isinstance(update, DeliveryUpdate) for update in batch):
                 raise
             raise InvalidUpdateError("ingest takes DeliveryUpdate objects only", "update") from exc

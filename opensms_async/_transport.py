@@ -50,8 +50,8 @@ class Wire:
     ``direct``: the client is this package's own (built with no hooks, auth or cookies of a
     user's), so requests are built as ``httpx.Request`` and handed to the transport httpx would
     pick for their URL (its mounts: proxies from the environment), skipping the work of
-    ``AsyncClient.send`` that such a client does not need (cookie extraction alone costs as
-    much as the rest of the SDK's own work per request). A client passed in by the user gets
+    ``AsyncClient.send`` that such a client does not need (cookie extraction, above all). A
+    client passed in by the user gets
     ``build_request`` and ``send``, everything it was configured with.
     """
 
@@ -113,8 +113,8 @@ class Wire:
         self, method: str, url: httpx.URL | str, headers: dict[str, str], content: bytes | None
     ) -> httpx.Request:
         """The request ``httpx.Request(content=...)`` makes, with the headers it would add
-        (``Host``, ``Content-Length``) given up front as bytes: that saves two thirds of its
-        cost, spent normalising and searching header names one by one."""
+        (``Host``, ``Content-Length``) given up front as bytes: that saves most of its cost,
+        spent normalising and searching header names one by one."""
         url = httpx.URL(url)
         raw = [(b"Host", url.netloc), *self._raw_headers]
         raw += [(name.encode(), value.encode()) for name, value in headers.items()]
@@ -257,7 +257,7 @@ async def _read_body(response: httpx.Response, limit: int) -> None:
     decoding = _decoding(response.headers)
     pieces: list[bytes] = []
     size = 0
-    # The stream itself, not aiter_raw(): its re-chunking costs a tenth of a request, for the
+    # The stream itself, not aiter_raw(): its re-chunking would be paid for nothing, for the
     # pieces are re-cut by the inflater (or joined) here anyway.
     stream = response.stream
     if not isinstance(stream, httpx.AsyncByteStream):

@@ -92,7 +92,7 @@ def parse_callback(
 
 
 def _is_object(value: object) -> TypeGuard[Mapping[str, Any]]:
-    # json.loads makes dicts: test for one before the ABC check, which costs ten times more.
+    # json.loads makes dicts: test for one before the ABC check, which is the slow one.
     return type(value) is dict or isinstance(value, Mapping)
 
 

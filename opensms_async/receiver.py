@@ -319,8 +319,8 @@ class _Health:
 class _ReceiverApp(Starlette):
     """Starlette, except that a POST to an endpoint's path goes straight to the endpoint.
 
-    Starlette's middleware stack and router cost about as much as the endpoint's own work
-    (``bench/bench_receiver.py``), and add nothing to an endpoint that answers every error itself.
+    Starlette's middleware stack and router are a large share of a callback's cost
+    (``bench/bench_receiver.py``) and add nothing to an endpoint that answers every error itself.
     Mounted in a parent app (``Mount("/sms", receiver)``), the callback path is matched below the
     mount's prefix, as Starlette's router would match it. Anything else (another path or method,
     middleware added with ``add_middleware``) goes through Starlette as usual.

@@ -20,9 +20,15 @@ from pathlib import Path
 import pytest
 
 from opensms_async._cli import main
+from opensms_async.testing import RunningSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60.0
+
+
+def sim_args(sim: RunningSimulator) -> list[str]:
+    """The global options that point the CLI (a child or ``main()``) at a simulator."""
+    return ["--api-key", sim.api_key, "--base-url", sim.base_url]
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,7 +1,10 @@
-"""Fixtures shared by the test modules: a real redis-server, and every store a tracker runs on."""
+"""Fixtures shared by the test modules: a real redis-server, every store a tracker runs on, and
+what the command-line tests share (``no_opensms_env``, ``busy_port``)."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,3 +41,22 @@ def tracker_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "sqlite":
         return SQLiteStore(tmp_path / "t.db")
     return RedisStore(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+def no_opensms_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The test runs without OPENSMS_* variables, in an empty folder (the CLI tests use it on
+    every test: ``pytest.mark.usefixtures("no_opensms_env")``)."""
+    for name in list(os.environ):
+        if name.startswith("OPENSMS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A 127.0.0.1 port something listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from cli_helpers import (
     interrupt,
     main_error,
     run_cli,
+    sim_args,
     wait_for_text,
 )
 
@@ -28,30 +27,9 @@ from opensms_async._cli import main
 from opensms_async.stores import SQLiteStore
 from opensms_async.testing import RunningSimulator
 
+pytestmark = pytest.mark.usefixtures("no_opensms_env")
+
 SENDER = "tel:+3212345678"
-
-
-@pytest.fixture(autouse=True)
-def _no_opensms_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test starts without OPENSMS_* variables, in an empty folder."""
-    for name in list(os.environ):
-        if name.startswith("OPENSMS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    """A 127.0.0.1 port something listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
-
-def sim_args(sim: RunningSimulator) -> list[str]:
-    """The global options that point the CLI at a simulator."""
-    return ["--api-key", sim.api_key, "--base-url", sim.base_url]
 
 
 # --- errors: one line, never a traceback ---------------------------------------------------------

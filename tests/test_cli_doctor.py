@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,16 +15,7 @@ from opensms_async._cli import main
 from opensms_async.stores import SQLiteStore
 from opensms_async.testing import RunningSimulator
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _no_opensms_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test starts without OPENSMS_* variables, in an empty folder."""
-    for name in list(os.environ):
-        if name.startswith("OPENSMS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_opensms_env")]
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from cli_helpers import (
     interrupt,
     main_error,
     run_cli,
+    sim_args,
     wait_for_text,
 )
 from redis_server import free_port
@@ -31,7 +32,7 @@ from opensms_async._cli import main
 from opensms_async._inbound import InboundSmsMessage
 from opensms_async.testing import RunningSimulator
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_opensms_env")]
 
 IN_TOKEN = "in-tok-5b1c"
 DELIVERY_TOKEN = "dlv-tok-77aa"
@@ -42,23 +43,9 @@ LONG_TEXT = "Yes, please deliver it to the back door. " * 8  # 328 GSM-7 charact
 SimFactory = Callable[..., RunningSimulator]
 
 
-@pytest.fixture(autouse=True)
-def _no_opensms_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test starts without OPENSMS_* variables, in an empty folder."""
-    for name in list(os.environ):
-        if name.startswith("OPENSMS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
 def sim_env(sim: RunningSimulator) -> dict[str, str]:
     """The variables that point a child CLI at a simulator."""
     return {"OPENSMS_BASE_URL": sim.base_url, "OPENSMS_API_KEY": sim.api_key}
-
-
-def sim_args(sim: RunningSimulator) -> list[str]:
-    """The global options that point main() at a simulator."""
-    return ["--api-key", sim.api_key, "--base-url", sim.base_url]
 
 
 def json_lines(text: str) -> list[dict[str, object]]:

@@ -10,10 +10,7 @@ import asyncio
 import contextlib
 import io
 import json
-import os
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +21,7 @@ from cli_helpers import (
     interrupt,
     main_error,
     run_cli,
+    sim_args,
     wait_for_text,
 )
 from redis_server import free_port
@@ -34,28 +32,10 @@ from opensms_async._cli._output import Output
 from opensms_async.stores import SQLiteStore
 from opensms_async.testing import RunningSimulator, delivery_callback_body
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_opensms_env")]
 
 TOKEN = "rcv-token-8d2e"
 SENDER = "tel:+3212345678"
-
-
-@pytest.fixture(autouse=True)
-def _no_opensms_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test starts without OPENSMS_* variables, in an empty folder."""
-    for name in list(os.environ):
-        if name.startswith("OPENSMS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    """A 127.0.0.1 port something listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def callback(request_id: str, token: str = TOKEN) -> dict[str, object]:
@@ -63,11 +43,6 @@ def callback(request_id: str, token: str = TOKEN) -> dict[str, object]:
     return delivery_callback_body(
         request_id, "tel:+33612345678", "DeliveredToTerminal", security_token=token, sender=SENDER
     )
-
-
-def sim_args(sim: RunningSimulator) -> list[str]:
-    """The global options that point the CLI at a simulator."""
-    return ["--api-key", sim.api_key, "--base-url", sim.base_url]
 
 
 def printed(path: Path) -> list[dict[str, object]]:

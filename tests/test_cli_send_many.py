@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -19,19 +18,10 @@ from opensms_async._cli._bulk_file import correlator_for, read_rows
 from opensms_async._cli._progress import eta_text
 from opensms_async.testing import Fault, RunningSimulator, run_simulator_in_thread
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_opensms_env")]
 
 SENDER = "tel:+3212345678"
 ROWS = 40
-
-
-@pytest.fixture(autouse=True)
-def _no_opensms_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test starts without OPENSMS_* variables, in an empty folder."""
-    for name in list(os.environ):
-        if name.startswith("OPENSMS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

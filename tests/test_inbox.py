@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from stream_helpers import take
 
 from opensms_async import (
-    InboundMessage,
     InboundSmsMessage,
     Inbox,
     OpenSMSClient,
@@ -43,17 +42,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-async def take(stream: AsyncIterator[InboundMessage], count: int) -> list[InboundMessage]:
-    """The next ``count`` messages of a stream (bounded in time)."""
-    out: list[InboundMessage] = []
-    async with asyncio.timeout(10):
-        async for message in stream:
-            out.append(message)
-            if len(out) == count:
-                break
-    return out
 
 
 async def test_ingested_messages_are_yielded_once_with_canonical_addresses() -> None:

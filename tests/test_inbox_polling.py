@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from stream_helpers import take
 
 from opensms_async import (
-    InboundMessage,
     InboundSmsMessage,
     InboundSmsMessageList,
     Inbox,
@@ -175,17 +175,6 @@ async def test_a_fetched_page_is_recorded_again_until_the_store_takes_it() -> No
 # -- the inbox polling the simulator ----------------------------------------------------------
 
 
-async def take(inbox: Inbox, count: int, timeout: float = 10.0) -> list[InboundMessage]:
-    """The first ``count`` messages of the inbox (bounded in time)."""
-    out: list[InboundMessage] = []
-    async with asyncio.timeout(timeout):
-        async for message in inbox.messages():
-            out.append(message)
-            if len(out) == count:
-                break
-    return out
-
-
 def polling_inbox(sim: RunningSimulator, store: Any = "memory://", **kwargs: Any) -> Inbox:
     """An inbox polling NUMBER on the simulator, quickly."""
     client = OpenSMSClient(api_key=sim.api_key, base_url=sim.base_url)
@@ -203,7 +192,7 @@ async def test_polled_messages_come_once_and_whole(consumes: bool) -> None:
         sim.simulator.inject_inbound(HANDSET, NUMBER, "two")
         inbox = polling_inbox(sim)
         async with inbox.client, inbox:  # type: ignore[union-attr]
-            messages = await take(inbox, 3)
+            messages = await take(inbox.messages(), 3)
             assert inbox._poller is not None
             fetched = inbox._poller.fetches
             async with asyncio.timeout(10):
@@ -224,7 +213,7 @@ async def test_more_than_a_page_is_fetched_without_waiting_the_interval() -> Non
             sim.simulator.inject_inbound(HANDSET, NUMBER, f"m{n}")
         inbox = polling_inbox(sim, poll_interval=60.0, max_poll_interval=60.0, poll_batch_size=2)
         async with inbox.client, inbox:  # type: ignore[union-attr]
-            messages = await take(inbox, 5)
+            messages = await take(inbox.messages(), 5)
     assert [m.text for m in messages] == [f"m{n}" for n in range(5)]
 
 
@@ -236,7 +225,7 @@ async def test_a_429_with_retry_after_is_waited_out() -> None:
         sim.simulator.add_fault(Fault.respond(429, retry_after=0.3, endpoint="inbound_messages"))
         inbox = polling_inbox(sim)
         async with inbox.client, inbox:  # type: ignore[union-attr]
-            (message,) = await take(inbox, 1)
+            (message,) = await take(inbox.messages(), 1)
     assert message.text == "after the pause"
 
 
@@ -263,7 +252,7 @@ async def test_a_consumed_page_survives_a_store_outage() -> None:
         sim.simulator.inject_inbound(HANDSET, NUMBER, "kept")
         inbox = polling_inbox(sim, FailingAtFirst(2))
         async with inbox.client, inbox:  # type: ignore[union-attr]
-            (message,) = await take(inbox, 1)
+            (message,) = await take(inbox.messages(), 1)
     assert message.text == "kept"
     assert sim.simulator.inbox_size(NUMBER) == 0  # it was consumed by the first fetch
 
@@ -281,7 +270,7 @@ async def test_a_message_both_posted_and_polled_comes_once() -> None:
                 await client.create_inbound_subscription("https://me.example/in", TOKEN, False)
             sent = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
             await sim.simulator.settle()
-            (message,) = await take(inbox, 1)
+            (message,) = await take(inbox.messages(), 1)
             async with asyncio.timeout(10):
                 while sim.simulator.inbox_size(NUMBER):  # noqa: ASYNC110 - the inbox's task polls
                     await asyncio.sleep(0.02)

@@ -17,7 +17,8 @@ import pytest
 
 from opensms_async import DeliveryTracker, OpenSMSClient, SendResult
 from opensms_async._limiter import RateLimiter
-from opensms_async._poller import MAX_RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE, rate_limit_pause
+from opensms_async._poller import MAX_RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE
+from opensms_async._retry import rate_limit_pause
 from opensms_async.testing import Fault, ManualClock, RunningSimulator, run_simulator
 
 pytestmark = pytest.mark.integration

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from stream_helpers import take
 
 from opensms_async import (
     DeliveryTracker,
@@ -63,17 +64,6 @@ async def receiving(
         yield http
 
 
-async def take(inbox: Inbox, count: int, timeout: float = 10.0) -> list[InboundMessage]:
-    """The first ``count`` messages of the inbox's log (bounded in time)."""
-    out: list[InboundMessage] = []
-    async with asyncio.timeout(timeout):
-        async for message in inbox.messages():
-            out.append(message)
-            if len(out) == count:
-                break
-    return out
-
-
 async def logged(inbox: Inbox) -> list[InboundMessage]:
     """Everything the inbox's store logged so far."""
     return await inbox.store.read_messages(None)
@@ -106,7 +96,7 @@ async def test_a_message_is_recorded_before_the_204_and_yielded_once() -> None:
         assert [m.text for m in await logged(inbox)] == ["Hello"]
         again = await http.post(PATH, json=body(), headers=bearer())
         assert again.status_code == 204
-        (message,) = await take(inbox, 1)
+        (message,) = await take(inbox.messages(), 1)
         assert [m.message_id for m in await logged(inbox)] == ["m-1"]
     assert (message.sender, message.destination, message.source) == (
         "tel:+32470000001",
@@ -306,7 +296,7 @@ async def test_the_simulator_posts_one_whole_message(concat: bool) -> None:
         sent = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
         short = sim.simulator.inject_inbound(HANDSET, NUMBER, "Yes")
         await sim.simulator.settle()
-        messages = await take(inbox, 2)
+        messages = await take(inbox.messages(), 2)
         assert await logged(inbox) == messages  # nothing else was logged
     assert sorted((m.text, m.complete) for m in messages) == [(LONG, True), ("Yes", True)]
     whole = next(m for m in messages if m.text == LONG)
@@ -320,7 +310,7 @@ async def test_legacy_parts_without_udh_fields_are_separate_messages() -> None:
     async with Inbox() as inbox, simulated(inbox, None) as sim:
         sent = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
         await sim.simulator.settle()
-        messages = await take(inbox, 3)
+        messages = await take(inbox.messages(), 3)
     assert sorted(m.message_id for m in messages) == sorted(sent.message_ids)
     assert (
         "".join(
@@ -336,7 +326,7 @@ async def test_posts_answered_503_are_retried_and_recorded_once() -> None:
     async with Inbox(FlakyStore(failures=2)) as inbox, simulated(inbox, False) as sim:
         sent = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
         await sim.simulator.settle()
-        (message,) = await take(inbox, 1)
+        (message,) = await take(inbox.messages(), 1)
         assert [m.text for m in await logged(inbox)] == [LONG]
     assert (message.text, message.message_id) == (LONG, sent.message_id)
     outcomes = [(a.status_code, a.outcome) for a in sim.simulator.inbound_attempts]
@@ -357,5 +347,5 @@ async def test_sqlite_restarted_between_parts_loses_nothing(tmp_path: Path) -> N
     async with Inbox(url) as inbox, receiving(inbox) as http:
         for part in (parts[0], parts[2], parts[1]):  # a retry of one, the last, a retry again
             assert (await http.post(PATH, json=part, headers=bearer())).status_code == 204
-        (message,) = await take(inbox, 1)
+        (message,) = await take(inbox.messages(), 1)
     assert (message.text, message.parts, message.message_id) == ("Hello you", 3, "p1")

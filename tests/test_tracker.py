@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from store_calls import Answers
+from stream_helpers import take
 
 from opensms_async import (
     DeliveryEvent,
@@ -57,17 +58,6 @@ async def tracker(store: Store) -> AsyncIterator[DeliveryTracker]:
     """An open tracker without a client (receive only)."""
     async with DeliveryTracker(store=store) as t:
         yield t
-
-
-async def take(events: AsyncIterator[DeliveryEvent], n: int) -> list[DeliveryEvent]:
-    """The next n events, within a bounded time."""
-    out: list[DeliveryEvent] = []
-    async with asyncio.timeout(5):
-        async for event in events:
-            out.append(event)
-            if len(out) == n:
-                break
-    return out
 
 
 async def test_track_records_send_states(tracker: DeliveryTracker) -> None:

@@ -1,15 +1,16 @@
-"""Small pieces the stores share: cursor parsing, waking readers, handing on what was logged."""
+"""Small pieces the stores share: cursor parsing, waking readers and reading with a wait, handing
+on what was logged."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from .._exceptions import InvalidCursorError
 
-__all__ = ["Listeners", "Wakeup", "parse_cursor"]
+__all__ = ["Listeners", "Wakeup", "parse_cursor", "read_start", "read_waiting"]
 
 logger = logging.getLogger("opensms_async.stores")
 
@@ -22,6 +23,35 @@ def parse_cursor(cursor: str) -> int:
     if not (isinstance(cursor, str) and cursor.isascii() and cursor.isdigit()):
         raise InvalidCursorError(f"malformed event cursor: {cursor!r} (expected a whole number)")
     return int(cursor)
+
+
+def read_start(after: str | None, limit: int) -> int:
+    """Where a read of the log after decimal cursor ``after`` starts (None: 0, the oldest);
+    :class:`InvalidCursorError` for a malformed cursor, ValueError for a ``limit`` below 1."""
+    start = 0 if after is None else parse_cursor(after)
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit!r}")
+    return start
+
+
+async def read_waiting(
+    read: Callable[[], Awaitable[list[_T]]],
+    wakeup: Wakeup,
+    timeout: float,
+    recheck: float | None = None,
+) -> list[_T]:
+    """What ``read()`` answers; when that is nothing and ``timeout`` > 0, read again at each
+    wake-up (and every ``recheck`` seconds, for a file other processes write to) until something
+    comes or ``timeout`` has passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        seen = wakeup.generation
+        found = await read()
+        remaining = deadline - loop.time()
+        if found or remaining <= 0:
+            return found
+        await wakeup.wait(seen, remaining if recheck is None else min(remaining, recheck))
 
 
 class Wakeup:

@@ -15,6 +15,7 @@ import math
 from typing import Any, Final
 from urllib.parse import SplitResult, urlencode, urlsplit, urlunsplit
 
+import attrs
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
@@ -200,6 +201,33 @@ def make_client(url: str, *, socket_timeout: float) -> Redis:
     except (ValueError, TypeError) as exc:
         raise InvalidStoreURLError(f"invalid Redis URL {shown!r}: {exc}") from None
     return Redis.from_pool(pool)
+
+
+@attrs.frozen
+class Clients:
+    """A store's clients: where they connect (no credentials), the one for calls, the one for
+    blocking reads (never holding the connections calls need), and those the store must close."""
+
+    where: str
+    redis: Redis
+    blocking: Redis
+    owned: tuple[Redis, ...]
+
+
+def clients(client: object, blocking_client: Redis | None, timeout: float) -> Clients:
+    """A store's clients from its ``client`` argument: a URL (two clients of its own, the
+    blocking one's socket timeout the block slice plus ``timeout``) or a ``Redis`` client (and
+    ``blocking_client``, else the same), which stays the caller's; TypeError for anything else."""
+    if isinstance(client, str):
+        redis = make_client(client, socket_timeout=timeout)
+        # A blocked read must outlast its BLOCK on the socket, or every wait would time out.
+        blocking = make_client(client, socket_timeout=BLOCK_SLICE + timeout)
+        return Clients(redact(client), redis, blocking, (redis, blocking))
+    if isinstance(client, Redis):
+        return Clients(describe(client), client, blocking_client or client, ())
+    raise TypeError(
+        f"client must be a Redis URL or a redis.asyncio.Redis, not {type(client).__name__}"
+    )
 
 
 def describe(client: Redis) -> str:

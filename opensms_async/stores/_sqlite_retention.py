@@ -21,7 +21,7 @@ of rows per step, and deletes the requests whose newest write is older than the 
 pass starts at open and then every tenth of the retention (at most hourly), so a request goes
 between ``retention`` and about ``1.1 * retention`` after its last write. The sweep costs nothing
 on the write path (no index on the time; every update stays one row write), at the price of
-reading each state once per pass (about 1.5 ms per 1,000 rows).
+reading each state once per pass.
 """
 
 from __future__ import annotations
@@ -40,15 +40,15 @@ __all__ = ["Retention"]
 logger = logging.getLogger("opensms_async.stores.sqlite")
 
 _WINDOW: Final = 500
-"""States read per sweep step (and deleted per step from a request bigger than that): about a
-millisecond of the writer's time."""
+"""States read per sweep step (and deleted per step from a request bigger than that): a step
+short enough not to hold up the batches waiting behind it."""
 _CHUNK: Final = 1000
 """Schedule entries deleted per step; events too, plus those logged since the previous look at
 the log (at most ``_MAX_EVENTS_STEP`` in all), so that trimming keeps up with any load."""
 _MAX_EVENTS_STEP: Final = 10 * _CHUNK
 _EVENTS_CHECK: Final = 0.05
-"""Seconds between looks at the log's length while events are being logged (two index lookups:
-a look costs about 10 µs, and what arrived in between is a small step)."""
+"""Seconds between looks at the log's length while events are being logged (a look is two index
+lookups, cheap at this pace, and what arrived in between is a small step)."""
 _IDLE: Final = 1.0
 """The writer's longest wait for a job when retention has nothing to do."""
 _RETRY: Final = 5.0

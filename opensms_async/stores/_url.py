@@ -10,13 +10,16 @@
 A scheme maps to a module and a class (:data:`BACKENDS`); the module is imported when a URL names
 it, so nothing here imports a backend (or is imported by one), and a backend whose optional
 package is missing is reported as a clear :class:`InvalidStoreURLError`. Each backend parses its
-own URL (with the helpers of :mod:`._url_options`).
+own URL (with the helpers of :mod:`._url_options`). :func:`open_backend` is the same choice for
+any table of backends: the inbound stores' (:mod:`.inbound._url`) use it too.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Final, cast
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
 from .._exceptions import InvalidStoreURLError
 from ._url_options import redact
@@ -24,29 +27,47 @@ from ._url_options import redact
 if TYPE_CHECKING:
     from ._base import Store
 
-__all__ = ["BACKENDS", "open_store"]
+__all__ = ["BACKENDS", "SCHEMES", "Backend", "open_backend", "open_store"]
 
-BACKENDS: Final = {
+Backend: TypeAlias = tuple[str, str, str | None]
+"""A backend: (module, relative to its table's package; store class; the extra its optional
+package needs, or None)."""
+
+BACKENDS: Final[Mapping[str, Backend]] = {
     "memory": (".memory", "MemoryStore", None),
     "sqlite": (".sqlite", "SQLiteStore", None),
     "redis": (".redis", "RedisStore", "redis"),
     "rediss": (".redis", "RedisStore", "redis"),
 }
 """Scheme -> (module of this package, store class, the extra its optional package needs)."""
-_SCHEMES = "memory://, sqlite:///path.db, redis:// or rediss://"
+SCHEMES: Final = "memory://, sqlite:///path.db, redis:// or rediss://"
+"""The schemes every table of backends takes, as error messages name them."""
 
 
 def open_store(url: str) -> Store:
     """The store a URL names, not opened yet; :class:`InvalidStoreURLError` when none fits."""
+    return cast("Store", open_backend(url, BACKENDS, _import))
+
+
+def _import(module_name: str) -> ModuleType:
+    return importlib.import_module(module_name, __package__)
+
+
+def open_backend(
+    url: str, backends: Mapping[str, Backend], import_module: Callable[[str], ModuleType]
+) -> object:
+    """What ``from_url(url)`` of the class its scheme names in ``backends`` makes, the class's
+    module imported by ``import_module`` only now; :class:`InvalidStoreURLError` when none fits
+    (an unknown scheme, a backend that cannot be imported, a malformed URL)."""
     if not isinstance(url, str):
         raise InvalidStoreURLError(f"a store URL must be a string, not {type(url).__name__}")
     scheme = url.partition("://")[0].lower() if "://" in url else ""
-    backend = BACKENDS.get(scheme)
+    backend = backends.get(scheme)
     if backend is None:
-        raise InvalidStoreURLError(f"unknown store URL {redact(url)!r}: expected {_SCHEMES}")
+        raise InvalidStoreURLError(f"unknown store URL {redact(url)!r}: expected {SCHEMES}")
     module_name, class_name, extra = backend
     try:
-        module = importlib.import_module(module_name, __package__)
+        module = import_module(module_name)
     except ImportError as exc:
         if extra is not None and exc.name == extra:
             hint = f"the {extra} package is missing: pip install 'opensms-async[{extra}]'"
@@ -54,7 +75,7 @@ def open_store(url: str) -> Store:
             hint = f"the {class_name} backend cannot be imported ({exc})"
         raise InvalidStoreURLError(f"cannot open {redact(url)!r}: {hint}") from exc
     try:
-        return cast("Store", getattr(module, class_name).from_url(url))
+        return getattr(module, class_name).from_url(url)
     except InvalidStoreURLError:
         raise
     except ValueError:  # urlsplit's, e.g. a malformed IPv6 host

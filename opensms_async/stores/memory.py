@@ -1,7 +1,7 @@
 """``MemoryStore``: delivery states and events in this process's memory, no I/O, no threads.
 
-Built to track millions of recipients in about 200 bytes each (``bench/bench_memory.py``) and to
-merge a few hundred thousand updates a second (``bench/bench_merge.py``):
+Built to track millions of recipients in little memory (``bench/bench_memory.py``) and to merge
+updates fast (``bench/bench_merge.py``):
 
 * states live in one small dict per request id, ``address -> (address, shape, updated_at)``, where
   ``shape`` is an interned ``(status, parts_delivered, sms_parts, sender, conflict)`` tuple of plain
@@ -20,7 +20,6 @@ atomic.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 from array import array
 from collections.abc import Callable, Sequence
@@ -31,14 +30,14 @@ from .._exceptions import InvalidStoreURLError, StoreError
 from .._lifecycle import OPEN, Lifecycle
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, build_event
 from ._base import PendingRequest
-from ._common import Listeners, Wakeup, parse_cursor
+from ._common import Listeners, Wakeup, parse_cursor, read_start, read_waiting
 from ._memo import EventShape, MergeMemo, StateShape, state_from_shape
 from ._url_options import options, positive_int, redact
 
 __all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore"]
 
 DEFAULT_MAX_EVENTS: Final = 1_000_000
-"""Events retained by default (about 35 MB of log); past it the oldest are dropped first."""
+"""Events retained by default; past it the oldest are dropped first."""
 
 _Row: TypeAlias = tuple[str, StateShape, float]
 """A recipient's state: ``(address, shape, updated_at)``."""
@@ -376,18 +375,13 @@ class MemoryStore(Lifecycle):
     ) -> list[DeliveryEvent]:
         """Up to ``limit`` events after cursor ``after`` (None: the oldest retained), oldest first;
         with ``timeout`` > 0, waits up to that long for one when there is none."""
-        start = 0 if after is None else parse_cursor(after)
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit!r}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+        start = read_start(after, limit)
+
+        async def read() -> list[DeliveryEvent]:
             self._check_usable()
-            events = self._log.read(start, limit)
-            remaining = deadline - loop.time()
-            if events or remaining <= 0:
-                return events
-            await self._wakeup.wait(self._wakeup.generation, remaining)
+            return self._log.read(start, limit)
+
+        return await read_waiting(read, self._wakeup, timeout)
 
     async def last_cursor(self) -> str | None:
         """The cursor of the newest logged event, or None for an empty log."""

@@ -62,7 +62,7 @@ import functools
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeAlias, TypeVar
 
 import attrs
@@ -75,11 +75,11 @@ from .._lifecycle import OPEN, Lifecycle
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate
 from . import _redis_codec as codec
 from . import _redis_config as config
+from . import _redis_errors as errors
 from . import _redis_scripts as scripts
 from ._base import PendingRequest
 from ._common import Listeners
 from ._redis_expiry import Expiry
-from ._url_options import redact
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -101,6 +101,9 @@ DEFAULT_TIMEOUT: Final = 2.0
 """Seconds any call (but a blocking wait) waits for Redis before StoreUnavailableError: below the
 few seconds BICS gives a receiver, far above what a healthy Redis takes (milliseconds)."""
 logger = logging.getLogger("opensms_async.stores.redis")
+
+_FULL: Final = ": give it more memory or the store a shorter retention"
+"""What a full Redis's message adds: nothing was recorded, and what to do about it."""
 
 _T = TypeVar("_T")
 _Args: TypeAlias = list[str | int | float]
@@ -165,21 +168,9 @@ class RedisStore(Lifecycle):
         self._max_batch = max_batch
         self._retention_ms = 0 if retention is None else max(1, round(retention * 1000))
         self._keys = codec.Keys(prefix)
-        if isinstance(client, str):
-            self._where = redact(client)
-            self._redis = config.make_client(client, socket_timeout=self.timeout)
-            # A blocked read must outlast its BLOCK on the socket, or every wait would time out.
-            blocking_timeout = config.BLOCK_SLICE + self.timeout
-            self._blocking = config.make_client(client, socket_timeout=blocking_timeout)
-            self._owned: tuple[Redis, ...] = (self._redis, self._blocking)
-        elif isinstance(client, Redis):
-            self._where = config.describe(client)
-            self._redis, self._blocking = client, blocking_client or client
-            self._owned = ()
-        else:
-            raise TypeError(
-                f"client must be a Redis URL or a redis.asyncio.Redis, not {type(client).__name__}"
-            )
+        clients = config.clients(client, blocking_client, self.timeout)
+        self._where, self._redis, self._blocking = clients.where, clients.redis, clients.blocking
+        self._owned = clients.owned
         self._slice = config.block_slice(self._blocking)
         self._merge = self._redis.register_script(scripts.MERGE)
         self._schedule = self._redis.register_script(scripts.SCHEDULE)
@@ -231,29 +222,11 @@ class RedisStore(Lifecycle):
 
     async def _open(self) -> None:
         async with self._bounded("connect"):
-            await self._redis.ping()
-            info = await self._redis.info("server")
-            policy = await self._eviction_policy()
-        config.check_version(info.get("redis_version"))
-        warning = config.check_policy(policy, self._where, allow_eviction=self.allow_eviction)
-        if warning is not None:
-            logger.warning("%s", warning)
+            await errors.check_server(
+                self._redis, self._where, allow_eviction=self.allow_eviction, logger=logger
+            )
         # Runs once open() has returned: the state is OPEN by then (no await in between).
         self._maintainer = asyncio.create_task(self._expiry.run())
-
-    async def _eviction_policy(self) -> str | None:
-        """The server's ``maxmemory-policy``: from ``CONFIG GET``, else from ``INFO memory``
-        (managed services often disable CONFIG); None when neither tells."""
-        with contextlib.suppress(redis_errors.ResponseError):
-            reply: dict[Any, Any] = await self._redis.config_get("maxmemory-policy") or {}
-            for name, value in reply.items():
-                if codec.text(name) == "maxmemory-policy" and isinstance(value, str | bytes):
-                    return codec.text(value)
-        with contextlib.suppress(redis_errors.ResponseError):
-            value = (await self._redis.info("memory")).get("maxmemory_policy")
-            if isinstance(value, str | bytes):
-                return codec.text(value)
-        return None
 
     async def aclose(self) -> None:
         """Finish the queued applies, end waiting reads (StoreError) and close the connections
@@ -675,50 +648,17 @@ class RedisStore(Lifecycle):
             raise StoreError("this RedisStore was closed while reading")
         return task.result()
 
-    @contextlib.asynccontextmanager
-    async def _bounded(self, action: str, until: float | None = None) -> AsyncIterator[None]:
-        """:meth:`_translated`, giving up after ``timeout`` seconds, or at loop time ``until``
-        (StoreUnavailableError).
-
-        A deadline on the whole call, not only on each socket read: it also bounds the wait for a
-        pooled connection, a reconnection and the retries of a broken connection.
-        """
+    def _bounded(
+        self, action: str, until: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """:func:`~._redis_errors.translated`, giving up after ``timeout`` seconds, or at loop
+        time ``until`` (StoreUnavailableError)."""
         deadline = asyncio.timeout(self.timeout) if until is None else asyncio.timeout_at(until)
-        try:
-            async with deadline:
-                with self._translated(action):
-                    yield
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            raise StoreUnavailableError(
-                f"Redis at {self._where} did not answer within {self.timeout:g} s,"
-                f" could not {action}"
-            ) from None
+        return errors.bounded(deadline, self.timeout, self._redis, self._where, action, _FULL)
 
-    @contextlib.contextmanager
-    def _translated(self, action: str) -> Iterator[None]:
+    def _translated(self, action: str) -> contextlib.AbstractContextManager[None]:
         """Turn redis-py's errors into the store's, without secrets."""
-        try:
-            yield
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-            detail = self._scrub(f"{type(exc).__name__}: {exc}")
-            raise StoreUnavailableError(
-                f"Redis at {self._where} is unavailable, could not {action} ({detail})"
-            ) from exc
-        except redis_errors.OutOfMemoryError as exc:
-            # Refused before its first write: nothing recorded. Try again once memory is freed.
-            raise StoreUnavailableError(
-                f"Redis at {self._where} is full (maxmemory), could not {action}: give it more"
-                " memory or the store a shorter retention"
-            ) from exc
-        except redis_errors.RedisError as exc:
-            detail = self._scrub(f"{type(exc).__name__}: {exc}")
-            raise StoreError(f"Redis at {self._where} could not {action} ({detail})") from exc
-
-    def _scrub(self, text: str) -> str:
-        password = self._redis.connection_pool.connection_kwargs.get("password")
-        return text.replace(password, "***") if isinstance(password, str) and password else text
+        return errors.translated(self._redis, self._where, action, _FULL)
 
     def _checked(self, cursor: str) -> str:
         codec.cursor_key(cursor)

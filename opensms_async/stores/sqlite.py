@@ -34,25 +34,24 @@ import asyncio
 import contextlib
 import math
 import os
-import queue
 import sqlite3
-import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Final, Literal, TypeAlias, TypeVar, cast
+from typing import Any, Final, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 from .._constants import RECEIPT_RETENTION
-from .._exceptions import InvalidStoreURLError, StoreError, StoreUnavailableError
+from .._exceptions import InvalidStoreURLError, StoreError
 from .._lifecycle import OPEN, Lifecycle
 from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
 from ._base import PendingRequest
-from ._common import Listeners, Wakeup, parse_cursor
+from ._common import Listeners, Wakeup, parse_cursor, read_start, read_waiting
 from ._memo import EventShape, MergeMemo, StateShape, Step
 from ._sqlite_retention import Retention
+from ._sqlite_writer import Batch, Writer, rollback
 from ._url_options import options, positive_int, positive_seconds, redact
 
 __all__ = ["DEFAULT_MAX_EVENTS", "DEFAULT_RETENTION", "SCHEMA_VERSION", "SQLiteStore"]
@@ -130,9 +129,6 @@ _SELECT_DUE: Final = """SELECT request_id, sender, tracked_at, next_poll_at, att
     WHERE next_poll_at <= ? AND (leased_until IS NULL OR leased_until <= ?)
     ORDER BY next_poll_at, request_id LIMIT ?"""
 
-_T = TypeVar("_T")
-_Kind: TypeAlias = Literal["read", "write", "merge", "stop"]
-_Outcome: TypeAlias = tuple["asyncio.Future[Any] | None", BaseException | None, object]
 _Connection: TypeAlias = sqlite3.Connection
 _Pair: TypeAlias = tuple[str, str]
 _Merged: TypeAlias = tuple[DeliveryUpdate, Step, float, int]
@@ -309,18 +305,11 @@ class SQLiteStore(Lifecycle):
         With ``timeout`` > 0, waits up to that long for one when there is none: woken by this
         process's commits, and re-checking every ``poll_interval`` for other processes' writes.
         """
-        start = 0 if after is None else parse_cursor(after)
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit!r}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            seen = self._wakeup.generation
-            rows = await self._ready().call(partial(_select_all, _SELECT_EVENTS, (start, limit)))
-            remaining = deadline - loop.time()
-            if rows or remaining <= 0:
-                return [_event_from_row(row) for row in rows]
-            await self._wakeup.wait(seen, min(remaining, self._poll_interval))
+        query = partial(_select_all, _SELECT_EVENTS, (read_start(after, limit), limit))
+        rows = await read_waiting(
+            lambda: self._ready().call(query), self._wakeup, timeout, self._poll_interval
+        )
+        return [_event_from_row(row) for row in rows]
 
     async def last_cursor(self) -> str | None:
         """The cursor of the newest logged event, or None for an empty log."""
@@ -364,35 +353,12 @@ class SQLiteStore(Lifecycle):
         return writer
 
 
-class _Job:
-    """A function to run on the writer thread, and the future awaiting its result.
+class _Writer(Writer):
+    """The writer thread of one store (:mod:`._sqlite_writer`): merges are batched jobs (one
+    ``_merge_batch`` for the merges of a whole batch), schedule writes function jobs, and
+    retention runs in small steps between batches and while idle."""
 
-    A merge job carries its updates instead (``fn`` None), so that a batch merges those of every
-    job together (``_merge_batch``), or, when one fails, each job alone by the same merge.
-    """
-
-    __slots__ = ("fn", "future", "kind", "updates")
-
-    def __init__(
-        self,
-        fn: Callable[[_Connection], object] | None,
-        kind: _Kind,
-        future: asyncio.Future[Any] | None,
-        updates: tuple[DeliveryUpdate, ...] | None = None,
-    ) -> None:
-        self.fn = fn
-        self.kind = kind
-        self.future = future
-        self.updates = updates
-
-    def run(self, conn: _Connection) -> object:
-        if self.fn is None:
-            raise RuntimeError("a merge or stop job has no function to run")
-        return self.fn(conn)
-
-
-class _Writer:
-    """The thread that owns the connection: it runs queued jobs in batches (group commit)."""
+    misuse = "an SQLiteStore must be used from the event loop that opened it"
 
     def __init__(
         self,
@@ -406,221 +372,54 @@ class _Writer:
         retention: Retention,
         clock: Callable[[], float],
     ) -> None:
-        self._path = path
+        super().__init__(
+            path,
+            lambda: _connect(path, synchronous, clock()),
+            loop,
+            max_batch=max_batch,
+            committed=partial(_publish, wakeup, listeners),
+            thread_name="opensms-sqlite-writer",
+            # Merges touch states and events, the other writes only the polling schedule.
+            commuting=True,
+        )
         self._memo = memo  # the writer thread's alone
-        self._synchronous = synchronous
-        self._loop = loop
-        self._wakeup = wakeup
-        self._listeners = listeners
-        self._max_batch = max_batch
         self._retention = retention  # the writer thread's alone, like the memo
         self._clock = clock
-        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self.batches = 0
-        """Write transactions committed so far (a test of group commit reads it)."""
-
-    def start(self) -> asyncio.Future[None]:
-        """Start the thread; the future resolves once the file is open and the schema ready."""
-        opened: asyncio.Future[None] = self._loop.create_future()
-        name = f"opensms-sqlite-writer {os.path.basename(self._path)}"
-        threading.Thread(target=self._run, args=(opened,), name=name, daemon=True).start()
-        return opened
-
-    async def call(self, fn: Callable[[_Connection], _T], kind: _Kind = "read") -> _T:
-        """Run ``fn(connection)`` on the writer thread (writes inside the batch transaction)."""
-        if asyncio.get_running_loop() is not self._loop:
-            raise StoreError("an SQLiteStore must be used from the event loop that opened it")
-        future: asyncio.Future[_T] = self._loop.create_future()
-        self._queue.put(_Job(fn, kind, future))
-        return await future
+        self._now = 0.0
+        """When the current write transaction writes (the writer thread's alone)."""
+        self._merger: Batch = self._merge  # one object: the writer groups jobs by it
 
     async def merge(self, updates: tuple[DeliveryUpdate, ...]) -> Any:
         """Merge ``updates`` in the next batch; answers the events they logged."""
-        if asyncio.get_running_loop() is not self._loop:
-            raise StoreError("an SQLiteStore must be used from the event loop that opened it")
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put(_Job(None, "merge", future, updates))
-        return await future
+        return await self.batched(self._merger, updates)
 
-    async def stop(self) -> None:
-        """Run what is queued, close the connection and end the thread."""
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._queue.put(_Job(None, "stop", future))
-        await future
+    def _merge(self, conn: _Connection, payloads: list[tuple[DeliveryUpdate, ...]]) -> list[Any]:
+        return _merge_batch(conn, self._memo, payloads, self._now)
 
-    def stop_nowait(self) -> None:
-        """Ask the thread to stop without waiting (finaliser of an unclosed store)."""
-        self._queue.put(_Job(None, "stop", None))
+    def _wait(self) -> float:
+        return self._retention.wait()
 
-    # --- on the writer thread ----------------------------------------------------------------
+    def _idle(self, conn: _Connection) -> None:
+        self._retention.step(conn)
 
-    def _run(self, opened: asyncio.Future[None]) -> None:
-        try:
-            conn = _connect(self._path, self._synchronous, self._clock())
-        except Exception as exc:
-            error = exc if isinstance(exc, StoreError) else StoreError(f"cannot open: {exc!r}")
-            self._settle([(opened, error, None)], [])
-            return
-        self._settle([(opened, None, None)], [])
-        try:
-            while self._serve_batch(conn):
-                pass
-        finally:
-            conn.close()
+    def _begin(self) -> None:
+        self._now = self._clock()
 
-    def _serve_batch(self, conn: _Connection) -> bool:
-        """Run one batch of queued jobs, then a retention step if one is due (when no job came
-        in time, only the step); False once a stop job was seen."""
-        jobs = self._take(self._retention.wait())
-        if not jobs:
-            self._retention.step(conn)
-            return True
-        outcomes = [self._read(conn, job) for job in jobs if job.kind == "read"]
-        writes = [job for job in jobs if job.kind in ("write", "merge")]
-        logged: list[DeliveryEvent] = []
-        if writes:
-            written, logged = self._write(conn, writes)
-            outcomes += written
-        stops = [job for job in jobs if job.kind == "stop"]
-        if stops:
-            conn.close()  # before the stop is acknowledged: the file can be reopened at once
-            outcomes += [(job.future, None, None) for job in stops]
-        self._settle(outcomes, logged)
-        if stops:
-            return False
-        if logged:
+    def _after_batch(self, conn: _Connection, results: list[Any]) -> None:
+        if any(results):
             self._retention.logged()
         if self._retention.due_between_batches():  # the callers have their answers already
             self._retention.step(conn)
-        return True
-
-    def _take(self, wait: float) -> list[_Job]:
-        """The queued jobs, up to a batch; waits up to ``wait`` seconds for the first (none: [])."""
-        try:
-            first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return []
-        jobs = [first]
-        while len(jobs) < self._max_batch:
-            try:
-                jobs.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return jobs
-
-    def _read(self, conn: _Connection, job: _Job) -> _Outcome:
-        try:
-            return (job.future, None, job.run(conn))
-        except sqlite3.Error as exc:
-            error = StoreError(f"SQLite read failed: {exc}")
-            error.__cause__ = exc
-            return (job.future, error, None)
-        except Exception as exc:  # a bug in the job: hand it to its caller, keep the thread
-            return (job.future, exc, None)
-
-    def _write(
-        self, conn: _Connection, jobs: list[_Job]
-    ) -> tuple[list[_Outcome], list[DeliveryEvent]]:
-        """One transaction for every write job: each job's outcome, and the events committed (in
-        cursor order); on a failed commit, every job fails and none was."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            outcomes = self._run_all(conn, jobs, self._clock())
-            self._commit(conn)
-        except Exception as exc:
-            _rollback(conn)
-            return [(job.future, _write_error(exc), None) for job in jobs], []
-        self.batches += 1
-        logged = [
-            event
-            for job, (_, error, value) in zip(jobs, outcomes, strict=True)
-            if error is None and job.updates is not None
-            for event in cast("list[DeliveryEvent]", value)
-        ]
-        return outcomes, logged
-
-    def _run_all(self, conn: _Connection, jobs: list[_Job], now: float) -> list[_Outcome]:
-        """Run the jobs in the open transaction (writing at ``now``); a failing job is undone
-        alone."""
-        try:  # optimistic: no savepoints and merges batched, as long as nothing fails
-            return self._run_together(conn, jobs, now)
-        except Exception:
-            if len(jobs) == 1:  # alone in its transaction: it fails, rolled back with it
-                raise
-        conn.execute("ROLLBACK")
-        conn.execute("BEGIN IMMEDIATE")
-        return [self._write_one(conn, job, now) for job in jobs]
-
-    def _run_together(self, conn: _Connection, jobs: list[_Job], now: float) -> list[_Outcome]:
-        # Merge jobs touch states and events, the others only the polling schedule: the order
-        # between the two kinds does not matter, within each it is kept.
-        merges = [job for job in jobs if job.updates is not None]
-        merged = iter(_merge_batch(conn, self._memo, merges, now) if merges else [])
-        return [
-            (job.future, None, next(merged) if job.updates is not None else job.run(conn))
-            for job in jobs
-        ]
-
-    def _write_one(self, conn: _Connection, job: _Job, now: float) -> _Outcome:
-        # A savepoint per job: a job that fails is undone alone, the others still commit. A
-        # merge job runs the same batched merge as a whole batch does, on a batch of one job.
-        conn.execute("SAVEPOINT job")
-        try:
-            if job.updates is None:
-                value = job.run(conn)
-            else:
-                [value] = _merge_batch(conn, self._memo, [job], now)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO job")  # if this fails too, the whole batch fails
-            conn.execute("RELEASE job")
-            return (job.future, _write_error(exc), None)
-        conn.execute("RELEASE job")
-        return (job.future, None, value)
-
-    def _commit(self, conn: _Connection) -> None:
-        conn.execute("COMMIT")
-
-    def _settle(self, outcomes: list[_Outcome], logged: list[DeliveryEvent]) -> None:
-        # One hop to the loop per batch, not one per caller; batches arrive in commit order.
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            self._loop.call_soon_threadsafe(
-                _resolve, outcomes, logged, self._wakeup, self._listeners
-            )
 
 
-def _resolve(
-    outcomes: list[_Outcome],
-    logged: list[DeliveryEvent],
-    wakeup: Wakeup,
-    listeners: Listeners[DeliveryEvent],
+def _publish(
+    wakeup: Wakeup, listeners: Listeners[DeliveryEvent], results: Sequence[list[DeliveryEvent]]
 ) -> None:
-    """On the loop: hand what a batch committed to the listeners (whether or not its callers
-    still wait), then each caller its result (callers that gave up are skipped)."""
+    """On the loop: hand what a batch logged to the listeners, in cursor order."""
+    logged = [event for events in results for event in events]
     if logged:
         wakeup.fire()
         listeners.publish(logged)
-    for future, error, value in outcomes:
-        if future is None or future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
-
-def _write_error(exc: Exception) -> Exception:
-    """What a writer whose transaction was rolled back gets: a bug stays itself."""
-    if not isinstance(exc, sqlite3.Error):
-        return exc
-    error = StoreUnavailableError(f"SQLite write failed, nothing recorded: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-def _rollback(conn: _Connection) -> None:
-    with contextlib.suppress(sqlite3.Error):
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
 
 
 # --- connection and schema -------------------------------------------------------------------
@@ -673,7 +472,7 @@ def _create_schema(conn: _Connection, now: float) -> None:
         )
         conn.execute("COMMIT")
     except BaseException:
-        _rollback(conn)
+        rollback(conn)
         raise
 
 
@@ -697,10 +496,13 @@ def _migrate_from_1(conn: _Connection, now: float) -> None:
 
 
 def _merge_batch(
-    conn: _Connection, memo: MergeMemo, jobs: list[_Job], written_at: float
+    conn: _Connection,
+    memo: MergeMemo,
+    jobs: list[tuple[DeliveryUpdate, ...]],
+    written_at: float,
 ) -> list[object]:
     """Merge the updates of several jobs with three statements in all; each job's result."""
-    updates = [update for job in jobs for update in job.updates or ()]
+    updates = [update for job in jobs for update in job]
     known = _select_shapes(conn, memo, {(u.request_id, u.address) for u in updates})
     states: dict[_Pair, tuple[object, ...]] = {}
     events: list[tuple[object, ...]] = []
@@ -751,12 +553,12 @@ def _write_batch(
     return last - len(events) + 1
 
 
-def _split(jobs: list[_Job], merged: list[_Merged]) -> list[object]:
+def _split(jobs: list[tuple[DeliveryUpdate, ...]], merged: list[_Merged]) -> list[object]:
     """Each job's share of the merged updates: the events they logged."""
     results: list[object] = []
     start = 0
     for job in jobs:
-        mine = merged[start : start + len(job.updates or ())]
+        mine = merged[start : start + len(job)]
         start += len(mine)
         results.append([event for m in mine if (event := _logged(m)) is not None])
     return results

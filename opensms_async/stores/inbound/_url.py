@@ -11,46 +11,30 @@ inbound log.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Final, cast
 
-from ..._exceptions import InvalidStoreURLError
-from .._url_options import redact
+from .._url import Backend, open_backend
 
 if TYPE_CHECKING:
     from ._base import InboundStore
 
 __all__ = ["BACKENDS", "open_inbound_store"]
 
-BACKENDS: Final = {
+BACKENDS: Final[Mapping[str, Backend]] = {
     "memory": (".memory", "MemoryInboundStore", None),
     "sqlite": (".sqlite", "SQLiteInboundStore", None),
     "redis": (".redis", "RedisInboundStore", "redis"),
     "rediss": (".redis", "RedisInboundStore", "redis"),
 }
 """Scheme -> (module of this package, store class, the extra its optional package needs)."""
-_SCHEMES = "memory://, sqlite:///path.db, redis:// or rediss://"
 
 
 def open_inbound_store(url: str) -> InboundStore:
     """The inbound store a URL names, not opened yet; InvalidStoreURLError when none fits."""
-    if not isinstance(url, str):
-        raise InvalidStoreURLError(f"a store URL must be a string, not {type(url).__name__}")
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    backend = BACKENDS.get(scheme)
-    if backend is None:
-        raise InvalidStoreURLError(f"unknown store URL {redact(url)!r}: expected {_SCHEMES}")
-    module_name, class_name, extra = backend
-    try:
-        module = importlib.import_module(module_name, __package__)
-    except ImportError as exc:
-        if extra is not None and exc.name == extra:
-            hint = f"the {extra} package is missing: pip install 'opensms-async[{extra}]'"
-        else:
-            hint = f"the {class_name} backend cannot be imported ({exc})"
-        raise InvalidStoreURLError(f"cannot open {redact(url)!r}: {hint}") from exc
-    try:
-        return cast("InboundStore", getattr(module, class_name).from_url(url))
-    except InvalidStoreURLError:
-        raise
-    except ValueError:  # urlsplit's, e.g. a malformed IPv6 host
-        raise InvalidStoreURLError(f"malformed store URL {redact(url)!r}") from None
+    return cast("InboundStore", open_backend(url, BACKENDS, _import))
+
+
+def _import(module_name: str) -> ModuleType:
+    return importlib.import_module(module_name, __package__)

@@ -1,7 +1,7 @@
 """``MemoryInboundStore``: the inbound log, the ids seen and the parts being joined, in memory.
 
 Everything runs on the event loop without awaiting inside ``receive``, which makes each call
-atomic. Built to remember a million ``messageId`` s in about 90 bytes each
+atomic. Built to remember a million ``messageId`` s in little memory
 (``bench/bench_inbound.py``): an id in BICS's form (a lowercase UUID) is kept as its 16 bytes,
 in one set, and forgotten by time buckets (a list of ids per slice of the retention) rather than
 with a time per id.
@@ -9,7 +9,6 @@ with a time per id.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import heapq
 import re
@@ -21,7 +20,7 @@ from ..._exceptions import InvalidStoreURLError, StoreError
 from ..._inbound_message import InboundMessage, logged, logged_single
 from ..._lifecycle import OPEN, Lifecycle
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
-from .._common import Wakeup, parse_cursor
+from .._common import Wakeup, parse_cursor, read_start, read_waiting
 from .._url_options import options, positive_int, redact
 from ._base import Received
 
@@ -247,18 +246,13 @@ class MemoryInboundStore(Lifecycle):
     ) -> list[InboundMessage]:
         """Up to ``limit`` messages after cursor ``after`` (None: the oldest retained); with
         ``timeout`` > 0, waits up to that long for one when there is none."""
-        start = 0 if after is None else parse_cursor(after)
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit!r}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+        start = read_start(after, limit)
+
+        async def read() -> list[InboundMessage]:
             self._check_usable()
-            messages = self._log.read(start, limit)
-            remaining = deadline - loop.time()
-            if messages or remaining <= 0:
-                return messages
-            await self._wakeup.wait(self._wakeup.generation, remaining)
+            return self._log.read(start, limit)
+
+        return await read_waiting(read, self._wakeup, timeout)
 
     async def last_cursor(self) -> str | None:
         """The cursor of the newest logged message, or None for an empty log."""

@@ -32,19 +32,19 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from ..._exceptions import InvalidStoreURLError, StoreError, StoreUnavailableError
+from ..._exceptions import InvalidStoreURLError, StoreError
 from ..._inbound_message import InboundMessage, decode
 from ..._lifecycle import OPEN, Lifecycle
 from ..._reassembly import Part, group_key
 from .. import _redis_codec as codec
 from .. import _redis_config as config
+from .. import _redis_errors as errors
 from .._url_options import options, positive_int, redact
 from . import _redis_scripts as scripts
 from ._base import Received
@@ -95,20 +95,9 @@ class RedisInboundStore(Lifecycle):
         self.allow_eviction = bool(allow_eviction)
         base = f"{prefix}:inbound"
         self._keys = [f"{base}:seen", f"{base}:log", f"{base}:groups", f"{base}:windows"]
-        if isinstance(client, str):
-            self._where = redact(client)
-            self._redis = config.make_client(client, socket_timeout=self.timeout)
-            blocking_timeout = config.BLOCK_SLICE + self.timeout
-            self._blocking = config.make_client(client, socket_timeout=blocking_timeout)
-            self._owned: tuple[Redis, ...] = (self._redis, self._blocking)
-        elif isinstance(client, Redis):
-            self._where = config.describe(client)
-            self._redis, self._blocking = client, blocking_client or client
-            self._owned = ()
-        else:
-            raise TypeError(
-                f"client must be a Redis URL or a redis.asyncio.Redis, not {type(client).__name__}"
-            )
+        clients = config.clients(client, blocking_client, self.timeout)
+        self._where, self._redis, self._blocking = clients.where, clients.redis, clients.blocking
+        self._owned = clients.owned
         self._slice = config.block_slice(self._blocking)
         self._receive = self._redis.register_script(scripts.RECEIVE)
         self._expire = self._redis.register_script(scripts.EXPIRE)
@@ -144,26 +133,9 @@ class RedisInboundStore(Lifecycle):
 
     async def _open(self) -> None:
         async with self._bounded("connect"):
-            await self._redis.ping()
-            info = await self._redis.info("server")
-            policy = await self._eviction_policy()
-        config.check_version(info.get("redis_version"))
-        warning = config.check_policy(policy, self._where, allow_eviction=self.allow_eviction)
-        if warning is not None:
-            logger.warning("%s", warning)
-
-    async def _eviction_policy(self) -> str | None:
-        """The server's ``maxmemory-policy``, from ``CONFIG GET`` or ``INFO memory``."""
-        with contextlib.suppress(redis_errors.ResponseError):
-            reply: dict[Any, Any] = await self._redis.config_get("maxmemory-policy") or {}
-            for name, value in reply.items():
-                if codec.text(name) == "maxmemory-policy" and isinstance(value, str | bytes):
-                    return codec.text(value)
-        with contextlib.suppress(redis_errors.ResponseError):
-            value = (await self._redis.info("memory")).get("maxmemory_policy")
-            if isinstance(value, str | bytes):
-                return codec.text(value)
-        return None
+            await errors.check_server(
+                self._redis, self._where, allow_eviction=self.allow_eviction, logger=logger
+            )
 
     async def _aclose(self) -> None:
         for client in self._owned:
@@ -257,43 +229,13 @@ class RedisInboundStore(Lifecycle):
 
     # --- helpers -----------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _bounded(self, action: str, extra: float = 0.0) -> AsyncIterator[None]:
+    def _bounded(
+        self, action: str, extra: float = 0.0
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """redis-py's errors as the store's (without secrets), giving up after ``timeout``
         seconds (plus ``extra``, a blocking wait's own length)."""
         deadline = asyncio.timeout(self.timeout + extra)
-        try:
-            async with deadline:
-                with self._translated(action):
-                    yield
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            raise StoreUnavailableError(
-                f"Redis at {self._where} did not answer within {self.timeout:g} s,"
-                f" could not {action}"
-            ) from None
-
-    @contextlib.contextmanager
-    def _translated(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-            detail = self._scrub(f"{type(exc).__name__}: {exc}")
-            raise StoreUnavailableError(
-                f"Redis at {self._where} is unavailable, could not {action} ({detail})"
-            ) from exc
-        except redis_errors.OutOfMemoryError as exc:
-            raise StoreUnavailableError(
-                f"Redis at {self._where} is full (maxmemory), could not {action}"
-            ) from exc
-        except redis_errors.RedisError as exc:
-            detail = self._scrub(f"{type(exc).__name__}: {exc}")
-            raise StoreError(f"Redis at {self._where} could not {action} ({detail})") from exc
-
-    def _scrub(self, text: str) -> str:
-        password = self._redis.connection_pool.connection_kwargs.get("password")
-        return text.replace(password, "***") if isinstance(password, str) and password else text
+        return errors.bounded(deadline, self.timeout, self._redis, self._where, action)
 
     def _checked(self, cursor: str) -> str:
         codec.cursor_key(cursor)

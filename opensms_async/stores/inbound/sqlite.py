@@ -3,7 +3,7 @@
 The durable default for one process, on the standard library's :mod:`sqlite3`, in a file of its
 own or in the delivery store's (tables ``inbound_*``, their own schema version in
 ``inbound_meta``). One writer thread owns the connection and commits in groups
-(:mod:`._sqlite_writer`): each ``receive`` is a job, every job queued meanwhile shares its
+(:mod:`.._sqlite_writer`): each ``receive`` is a job, every job queued meanwhile shares its
 transaction, and each caller returns once it is committed.
 
 A part is one job step: ``INSERT ... ON CONFLICT DO NOTHING`` of its id into ``inbound_seen``
@@ -45,10 +45,10 @@ from ..._inbound_message import (
 )
 from ..._lifecycle import OPEN, Lifecycle
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
-from .._common import Wakeup, parse_cursor
+from .._common import Wakeup, parse_cursor, read_start, read_waiting
+from .._sqlite_writer import Writer
 from .._url_options import options, positive_int, redact
 from ._base import Received
-from ._sqlite_writer import Writer
 
 __all__ = ["DEFAULT_MAX_MESSAGES", "SCHEMA_VERSION", "SQLiteInboundStore"]
 
@@ -167,7 +167,7 @@ class SQLiteInboundStore(Lifecycle):
             loop = asyncio.get_running_loop()
             connect = partial(_connect, self.path, self.synchronous)
             self._writer = Writer(
-                self.path, connect, loop, max_batch=self._max_batch, committed=self._wakeup.fire
+                self.path, connect, loop, max_batch=self._max_batch, committed=self._committed
             )
             self._started = self._writer.start()
             # A store dropped without aclose() still stops its thread.
@@ -219,18 +219,11 @@ class SQLiteInboundStore(Lifecycle):
         """Up to ``limit`` messages after cursor ``after`` (None: the oldest), oldest first;
         with ``timeout`` > 0, waits up to that long for one (re-checking the file every
         ``poll_interval`` for other processes' writes)."""
-        start = 0 if after is None else parse_cursor(after)
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit!r}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            seen = self._wakeup.generation
-            rows = await self._ready().call(partial(_rows, _READ, (start, limit)))
-            remaining = deadline - loop.time()
-            if rows or remaining <= 0:
-                return [decode(str(cursor), raw) for cursor, raw in rows]
-            await self._wakeup.wait(seen, min(remaining, self._poll_interval))
+        query = partial(_rows, _READ, (read_start(after, limit), limit))
+        rows = await read_waiting(
+            lambda: self._ready().call(query), self._wakeup, timeout, self._poll_interval
+        )
+        return [decode(str(cursor), raw) for cursor, raw in rows]
 
     async def last_cursor(self) -> str | None:
         """The cursor of the newest logged message, or None for an empty log."""
@@ -245,6 +238,10 @@ class SQLiteInboundStore(Lifecycle):
     def batches(self) -> int:
         """Write transactions committed so far (for tests of group commit)."""
         return 0 if self._writer is None else self._writer.batches
+
+    def _committed(self, results: Sequence[object]) -> None:
+        """On the loop, once a write transaction committed: wake the waiting readers."""
+        self._wakeup.fire()
 
     def _ready(self) -> Writer:
         writer = self._writer

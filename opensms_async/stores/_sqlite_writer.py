@@ -1,15 +1,19 @@
 """One thread that owns a SQLite connection and runs its jobs in batches (group commit).
 
-The discipline of the delivery store's writer (``stores/sqlite.py``), written generic over what a
-job does: a job is a function of the connection, or a payload for a *batch function* that runs
-the payloads of every job of a batch together (so that their rows share statements: one
-``SELECT ... IN``, one ``executemany``). The thread takes everything queued (up to ``max_batch``
-jobs), runs the reads, then runs every write inside *one* transaction and commits once, and
-resolves every caller's future in one hop to the event loop. A write job that raises
-has the batch rolled back and run again with a savepoint per job, so that it fails alone; a
+The writer of both SQLite stores (the delivery store, ``stores/sqlite.py``, and the inbound one,
+``stores/inbound/sqlite.py``), generic over what a job does: a job is a function of the
+connection, or a payload for a *batch function* that runs the payloads of every job of a batch
+together (so that their rows share statements: one ``SELECT ... IN``, one ``executemany``). The
+thread takes everything queued (up to ``max_batch`` jobs), runs the reads, then runs every write
+inside *one* transaction and commits once, and resolves every caller's future in one hop to the
+event loop. A write job that raises has the batch rolled back and run again with a savepoint per
+job, so that it fails alone (each batched job then runs through its batch function alone); a
 failed ``COMMIT`` fails every job of the batch with :class:`StoreUnavailableError`, nothing
-half-written. Each caller thus returns only after its commit, while a burst of callers shares
-one. (The delivery store's writer could be this one, with its merges as jobs.)
+half-written. Each caller thus returns only after its commit, while a burst of callers shares one.
+
+A store with work of its own between batches (the delivery store's retention) subclasses the
+writer and overrides the hooks :meth:`Writer._wait`, :meth:`Writer._idle`,
+:meth:`Writer._begin` and :meth:`Writer._after_batch`.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
-from ..._exceptions import StoreError, StoreUnavailableError
+from .._exceptions import StoreError, StoreUnavailableError
 
-__all__ = ["Connect", "Writer"]
+__all__ = ["Batch", "Committed", "Connect", "Writer", "rollback"]
 
 _T = TypeVar("_T")
 _Kind: TypeAlias = Literal["read", "write", "stop"]
@@ -35,6 +39,9 @@ Batch: TypeAlias = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 Connect: TypeAlias = Callable[[], sqlite3.Connection]
 """Opens the connection, schema ready, in autocommit mode (run on the writer thread); raises
 StoreError when it cannot."""
+Committed: TypeAlias = Callable[[Sequence[Any]], None]
+"""Called on the loop once a write transaction committed, before its callers get their results,
+with the results of its batched jobs (in queue order): the store publishes what it wrote."""
 _STOP: Final = "stop"
 
 
@@ -66,24 +73,34 @@ class _Job:
 class Writer:
     """The thread of one store; :meth:`start` it, then :meth:`call` jobs, then :meth:`stop`.
 
-    ``committed`` (called on the loop, after the futures of a batch that wrote are resolved)
-    lets the store wake its readers.
+    ``thread_name`` names the thread (with the file's base name); ``committed`` lets the store
+    publish and wake its readers. ``commuting``: the batched jobs and the function jobs of a
+    batch touch different tables, so every payload of one batch function runs in one call,
+    before the function jobs (else only consecutive jobs of one batch function share a call, and
+    every job runs in queue order).
     """
+
+    misuse: str = "a SQLite store must be used from the event loop that opened it"
+    """The StoreError of a call from another event loop than the one that opened the store."""
 
     def __init__(
         self,
-        name: str,
+        path: str,
         connect: Connect,
         loop: asyncio.AbstractEventLoop,
         *,
         max_batch: int,
-        committed: Callable[[], None],
+        committed: Committed,
+        thread_name: str = "opensms-sqlite-inbound",
+        commuting: bool = False,
     ) -> None:
-        self._name = name
+        self._path = path
         self._connect = connect
         self._loop = loop
         self._max_batch = max_batch
         self._committed = committed
+        self._thread_name = thread_name
+        self._commuting = commuting
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self.batches = 0
         """Write transactions committed so far (a test of group commit reads it)."""
@@ -91,24 +108,20 @@ class Writer:
     def start(self) -> asyncio.Future[None]:
         """Start the thread; the future resolves once the connection is open."""
         opened: asyncio.Future[None] = self._loop.create_future()
-        name = f"opensms-sqlite-inbound {os.path.basename(self._name)}"
+        name = f"{self._thread_name} {os.path.basename(self._path)}"
         threading.Thread(target=self._run, args=(opened,), name=name, daemon=True).start()
         return opened
 
     async def call(self, fn: Callable[[sqlite3.Connection], _T], kind: _Kind = "read") -> _T:
         """Run ``fn(connection)`` on the thread; "write" jobs run inside the batch transaction."""
-        if asyncio.get_running_loop() is not self._loop:
-            raise StoreError("a SQLite store must be used from the event loop that opened it")
-        future: asyncio.Future[_T] = self._loop.create_future()
+        future: asyncio.Future[_T] = self._future()
         self._queue.put(_Job(fn, kind, future))
         return await future
 
     async def batched(self, batch: Batch, payload: object) -> Any:
         """Run ``payload`` in the next write transaction, through ``batch`` together with the
         payloads of every other job of the transaction that has the same batch function."""
-        if asyncio.get_running_loop() is not self._loop:
-            raise StoreError("a SQLite store must be used from the event loop that opened it")
-        future: asyncio.Future[Any] = self._loop.create_future()
+        future: asyncio.Future[Any] = self._future()
         self._queue.put(_Job(None, "write", future, batch, payload))
         return await future
 
@@ -122,6 +135,31 @@ class Writer:
         """Ask the thread to stop without waiting (finaliser of an unclosed store)."""
         self._queue.put(_Job(None, "stop", None))
 
+    def _future(self) -> asyncio.Future[Any]:
+        if asyncio.get_running_loop() is not self._loop:
+            raise StoreError(self.misuse)
+        return self._loop.create_future()
+
+    # --- hooks, on the thread ----------------------------------------------------------------
+
+    def _wait(self) -> float | None:
+        """Seconds to wait for a job before :meth:`_idle` runs (None: wait for one)."""
+        return None
+
+    def _idle(self, conn: sqlite3.Connection) -> None:
+        """Runs when no job came within :meth:`_wait`."""
+
+    def _begin(self) -> None:
+        """Runs once per write transaction, before its jobs (a rerun with savepoints is the same
+        transaction)."""
+
+    def _after_batch(self, conn: sqlite3.Connection, results: list[Any]) -> None:
+        """Runs after a batch was settled (not after the last one), with the results of its
+        committed batched jobs."""
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+
     # --- on the thread -----------------------------------------------------------------------
 
     def _run(self, opened: asyncio.Future[None]) -> None:
@@ -129,9 +167,9 @@ class Writer:
             conn = self._connect()
         except Exception as exc:
             error = exc if isinstance(exc, StoreError) else StoreError(f"cannot open: {exc!r}")
-            self._settle([(opened, error, None)], wrote=False)
+            self._settle([(opened, error, None)], None)
             return
-        self._settle([(opened, None, None)], wrote=False)
+        self._settle([(opened, None, None)], None)
         try:
             while self._serve_batch(conn):
                 pass
@@ -139,22 +177,38 @@ class Writer:
             conn.close()
 
     def _serve_batch(self, conn: sqlite3.Connection) -> bool:
-        jobs = self._take()
+        """Run one batch of queued jobs (when none came in time, :meth:`_idle`); False once a
+        stop job was seen."""
+        jobs = self._take(self._wait())
+        if not jobs:
+            self._idle(conn)
+            return True
         outcomes = [self._read(conn, job) for job in jobs if job.kind == "read"]
         writes = [job for job in jobs if job.kind == "write"]
-        wrote = False
+        results: list[Any] | None = None
         if writes:
-            written, wrote = self._write(conn, writes)
+            written, results = self._write(conn, writes)
             outcomes += written
         stops = [job for job in jobs if job.kind == _STOP]
         if stops:
             conn.close()  # before the stop is acknowledged: the file can be reopened at once
             outcomes += [(job.future, None, None) for job in stops]
-        self._settle(outcomes, wrote)
-        return not stops
+        self._settle(outcomes, results)
+        if stops:
+            return False
+        self._after_batch(conn, results or [])
+        return True
 
-    def _take(self) -> list[_Job]:
-        jobs = [self._queue.get()]
+    def _take(self, wait: float | None) -> list[_Job]:
+        """The queued jobs, up to a batch; waits up to ``wait`` seconds for the first (none: [])."""
+        try:
+            if wait is None:
+                first = self._queue.get()
+            else:
+                first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return []
+        jobs = [first]
         while len(jobs) < self._max_batch:
             try:
                 jobs.append(self._queue.get_nowait())
@@ -172,17 +226,27 @@ class Writer:
         except Exception as exc:  # a bug in the job: hand it to its caller, keep the thread
             return (job.future, exc, None)
 
-    def _write(self, conn: sqlite3.Connection, jobs: list[_Job]) -> tuple[list[_Outcome], bool]:
-        """One transaction for every write job; on a failed commit, every job fails."""
+    def _write(
+        self, conn: sqlite3.Connection, jobs: list[_Job]
+    ) -> tuple[list[_Outcome], list[Any] | None]:
+        """One transaction for every write job: each job's outcome, and the results of the
+        batched jobs that committed (None: the transaction did not); on a failed commit, every
+        job fails."""
         try:
             conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             outcomes = self._run_all(conn, jobs)
-            conn.execute("COMMIT")
+            self._commit(conn)
         except Exception as exc:
-            _rollback(conn)
-            return [(job.future, _write_error(exc), None) for job in jobs], False
+            rollback(conn)
+            return [(job.future, _write_error(exc), None) for job in jobs], None
         self.batches += 1
-        return outcomes, True
+        results = [
+            value
+            for job, (_, error, value) in zip(jobs, outcomes, strict=True)
+            if error is None and job.batch is not None
+        ]
+        return outcomes, results
 
     def _run_all(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
         try:  # optimistic: no savepoints, batch functions over all their jobs at once
@@ -195,7 +259,10 @@ class Writer:
         return [self._write_one(conn, job) for job in jobs]
 
     def _run_together(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
-        """Every job in order, each run of consecutive jobs of one batch function in one call."""
+        """Every job, the payloads of one batch function sharing a call: all of them first
+        (``commuting``), or each run of consecutive ones, in queue order."""
+        if self._commuting:
+            return self._run_commuting(conn, jobs)
         outcomes: list[_Outcome] = []
         start = 0
         while start < len(jobs):
@@ -213,7 +280,22 @@ class Writer:
             start = stop
         return outcomes
 
+    def _run_commuting(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
+        groups: dict[Batch, list[_Job]] = {}
+        for job in jobs:
+            if job.batch is not None:
+                groups.setdefault(job.batch, []).append(job)
+        results: dict[int, object] = {}
+        for batch, group in groups.items():
+            values = batch(conn, [job.payload for job in group])
+            results.update(zip(map(id, group), values, strict=True))
+        return [
+            (job.future, None, results[id(job)] if job.batch is not None else job.run(conn))
+            for job in jobs
+        ]
+
     def _write_one(self, conn: sqlite3.Connection, job: _Job) -> _Outcome:
+        # A savepoint per job: a job that fails is undone alone, the others still commit.
         conn.execute("SAVEPOINT job")
         try:
             value = job.run(conn)
@@ -224,14 +306,20 @@ class Writer:
         conn.execute("RELEASE job")
         return (job.future, None, value)
 
-    def _settle(self, outcomes: list[_Outcome], wrote: bool) -> None:
-        # One hop to the loop per batch, not one per caller.
+    def _settle(self, outcomes: list[_Outcome], results: list[Any] | None) -> None:
+        # One hop to the loop per batch, not one per caller; batches arrive in commit order.
+        committed = None if results is None else self._committed
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            self._loop.call_soon_threadsafe(_resolve, outcomes, self._committed if wrote else None)
+            self._loop.call_soon_threadsafe(_resolve, outcomes, committed, results)
 
 
-def _resolve(outcomes: list[_Outcome], committed: Callable[[], None] | None) -> None:
-    """On the loop: hand each caller its result (callers that gave up are skipped)."""
+def _resolve(
+    outcomes: list[_Outcome], committed: Committed | None, results: list[Any] | None
+) -> None:
+    """On the loop: hand what a batch committed to the store (whether or not its callers still
+    wait), then each caller its result (callers that gave up are skipped)."""
+    if committed is not None and results is not None:
+        committed(results)
     for future, error, value in outcomes:
         if future is None or future.done():
             continue
@@ -239,8 +327,6 @@ def _resolve(outcomes: list[_Outcome], committed: Callable[[], None] | None) -> 
             future.set_exception(error)
         else:
             future.set_result(value)
-    if committed is not None:
-        committed()
 
 
 def _write_error(exc: Exception) -> Exception:
@@ -252,7 +338,8 @@ def _write_error(exc: Exception) -> Exception:
     return error
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any; a failure to do so is ignored."""
     with contextlib.suppress(sqlite3.Error):
         if conn.in_transaction:
             conn.execute("ROLLBACK")
