@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -45,6 +46,7 @@ from ..._lifecycle import OPEN, Lifecycle
 from ..._reassembly import Part, group_key
 from .. import _redis_codec as codec
 from .. import _redis_config as config
+from .._redis_calls import Calls
 from .._url_options import options, positive_int, redact
 from . import _redis_scripts as scripts
 from ._base import Received
@@ -112,6 +114,7 @@ class RedisInboundStore(Lifecycle):
         self._slice = config.block_slice(self._blocking)
         self._receive = self._redis.register_script(scripts.RECEIVE)
         self._expire = self._redis.register_script(scripts.EXPIRE)
+        self._calls = Calls(self._unusable, type(self).__name__, self._where)
 
     @classmethod
     def from_url(cls, url: str) -> RedisInboundStore:
@@ -165,7 +168,15 @@ class RedisInboundStore(Lifecycle):
                 return codec.text(value)
         return None
 
+    async def aclose(self) -> None:
+        """Finish the calls in flight (each bounded by ``timeout``), end waiting reads
+        (StoreError) and close the connections this store opened; idempotent."""
+        await super().aclose()
+
     async def _aclose(self) -> None:
+        # Only once nothing is in flight: redis-py's aclose() stops no command, and one in flight
+        # would hand a live connection back to the closed pool (see _redis_calls.py).
+        await self._calls.drain()
         for client in self._owned:
             await client.aclose()
 
@@ -230,18 +241,20 @@ class RedisInboundStore(Lifecycle):
         return [decode(codec.text(i), _field(fields)) for i, fields in entries]
 
     async def _wait(self, log: str, last: str, limit: int, timeout: float) -> list[tuple[Any, Any]]:
-        """``XREAD BLOCK`` in slices until an entry comes or ``timeout`` passes."""
+        """``XREAD BLOCK`` in slices until an entry comes or ``timeout`` passes; :meth:`aclose`
+        ends it with StoreError."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (remaining := deadline - loop.time()) > 0 and self._state is OPEN:
+        while (remaining := deadline - loop.time()) > 0:
+            self._ready()  # closed while this read was on its way here: never start to block
             block = min(remaining, self._slice)
-            async with self._bounded("wait for inbound messages", extra=block):
-                reply = await self._blocking.xread(
-                    {log: last}, count=limit, block=max(1, round(block * 1000))
-                )
+            ms = max(1, round(block * 1000))
+            with self._translated("wait for inbound messages"):
+                # As long as the socket waits, then unanswered.
+                xread = functools.partial(self._blocking.xread, {log: last}, count=limit, block=ms)
+                reply = await self._calls.read(xread, block + self.timeout)
             if entries := codec.read_entries(reply):
                 return entries
-        self._ready()
         return []
 
     async def last_cursor(self) -> str | None:
@@ -258,13 +271,13 @@ class RedisInboundStore(Lifecycle):
     # --- helpers -----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _bounded(self, action: str, extra: float = 0.0) -> AsyncIterator[None]:
+    async def _bounded(self, action: str) -> AsyncIterator[None]:
         """redis-py's errors as the store's (without secrets), giving up after ``timeout``
-        seconds (plus ``extra``, a blocking wait's own length)."""
-        deadline = asyncio.timeout(self.timeout + extra)
+        seconds."""
+        deadline = asyncio.timeout(self.timeout)
         try:
             async with deadline:
-                with self._translated(action):
+                with self._calls.tracked(), self._translated(action):
                     yield
         except TimeoutError:
             if not deadline.expired():
