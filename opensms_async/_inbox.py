@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import TYPE_CHECKING, Final
 
 from ._addressing import normalize_inbound_number
-from ._exceptions import StoreUnavailableError
+from ._exceptions import StoreError, StoreUnavailableError
 from ._inbound import InboundSmsMessage, InboundSmsMessageList
 from ._inbound_message import InboundMessage
 from ._inbound_webhook import InboundPayloadError, part_from_wire
@@ -250,6 +250,10 @@ class Inbox(Lifecycle):
                         await asyncio.wait_for(self._closing.wait(), outage)
                     outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
                     continue
+                except StoreError:
+                    if self._state is OPEN:
+                        raise
+                    return  # the store closed under a read: the inbox is closing
                 outage = _OUTAGE_BACKOFF
                 for message in batch:
                     yield message

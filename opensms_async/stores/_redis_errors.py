@@ -33,12 +33,15 @@ async def bounded(
     where: str,
     action: str,
     full: str = "",
+    *,
+    within: contextlib.AbstractContextManager[None] | None = None,
 ) -> AsyncIterator[None]:
     """:func:`translated` within ``deadline`` (a store's ``timeout``, shown as such):
-    StoreUnavailableError when it expires."""
+    StoreUnavailableError when it expires; ``within`` is entered around the call (a store
+    counting its calls in flight)."""
     try:
         async with deadline:
-            with translated(redis, where, action, full):
+            with within or contextlib.nullcontext(), translated(redis, where, action, full):
                 yield
     except TimeoutError:
         if not deadline.expired():

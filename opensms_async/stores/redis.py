@@ -79,6 +79,7 @@ from . import _redis_errors as errors
 from . import _redis_scripts as scripts
 from ._base import PendingRequest
 from ._common import Listeners
+from ._redis_calls import Calls
 from ._redis_expiry import Expiry
 
 __all__ = [
@@ -188,7 +189,7 @@ class RedisStore(Lifecycle):
         """The calls of the batch in flight."""
         self._timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._reads: set[asyncio.Future[Any]] = set()
+        self._calls = Calls(self._unusable, type(self).__name__, self._where)
         self._listeners: Listeners[DeliveryEvent] = Listeners()
 
     @classmethod
@@ -229,22 +230,21 @@ class RedisStore(Lifecycle):
         self._maintainer = asyncio.create_task(self._expiry.run())
 
     async def aclose(self) -> None:
-        """Finish the queued applies, end waiting reads (StoreError) and close the connections
-        this store opened; idempotent."""
+        """Finish the queued applies and the calls in flight (each bounded by ``timeout``), end
+        waiting reads (StoreError) and close the connections this store opened; idempotent."""
         await super().aclose()
 
     async def _aclose(self) -> None:
         if self._maintainer is not None:
             self._maintainer.cancel()
             await asyncio.wait((self._maintainer,))  # each of its calls is bounded by timeout
-        reads = list(self._reads)
-        for read in reads:
-            read.cancel()
-        if reads:
-            await asyncio.wait(reads)
+        await self._calls.end_reads()
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._flusher)
+        # Only once nothing is in flight: redis-py's aclose() stops no command, and one in flight
+        # would hand a live connection back to the closed pool (see _redis_calls.py).
+        await self._calls.drain()
         for client in self._owned:
             await client.aclose()
 
@@ -627,34 +627,28 @@ class RedisStore(Lifecycle):
             self._ready()  # closed while this read was on its way here: never start to block
             block = min(remaining, self._slice)
             limit = block + self.timeout  # as long as the socket waits, then unanswered
-            reply = await self._unless_closed(read(max(1, round(block * 1000))), limit)
+            ms = max(1, round(block * 1000))
+            reply = await self._calls.read(functools.partial(read, ms), limit)
             if reply:
                 return reply
         return None
-
-    async def _unless_closed(self, read: Awaitable[_T], limit: float) -> _T:
-        task = asyncio.ensure_future(read)
-        self._reads.add(task)
-        task.add_done_callback(_retrieve)
-        task.add_done_callback(self._reads.discard)
-        try:
-            done, _ = await asyncio.wait((task,), timeout=limit)
-        finally:
-            if not task.done():
-                task.cancel()
-        if not done:
-            raise StoreUnavailableError(f"Redis at {self._where} did not answer in {limit:.0f} s")
-        if task.cancelled():
-            raise StoreError("this RedisStore was closed while reading")
-        return task.result()
 
     def _bounded(
         self, action: str, until: float | None = None
     ) -> contextlib.AbstractAsyncContextManager[None]:
         """:func:`~._redis_errors.translated`, giving up after ``timeout`` seconds, or at loop
-        time ``until`` (StoreUnavailableError)."""
+        time ``until`` (StoreUnavailableError); counted as in flight until it ends
+        (:meth:`aclose` waits for it)."""
         deadline = asyncio.timeout(self.timeout) if until is None else asyncio.timeout_at(until)
-        return errors.bounded(deadline, self.timeout, self._redis, self._where, action, _FULL)
+        return errors.bounded(
+            deadline,
+            self.timeout,
+            self._redis,
+            self._where,
+            action,
+            _FULL,
+            within=self._calls.tracked(),
+        )
 
     def _translated(self, action: str) -> contextlib.AbstractContextManager[None]:
         """Turn redis-py's errors into the store's, without secrets."""
@@ -708,12 +702,6 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
     else:
         future.set_exception(StoreError("the batch was cancelled before Redis answered"))
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark a background read's outcome as seen (it may end after its reader stopped waiting)."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _text_arg(value: object, name: str) -> str:

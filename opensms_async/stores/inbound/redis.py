@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ from ..._reassembly import Part, group_key
 from .. import _redis_codec as codec
 from .. import _redis_config as config
 from .. import _redis_errors as errors
+from .._redis_calls import Calls
 from .._url_options import options, positive_int, redact
 from . import _redis_scripts as scripts
 from ._base import Received
@@ -101,6 +103,7 @@ class RedisInboundStore(Lifecycle):
         self._slice = config.block_slice(self._blocking)
         self._receive = self._redis.register_script(scripts.RECEIVE)
         self._expire = self._redis.register_script(scripts.EXPIRE)
+        self._calls = Calls(self._unusable, type(self).__name__, self._where)
 
     @classmethod
     def from_url(cls, url: str) -> RedisInboundStore:
@@ -137,7 +140,15 @@ class RedisInboundStore(Lifecycle):
                 self._redis, self._where, allow_eviction=self.allow_eviction, logger=logger
             )
 
+    async def aclose(self) -> None:
+        """Finish the calls in flight (each bounded by ``timeout``), end waiting reads
+        (StoreError) and close the connections this store opened; idempotent."""
+        await super().aclose()
+
     async def _aclose(self) -> None:
+        # Only once nothing is in flight: redis-py's aclose() stops no command, and one in flight
+        # would hand a live connection back to the closed pool (see _redis_calls.py).
+        await self._calls.drain()
         for client in self._owned:
             await client.aclose()
 
@@ -202,18 +213,20 @@ class RedisInboundStore(Lifecycle):
         return [decode(codec.text(i), _field(fields)) for i, fields in entries]
 
     async def _wait(self, log: str, last: str, limit: int, timeout: float) -> list[tuple[Any, Any]]:
-        """``XREAD BLOCK`` in slices until an entry comes or ``timeout`` passes."""
+        """``XREAD BLOCK`` in slices until an entry comes or ``timeout`` passes; :meth:`aclose`
+        ends it with StoreError."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (remaining := deadline - loop.time()) > 0 and self._state is OPEN:
+        while (remaining := deadline - loop.time()) > 0:
+            self._ready()  # closed while this read was on its way here: never start to block
             block = min(remaining, self._slice)
-            async with self._bounded("wait for inbound messages", extra=block):
-                reply = await self._blocking.xread(
-                    {log: last}, count=limit, block=max(1, round(block * 1000))
-                )
+            ms = max(1, round(block * 1000))
+            with errors.translated(self._redis, self._where, "wait for inbound messages"):
+                # As long as the socket waits, then unanswered.
+                xread = functools.partial(self._blocking.xread, {log: last}, count=limit, block=ms)
+                reply = await self._calls.read(xread, block + self.timeout)
             if entries := codec.read_entries(reply):
                 return entries
-        self._ready()
         return []
 
     async def last_cursor(self) -> str | None:
@@ -229,13 +242,13 @@ class RedisInboundStore(Lifecycle):
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _bounded(
-        self, action: str, extra: float = 0.0
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    def _bounded(self, action: str) -> contextlib.AbstractAsyncContextManager[None]:
         """redis-py's errors as the store's (without secrets), giving up after ``timeout``
-        seconds (plus ``extra``, a blocking wait's own length)."""
-        deadline = asyncio.timeout(self.timeout + extra)
-        return errors.bounded(deadline, self.timeout, self._redis, self._where, action)
+        seconds; counted as in flight until it ends (:meth:`aclose` waits for it)."""
+        deadline = asyncio.timeout(self.timeout)
+        return errors.bounded(
+            deadline, self.timeout, self._redis, self._where, action, within=self._calls.tracked()
+        )
 
     def _checked(self, cursor: str) -> str:
         codec.cursor_key(cursor)
