@@ -47,6 +47,7 @@ from ._exceptions import (
     APIResponseValidationError,
     APIStatusError,
     InvalidAddressError,
+    InvalidBaseURLError,
     InvalidCallbackURLError,
     InvalidMessageError,
     NotFoundError,
@@ -688,17 +689,29 @@ def _make_auth(
 
 def _base_url(base_url: str | None) -> str:
     url = check_text(
-        base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL, "base_url", ValidationError
+        base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL,
+        "base_url",
+        InvalidBaseURLError,
     )
+    if not _is_http_url(url):
+        source = "base_url" if base_url else f"base_url (from {ENV_BASE_URL})"
+        raise InvalidBaseURLError(
+            f"{source} must be an absolute http:// or https:// URL such as "
+            f"'https://opensms.api.bics.com/smsmessaging/v1', got {url[:80]!r}"
+        )
+    return url.rstrip("/")
+
+
+def _is_http_url(url: str) -> bool:
+    if any(char.isspace() for char in url):
+        return False
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of 0-65535
         httpx.URL(url)  # what every request will parse: refuse now what would fail then
-        valid = parts.scheme in ("http", "https") and bool(parts.netloc)
     except (ValueError, httpx.InvalidURL):
-        valid = False
-    if not valid:
-        raise ValidationError(f"base_url must be an absolute http(s) URL, got {url[:80]!r}")
-    return url.rstrip("/")
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _recipients(to: str | Iterable[str]) -> tuple[str, ...]:

@@ -1,7 +1,9 @@
 """``opensms demo``: the whole story on embedded defaults, over real sockets.
 
 The simulator and the receiver listen on 127.0.0.1; the store is SQLite in a temporary folder.
-Callbacks arrive shuffled, some twice, some never; the reconciliation poller recovers the lost ones.
+Callbacks arrive shuffled, some twice, some never; the reconciliation poller recovers the lost
+ones. The summary counts what happened (from the simulator's records of each callback and the
+events the tracker yielded), so that its numbers add up.
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ import secrets
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
+
+import attrs
 
 from ._client import OpenSMSClient
 from ._server import serve
 from ._state import DeliveryEvent, DeliveryState
 from ._tracker import DeliveryTracker
 from .receiver import create_receiver_app
-from .testing import Simulator, run_simulator
+from .testing import CallbackAttempt, Simulator, run_simulator
 
-__all__ = ["run_demo"]
+__all__ = ["Tally", "run_demo", "tally"]
 
 SENDER = "tel:+3212345678"
 MESSAGES = [
@@ -31,7 +36,27 @@ MESSAGES = [
 ]
 CALLBACK_PATH = "/sms/callback"
 PUBLIC_CALLBACK_URL = "https://demo.example/sms/callback"
+RECONCILE_AFTER = 1.0
 FINAL_TIMEOUT = 30.0
+SETTLE_TIMEOUT = 10.0
+
+_INTRO = """\
+Three messages to six numbers. The simulator fails numbers ending in 99 (+33612345699 ends
+DeliveryImpossible) and sends those ending in 98 through DeliveryUncertain; the second text is
+two SMS parts, so its recipients pass through PartiallyDelivered. It posts a callback for each
+state change, shuffled: {dup:.0%} of them twice, {drop:.0%} never. The tracker polls the API for
+the recipients still not final {after:g} s after the send."""
+
+_COLUMNS = "  {:>7}  {:<8}  {:<8}  {:<17}  {:<19}    {}".format(
+    "time", "source", "request", "recipient", "previous", "status"
+)
+
+_NEXT_STEPS = """
+next steps
+  opensms simulate                  this simulator in its own shell (it prints its base URL and key)
+  opensms send / status / receive   the CLI against it: opensms --help, opensms doctor
+  examples/event_stream.py          this story as a program of your own
+  README.md, "Receiving callbacks"  a receiver behind your https proxy, subscribed at BICS"""
 
 
 async def run_demo(*, seed: int = 7, drop_rate: float = 0.3, out: TextIO) -> int:
@@ -45,16 +70,19 @@ async def run_demo(*, seed: int = 7, drop_rate: float = 0.3, out: TextIO) -> int
             callback_duplicate_rate=0.2,
             callback_jitter=0.3,
         ) as sim:
-            print(f"simulator      {sim.base_url}  (drops {drop_rate:.0%} of callbacks)", file=out)
+            print(f"simulator      {sim.base_url}", file=out)
             async with (
                 OpenSMSClient(api_key=sim.api_key, base_url=sim.base_url) as client,
-                DeliveryTracker(store=store_url, client=client, reconcile_after=1.0) as tracker,
+                DeliveryTracker(
+                    store=store_url, client=client, reconcile_after=RECONCILE_AFTER
+                ) as tracker,
             ):
                 app = create_receiver_app(tracker, token, path=CALLBACK_PATH, manage_tracker=False)
                 async with serve(app) as receiver:
                     sim.simulator.route_callbacks_to(receiver.url + CALLBACK_PATH)
                     print(f"receiver       {receiver.url}{CALLBACK_PATH}", file=out)
-                    print(f"store          {store_url}", file=out)
+                    print(f"store          {store_url} (a temporary SQLite file)\n", file=out)
+                    print(_INTRO.format(dup=0.2, drop=drop_rate, after=RECONCILE_AFTER), file=out)
                     return await _story(client, tracker, token, out, sim.simulator)
 
 
@@ -67,6 +95,7 @@ async def _story(
     consumer = asyncio.create_task(_consume(tracker, events, out, started))
     pairs: list[tuple[str, str]] = []
     print("\nlive events from `async for event in tracker.events()`", file=out)
+    print(_COLUMNS, file=out)
     for to, text in MESSAGES:
         sent = await client.send_message(SENDER, to, text)
         print(
@@ -79,16 +108,23 @@ async def _story(
     finals = await asyncio.gather(
         *(tracker.wait_for_final(rid, address, timeout=FINAL_TIMEOUT) for rid, address in pairs)
     )
-    await asyncio.sleep(0.05)  # let the consumer print the last events
+    # Let the simulator post what it still holds (late duplicates), then the consumer print
+    # everything the store logged, so that the counts below are the whole story.
+    await sim.settle(SETTLE_TIMEOUT)
+    await _caught_up(tracker, events)
     consumer.cancel()
     await asyncio.gather(consumer, return_exceptions=True)
-    _summary(finals, events, out)
-    print(
-        f"callbacks: {sim.callbacks_acknowledged} acknowledged (duplicates included), "
-        f"{sim.callbacks_dropped} dropped on the way and recovered by polling",
-        file=out,
-    )
+    _finals(finals, events, out)
+    _summary(tally(sim.callback_attempts, events, finals), out)
+    print(_NEXT_STEPS, file=out)
     return 0 if all(state.is_final for state in finals) else 1
+
+
+async def _caught_up(tracker: DeliveryTracker, events: list[DeliveryEvent]) -> None:
+    last = await tracker.store.last_cursor()
+    async with asyncio.timeout(SETTLE_TIMEOUT):
+        while last is not None and not (events and events[-1].cursor == last):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
 
 async def _consume(
@@ -105,8 +141,8 @@ async def _consume(
         )
 
 
-def _summary(finals: list[DeliveryState], events: list[DeliveryEvent], out: TextIO) -> None:
-    print("\nfinal states", file=out)
+def _finals(finals: list[DeliveryState], events: list[DeliveryEvent], out: TextIO) -> None:
+    print("\nfinal states (via: where the final state came from)", file=out)
     last_source = {(e.request_id, e.address): str(e.source) for e in events}
     for state in finals:
         via = last_source.get((state.request_id, state.address), "?")
@@ -114,9 +150,93 @@ def _summary(finals: list[DeliveryState], events: list[DeliveryEvent], out: Text
             f"  {state.request_id[:8]}  {state.address:<17}  {state.status!s:<20}  via {via}",
             file=out,
         )
-    sources = Counter(str(e.source) for e in events)
-    print(
-        f"\n{len(finals)} recipients, all final: {all(s.is_final for s in finals)}; "
-        f"{len(events)} events ({', '.join(f'{n} from {s}' for s, n in sorted(sources.items()))})",
-        file=out,
+
+
+@attrs.frozen
+class Tally:
+    """What happened in a demo run, counted from records, in parts that add up."""
+
+    recipients: int
+    all_final: bool
+    planned: int
+    acknowledged: int
+    dropped: int
+    failed: int
+    skipped: int
+    advanced: int
+    """Acknowledged callbacks that advanced a state (one event each)."""
+    duplicates: int
+    """Acknowledged second copies of a callback."""
+    known: int
+    """Acknowledged callbacks that changed nothing and were no duplicate: a state already known
+    (the send's answer, a poll, a later callback that came first)."""
+    dropped_final: int
+    """Dropped callbacks that carried a recipient's final state."""
+    events_by_source: dict[str, int]
+    finals_by_poll: int
+    lost_finals_polled: int
+    """Final states whose callback was dropped, recovered by polling (all of them, always)."""
+
+
+def tally(
+    attempts: Sequence[CallbackAttempt],
+    events: Sequence[DeliveryEvent],
+    finals: Sequence[DeliveryState],
+) -> Tally:
+    """The counts of a run, from the simulator's callback records and the events yielded."""
+    outcomes = Counter(attempt.outcome for attempt in attempts)
+    acknowledged = [a for a in attempts if a.outcome == "acknowledged"]
+    by_source = Counter({"send": 0, "callback": 0, "poll": 0})
+    by_source.update(str(event.source) for event in events)
+    advanced = by_source.get("callback", 0)
+    duplicates = sum(1 for a in acknowledged if a.planned.copy == 1)
+    final_of = {(s.request_id, s.address): s.status for s in finals}
+    lost_finals = {
+        (a.planned.request_id, a.planned.address)
+        for a in attempts
+        if a.outcome == "dropped"
+        and final_of.get((a.planned.request_id, a.planned.address)) == a.planned.status
+    }
+    last_source = {(e.request_id, e.address): str(e.source) for e in events}
+    polled = {pair for pair in final_of if last_source.get(pair) == "poll"}
+    return Tally(
+        recipients=len(finals),
+        all_final=all(state.is_final for state in finals),
+        planned=len(attempts),
+        acknowledged=len(acknowledged),
+        dropped=outcomes.get("dropped", 0),
+        failed=outcomes.get("failed", 0),
+        skipped=outcomes.get("skipped", 0),
+        advanced=advanced,
+        duplicates=duplicates,
+        known=len(acknowledged) - advanced - duplicates,
+        dropped_final=len(lost_finals),
+        events_by_source=dict(by_source),
+        finals_by_poll=len(polled),
+        lost_finals_polled=len(lost_finals & polled),
     )
+
+
+def _summary(t: Tally, out: TextIO) -> None:
+    lost = f", {t.failed} failed" if t.failed else ""
+    lost += f", {t.skipped} skipped" if t.skipped else ""
+    events = sum(t.events_by_source.values())
+    parts = " + ".join(f"{n} from {source}" for source, n in t.events_by_source.items())
+    lines = [
+        "\nwhat happened",
+        f"  callbacks  {t.planned} planned by the simulator (one per state change, some twice):",
+        f"             {t.acknowledged} acknowledged by the receiver, {t.dropped} dropped on "
+        f"purpose{lost}",
+        f"             of the {t.acknowledged} acknowledged: {t.advanced} advanced a state, "
+        f"{t.duplicates} were duplicates,",
+        f"             {t.known} told a state already known (the send's answer, or a later "
+        "state that came first)",
+        f"             of the {t.dropped} dropped: {t.dropped_final} carried a final state, "
+        f"{t.dropped - t.dropped_final} a state a later callback superseded",
+        f"  polls      {t.finals_by_poll} final state(s) came from polling the API: "
+        f"{t.lost_finals_polled} whose callback was dropped,",
+        f"             {t.finals_by_poll - t.lost_finals_polled} polled before their callback came",
+        f"  events     {events} = {parts}: each state change of each recipient, once",
+        f"  result     {t.recipients} recipients, all final: {t.all_final}",
+    ]
+    print("\n".join(lines), file=out)

@@ -8,7 +8,9 @@ Callers catch :class:`OpenSMSError`; nothing from httpx escapes the client::
     │   ├── InvalidSenderError                  neither ≤ 15 digits nor ≤ 11 GSM-7 chars
     │   ├── InvalidMessageError                 empty text, empty recipient list
     │   ├── InvalidCallbackURLError             a subscription URL that is not https://
-    │   └── InvalidStoreURLError                a store URL no backend understands
+    │   ├── InvalidBaseURLError                 an API base URL that is not absolute http(s)
+    │   ├── InvalidStoreURLError                a store URL no backend understands
+    │   └── InvalidCursorError                  an event cursor this store never gave
     ├── APIConnectionError                      the request did not get a response
     │   └── APITimeoutError
     ├── APIResponseValidationError              a 2xx whose body is not what the API promises
@@ -42,7 +44,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "InvalidAddressError",
+    "InvalidBaseURLError",
     "InvalidCallbackURLError",
+    "InvalidCursorError",
     "InvalidMessageError",
     "InvalidSenderError",
     "InvalidStoreURLError",
@@ -83,12 +87,24 @@ class InvalidCallbackURLError(ValidationError):
     """A subscription callback URL is not an absolute ``https://`` URL."""
 
 
+class InvalidBaseURLError(ValidationError):
+    """The API base URL (``base_url=`` or ``OPENSMS_BASE_URL``) is not an absolute http(s) URL."""
+
+
 class InvalidStoreURLError(ValidationError):
     """A store URL names no known backend or is malformed."""
 
 
+class InvalidCursorError(ValidationError):
+    """An event cursor (``since=``) not of its store's form (``"42"``, ``"<ms>-<seq>"``)."""
+
+
 class APIConnectionError(OpenSMSError):
-    """The request could not be completed: DNS, connect, reset, or a protocol error."""
+    """The request could not be completed: DNS, connect, reset, or a protocol error.
+
+    The message names the host and the cause, e.g. ``Connection error with 127.0.0.1:8750:
+    Connection refused (ConnectError)``; httpx's exception is ``__cause__``.
+    """
 
     def __init__(self, message: str = "Connection error.", *, request: httpx.Request) -> None:
         super().__init__(message)
@@ -98,8 +114,8 @@ class APIConnectionError(OpenSMSError):
 class APITimeoutError(APIConnectionError):
     """The request timed out (connect, read, write or waiting for a pooled connection)."""
 
-    def __init__(self, *, request: httpx.Request) -> None:
-        super().__init__("Request timed out.", request=request)
+    def __init__(self, message: str = "Request timed out.", *, request: httpx.Request) -> None:
+        super().__init__(message, request=request)
 
 
 class APIResponseValidationError(OpenSMSError):

@@ -112,7 +112,7 @@ class DeliveryInfo:
     """The delivery state of one recipient (``deliveryInfo``)."""
 
     address: str
-    status: Status = attrs.field(metadata=_wire("deliveryStatus"))
+    status: DeliveryStatus | str = attrs.field(metadata=_wire("deliveryStatus"))
     status_code: int | None = attrs.field(default=None, metadata=_wire("deliveryStatusCode"))
     parts_delivered: int | None = attrs.field(
         default=None, metadata=_wire("smsPartsDeliveredToTerminal")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import time
 import zlib
 from collections.abc import Awaitable, Iterable, Iterator
@@ -20,7 +21,10 @@ import httpx
 from ._constants import ACCEPT_ENCODING, DECODE_PIECE
 from ._exceptions import APIConnectionError, APITimeoutError, ResponseTooLargeError
 
-__all__ = ["Wire", "attempt_deadline"]
+__all__ = ["Wire", "attempt_deadline", "connection_cause"]
+
+_MAX_CAUSE = 200
+"""Characters of a transport error's own text kept in a message."""
 
 T = TypeVar("T")
 
@@ -127,19 +131,23 @@ class Wire:
         """Send ``request`` and read its whole answer, within the deadline and the size bound.
 
         Raises :class:`APITimeoutError` (a timeout of httpx or the deadline), another
-        :class:`APIConnectionError`, or :class:`ResponseTooLargeError`. The message names only
-        the error's type: httpx's own text may carry the URL with a query.
+        :class:`APIConnectionError`, or :class:`ResponseTooLargeError`. The message names the
+        host and the cause (``Connection refused``), never the URL's path or query; httpx's
+        exception stays reachable as ``__cause__``.
         """
         try:
             if self.deadline is None:
                 return await self._exchange(request)
             return await _within(self.deadline, self._exchange(request))
-        except (httpx.TimeoutException, _DeadlineHit):
-            raise APITimeoutError(request=request) from None
+        except _DeadlineHit:
+            message = f"{_target(request)} did not answer within the {self.deadline:g} s deadline"
+            raise APITimeoutError(message, request=request) from None
+        except httpx.TimeoutException as exc:
+            message = f"{_target(request)} timed out ({type(exc).__name__})"
+            raise APITimeoutError(message, request=request) from exc
         except httpx.RequestError as exc:  # transport errors, and DecodingError: a body garbled
-            raise APIConnectionError(
-                f"Connection error: {type(exc).__name__}", request=request
-            ) from None
+            message = f"Connection error with {_target(request)}: {connection_cause(exc)}"
+            raise APIConnectionError(message, request=request) from exc
 
     async def _exchange(self, request: httpx.Request) -> httpx.Response:
         started = time.perf_counter()
@@ -157,6 +165,49 @@ class Wire:
         if self.direct:  # what httpx's send would have recorded
             response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
         return response
+
+
+def _target(request: httpx.Request) -> str:
+    """``host:port`` of a request: where it went, without the path or query."""
+    url = request.url
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{host}:{port}" if port else host
+
+
+def connection_cause(exc: BaseException) -> str:
+    """Why a connection failed, in words, with the transport error's type.
+
+    The deepest OS error's own words (``Connection refused``, ``Name or service not known``),
+    else a fixed phrase for httpx's error type: never the exception's text, which may quote a
+    URL or a header.
+    """
+    name = type(exc).__name__
+    found: BaseException | None = exc
+    for _ in range(16):  # a cycle in the chain cannot hold us
+        if found is None:
+            break
+        if isinstance(found, OSError) and found.errno:
+            text = os.strerror(found.errno) if found.errno > 0 else found.strerror
+            if text:
+                return f"{text} ({name})"
+        found = found.__cause__ or found.__context__
+    for kind, phrase in _CAUSES:
+        if isinstance(exc, kind):
+            return f"{phrase} ({name})"
+    return name
+
+
+_CAUSES: tuple[tuple[type[Exception], str], ...] = (
+    (httpx.ConnectError, "could not connect"),
+    (httpx.ReadError, "the connection broke while the answer was read"),
+    (httpx.WriteError, "the connection broke while the request was sent"),
+    (httpx.RemoteProtocolError, "the server closed the connection or broke HTTP"),
+    (httpx.DecodingError, "the answer's body could not be decoded"),
+    (httpx.ProxyError, "the proxy refused the connection"),
+    (httpx.UnsupportedProtocol, "the URL's scheme is not http or https"),
+)
+"""What each kind of httpx transport error means, for :func:`connection_cause`."""
 
 
 class _DeadlineHit(Exception):

@@ -15,6 +15,11 @@ the update, because BICS never retries a callback; when the store cannot record,
 | 422 | JSON, but not a delivery-info callback |
 | 503 | not recorded: the store failed or took over ``record_deadline``, or the server stopped |
 
+Every answer but 204 carries a short JSON body, ``{"error": "unauthorized", "reason": "wrong
+security token"}``, a fixed phrase that never quotes the token or the body; the 204 has no body.
+Each refusal is logged as a WARNING with its reason and the sender's address (never the token),
+so that a wrong token shows on the receiving side.
+
 Never 500, from any path: a record that outlives ``record_deadline`` (a hung Redis, a SQLite file
 locked by another process) is abandoned and answered 503 while the sender still waits, and a
 callback cancelled before it was answered (uvicorn's graceful shutdown ran out while its body was
@@ -82,6 +87,52 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _ClientGone(Exception):
+    pass
+
+
+class _Refusal:
+    """An answer other than 204: its status, and a short JSON body saying why.
+
+    Built once (module constants, or per endpoint for what names its settings): a refusal costs
+    no encoding, and the body is a fixed phrase, never anything the sender sent.
+    """
+
+    __slots__ = ("body", "error", "headers", "reason", "status")
+
+    def __init__(self, status: int, error: str, reason: str) -> None:
+        self.status = status
+        self.error = error
+        self.reason = reason
+        self.body = json.dumps({"error": error, "reason": reason}).encode()
+        self.headers = (
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+        )
+
+    def __repr__(self) -> str:
+        return f"_Refusal({self.status}, {self.error!r}, {self.reason!r})"
+
+
+_NOT_JSON = _Refusal(400, "not_json", "the body is not JSON")
+_CLIENT_GONE = _Refusal(400, "incomplete", "the connection closed before the body ended")
+_NO_TOKEN = _Refusal(401, "unauthorized", "missing security token")
+_WRONG_TOKEN = _Refusal(401, "unauthorized", "wrong security token")
+_NOT_A_CALLBACK = _Refusal(422, "not_a_callback", "not a delivery-info callback")
+_STORE_FAILED = _Refusal(503, "not_recorded", "the store could not record it; retry later")
+_STOPPING = _Refusal(503, "not_recorded", "the server is stopping; retry later")
+_UNEXPECTED = _Refusal(503, "not_recorded", "an unexpected error; retry later")
+
+
+def _refused(scope: Scope, refusal: _Refusal, detail: object = None) -> _Refusal:
+    """Log ``refusal`` (WARNING: a sender with a wrong token or a bad body shows here)."""
+    client = scope.get("client")
+    origin = f" from {client[0]}" if client else ""
+    why = refusal.reason if detail is None else f"{refusal.reason}: {detail}"
+    logger.warning("callback refused (%s %s)%s: %s", refusal.status, refusal.error, origin, why)
+    return refusal
+
+
 class CallbackEndpoint:
     """The raw ASGI endpoint behind the callback route (below Starlette's Request/Response,
     where it pays: this is the hot path of the receiver)."""
@@ -105,6 +156,10 @@ class CallbackEndpoint:
         self._clock = clock
         self._url_ids = cached_url_ids()
         self._deadline = _Deadline(record_deadline)
+        self._too_large = _Refusal(413, "too_large", f"the body is over {max_body_size} bytes")
+        self._too_slow = _Refusal(
+            503, "not_recorded", f"not recorded within {record_deadline:g} s; retry later"
+        )
         self.failed_at: float | None = None
         """``time.monotonic()`` when the last record attempt failed; None once one succeeded."""
 
@@ -113,17 +168,17 @@ class CallbackEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            status = await self._handle(scope, receive)
+            refusal = await self._handle(scope, receive)
         except asyncio.CancelledError:
             # Cancelled before an answer: uvicorn's graceful shutdown ran out (a body still
             # arriving, a record still running). uvicorn would answer 500; the callback was not
             # recorded, so it is a 503, and this request ends here: the cancellation is consumed.
             logger.warning("callback not recorded (the server is stopping), answering 503")
-            status = 503
+            refusal = _STOPPING
         except Exception:
             # A bug (in parsing, say) is logged and answered 503, as a failed record is.
             logger.exception("callback not recorded (unexpected error), answering 503")
-            status = 503
+            refusal = _UNEXPECTED
         # Answer on the loop's next turn. Callbacks that arrive together are then all recorded
         # first and all answered together, so the server reads and writes its sockets in
         # batches: under concurrent load that cuts the server's CPU per callback by about a
@@ -132,33 +187,40 @@ class CallbackEndpoint:
             await asyncio.sleep(0)
         except asyncio.CancelledError:
             pass  # answer what was decided: a recorded callback still gets its 204
+        if refusal is None:  # recorded: 204, no body
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-length", b"0")] if status != 204 else [],
+                "status": refusal.status,
+                "headers": list(refusal.headers),
             }
         )
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.body", "body": refusal.body})
 
-    async def _handle(self, scope: Scope, receive: Receive) -> int:
+    async def _handle(self, scope: Scope, receive: Receive) -> _Refusal | None:
+        """None once the callback is recorded, else the refusal to answer."""
         headers = dict(scope["headers"])
         try:
             body = await self._read(headers, receive)
         except _BodyTooLarge:
-            return 413
+            return _refused(scope, self._too_large)
+        except _ClientGone:
+            logger.info("callback abandoned: the sender closed the connection mid-body")
+            return _CLIENT_GONE  # nobody reads this answer
         try:
             payload = _json(body)
         except (ValueError, RecursionError):
-            return 400
-        if not token_matches(find_token(payload, headers.get(b"authorization")), self._tokens):
-            logger.info("callback refused: missing or wrong security token")
-            return 401
+            return _refused(scope, _NOT_JSON)
+        presented = find_token(payload, headers.get(b"authorization"))
+        if not token_matches(presented, self._tokens):
+            return _refused(scope, _NO_TOKEN if presented is None else _WRONG_TOKEN)
         try:
             updates = parse_callback(payload, received_at=self._clock(), url_ids=self._url_ids)
         except CallbackPayloadError as exc:
-            logger.info("callback refused: %s", exc)
-            return 422
+            return _refused(scope, _NOT_A_CALLBACK, exc)
         return await self._record(updates)
 
     async def _read(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
@@ -170,7 +232,7 @@ class CallbackEndpoint:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _BodyTooLarge  # nothing to answer; the client went away
+                raise _ClientGone  # nothing to answer
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max:
@@ -179,7 +241,7 @@ class CallbackEndpoint:
                 return b"".join([*chunks, chunk]) if chunks else chunk  # mostly one message
             chunks.append(chunk)
 
-    async def _record(self, updates: Any) -> int:
+    async def _record(self, updates: Any) -> _Refusal | None:
         # The deadline's bookkeeping inline, with one loop lookup: it runs for every callback.
         loop = get_running_loop()
         task = current_task(loop)
@@ -197,23 +259,23 @@ class CallbackEndpoint:
                 raise  # not ours: the server is stopping
             task.uncancel()
             logger.error("callback not recorded within %s s, answering 503", deadline.seconds)
-            return self._failed()
+            return self._failed(self._too_slow)
         except StoreError as exc:
             logger.error("callback not recorded, answering 503: %s", exc)
-            return self._failed()
+            return self._failed(_STORE_FAILED)
         except Exception:
             # Never a 500: BICS would drop the callback either way, and 503 says "try later".
             logger.exception("callback not recorded (unexpected error), answering 503")
-            return self._failed()
+            return self._failed(_UNEXPECTED)
         finally:
             watched.discard(task)
         if self.failed_at is not None:
             self.failed_at = None
-        return 204
+        return None
 
-    def _failed(self) -> int:
+    def _failed(self, refusal: _Refusal) -> _Refusal:
         self.failed_at = time.monotonic()
-        return 503
+        return refusal
 
 
 class _Deadline:
@@ -318,7 +380,9 @@ def create_receiver_app(
     ``manage_tracker=True``, its lifespan opens the tracker if it is not open yet and closes what
     it opened; a mounted app's lifespan does not run, so open the tracker in your own lifespan.
 
-    A callback gets 204 only once the store has recorded it. A record that takes longer than
+    A callback gets 204 (no body) only once the store has recorded it; every other answer has
+    a short JSON body, ``{"error": ..., "reason": ...}``, and is logged as a WARNING with its
+    reason (never the token). A record that takes longer than
     ``record_deadline`` seconds (default 2; BICS waits a few seconds for an answer) is abandoned
     and the callback answered 503, whatever the store: a hung Redis, a SQLite file locked by
     another process. The abandoned write may still land after the 503; that is harmless, since

@@ -224,7 +224,7 @@ def test_cli_segments(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_refuses_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
-    """A bad number is reported on stderr with exit code 1 and no traceback."""
+    """A bad number is reported on stderr with exit code 2 (invalid input) and no traceback."""
     code = main(
         [
             "--api-key",
@@ -239,7 +239,7 @@ def test_cli_refuses_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
             "x",
         ]
     )
-    assert code == 1
+    assert code == 2
     assert "error:" in capsys.readouterr().err
 
 

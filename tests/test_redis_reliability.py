@@ -260,7 +260,8 @@ async def test_connection_errors_and_cli_show_no_password(
         assert not leaks(error_texts(info.value) + repr(store), password)
     for password in PASSWORDS[:3]:
         for url in [*hostile_urls(password), f"redis://:{quote(password, safe='')}@127.0.0.1:1/0"]:
-            assert await asyncio.to_thread(cli_main, ["events", "--store", url]) == 1
+            code = await asyncio.to_thread(cli_main, ["events", "--store", url])
+            assert code in (1, 2)  # 2: a malformed URL (a usage error), 1: an unreachable server
             err = capsys.readouterr().err
             assert err.startswith("error: ")
             assert not leaks(err + caplog.text, password), (url, err)

@@ -145,7 +145,6 @@ async def test_three_replicas_turn_shuffled_duplicated_callbacks_into_one_stream
             await stack.enter_async_context(receiver_process(redis_url, tmp_path, name=f"r{n}"))
             for n in range(REPLICAS)
         ]
-        await asyncio.sleep(0.5)  # each printer reads the (empty) log's last cursor first
         stop = asyncio.Event()
         consumers = [
             asyncio.create_task(consume_group(store, f"worker-{n}", stop))

@@ -6,6 +6,8 @@ import asyncio
 from types import TracebackType
 from typing import Self
 
+from .._exceptions import InvalidCursorError
+
 __all__ = ["OpenClose", "Wakeup", "parse_cursor"]
 
 
@@ -34,10 +36,10 @@ class OpenClose:
 
 
 def parse_cursor(cursor: str) -> int:
-    """The sequence number of a decimal cursor; ValueError for anything else."""
+    """The sequence number of a decimal cursor; :class:`InvalidCursorError` for anything else."""
     # int() alone would accept " 12", "+12", "1_2" and non-ASCII digits: cursors are stricter.
     if not (isinstance(cursor, str) and cursor.isascii() and cursor.isdigit()):
-        raise ValueError(f"malformed event cursor: {cursor!r}")
+        raise InvalidCursorError(f"malformed event cursor: {cursor!r} (expected a whole number)")
     return int(cursor)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import attrs
 
+from .._exceptions import InvalidCursorError
 from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeOutcome, MergeResult, Source
 from ._base import Applied, PendingRequest
@@ -84,13 +85,13 @@ def number(value: float, name: str) -> str:
 
 
 def cursor_key(cursor: str) -> tuple[int, int]:
-    """``(ms, seq)`` of a stream id ``"<ms>-<seq>"``; ValueError for anything else."""
+    """``(ms, seq)`` of a stream id ``"<ms>-<seq>"``; :class:`InvalidCursorError` otherwise."""
     match = _STREAM_ID.fullmatch(cursor) if isinstance(cursor, str) else None
     if match is None:
-        raise ValueError(f"malformed event cursor: {cursor!r} (expected '<ms>-<seq>')")
+        raise InvalidCursorError(f"malformed event cursor: {cursor!r} (expected '<ms>-<seq>')")
     ms, seq = int(match[1]), int(match[2])
     if ms >= _MAX_ID_PART or seq >= _MAX_ID_PART:
-        raise ValueError(f"malformed event cursor: {cursor!r} (out of range)")
+        raise InvalidCursorError(f"malformed event cursor: {cursor!r} (out of range)")
     return ms, seq
 
 

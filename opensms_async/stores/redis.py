@@ -646,6 +646,7 @@ class RedisStore(OpenClose):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (remaining := deadline - loop.time()) > 0:
+            self._ready()  # closed while this read was on its way here: never start to block
             block = min(remaining, self._slice)
             limit = block + self.timeout  # as long as the socket waits, then unanswered
             reply = await self._unless_closed(read(max(1, round(block * 1000))), limit)
