@@ -73,7 +73,7 @@ from ._models import (
 )
 from ._retry import parse_retry_after, retry_delay, should_retry_status
 from ._segments import count_segments
-from ._telemetry import HTTP_STATUS_CODE, Call, client_calls
+from ._telemetry import HTTP_STATUS_CODE, Call, client_calls, current_traceparent
 from ._transport import Wire, attempt_deadline
 
 __all__ = ["OpenSMSClient"]
@@ -813,4 +813,5 @@ def _send_result(
         client_correlator=echoed.client_correlator or correlator,
         parts=parts,
         location=location,
+        traceparent=current_traceparent(),  # the send's span: it is current here
     )

@@ -27,8 +27,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import os
+import re
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Protocol, Self
 from urllib.parse import urlsplit
@@ -41,6 +45,7 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import metrics as otel_metrics
     from opentelemetry import trace as otel_trace
+    from opentelemetry.metrics import NoOpMeterProvider
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError:  # the extra is not installed: no spans, no metrics, log fields still
     OTEL_API = False
@@ -48,26 +53,36 @@ else:
     OTEL_API = True
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Counter, Histogram, MeterProvider
-    from opentelemetry.trace import Link, Span, Tracer, TracerProvider
+    from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, MeterProvider
+    from opentelemetry.metrics import Observation as ObservationType
+    from opentelemetry.trace import Link, Span, SpanContext, Tracer, TracerProvider
     from opentelemetry.util.types import AttributeValue
 
 __all__ = [
     "CLIENT_DURATION_BUCKETS",
     "DELIVERY_DURATION_BUCKETS",
+    "LOG_NUMBERS_ENV",
     "OPERATIONS",
+    "RECHECK",
     "SCOPE",
+    "Active",
     "Call",
     "CallFactory",
     "ClientTelemetry",
+    "GaugeSource",
+    "Gauges",
     "Instruments",
+    "Switch",
+    "active",
     "client_calls",
+    "context_from_traceparent",
     "current_traceparent",
     "error_type",
     "instruments",
     "link_from_traceparent",
     "log_fields",
     "mask_address",
+    "mask_numbers",
     "tracer",
 ]
 
@@ -88,6 +103,15 @@ DELIVERY_EVENTS = "opensms.delivery.events"
 DELIVERY_DURATION = "opensms.delivery.duration"
 RECONCILE_POLLS = "opensms.reconcile.polls"
 INBOUND_MESSAGES = "opensms.inbound.messages"
+DELIVERY_PENDING = "opensms.delivery.pending"
+"""Observable gauge: recipients tracked in this process whose final state it has not learned."""
+DELIVERY_POLL_RECOVERED = "opensms.delivery.poll_recovered"
+"""Observable gauge (unit ``1``): finals learned by polling ÷ all finals, in this process."""
+
+# Spans beside the client's.
+CALLBACK_SPAN = "opensms.callback"
+INBOUND_SPAN = "opensms.inbound"
+RECONCILE_SPAN = "opensms.reconcile"
 
 # Attributes: OpenTelemetry's HTTP semantic conventions, then this package's own.
 HTTP_REQUEST_METHOD = "http.request.method"
@@ -103,6 +127,7 @@ STATUS = "opensms.status"
 SOURCE = "opensms.source"
 OUTCOME = "opensms.outcome"
 COMPLETE = "opensms.complete"
+HTTP_ROUTE = "http.route"
 
 # Log record fields (``extra=``) beside those above.
 ATTEMPT = "opensms.attempt"
@@ -228,6 +253,145 @@ def _version() -> str:
     return __version__
 
 
+# --- whether anything records: checked once a second, not per callback -----------------------
+
+RECHECK: Final = 1.0
+"""Seconds between two looks at OpenTelemetry's global providers by one :class:`Switch`. Asking
+for them costs microseconds while none is set (the API looks up environment variables each
+time): too much for the receiver's hot path, where a :class:`Switch` costs a clock read."""
+
+
+class GaugeSource(Protocol):
+    """What the observable gauges read of each tracker's delivery telemetry."""
+
+    @property
+    def pending(self) -> int:
+        """Recipients tracked in this process whose final state it has not learned yet."""
+        ...
+
+    @property
+    def finals(self) -> int:
+        """Recipients whose (first) final state this process learned."""
+        ...
+
+    @property
+    def finals_by_poll(self) -> int:
+        """Of :attr:`finals`, those learned by polling."""
+        ...
+
+
+class Gauges:
+    """The two observable gauges of one meter provider, summing over every tracker that records
+    through it (each joins with :meth:`join`; it leaves when it is garbage collected).
+
+    ``opensms.delivery.pending`` ({recipient}) and ``opensms.delivery.poll_recovered`` (``1``:
+    finals learned by polling ÷ all finals; observed once there is a final). Both without
+    attributes: one value per process.
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        self._sources: weakref.WeakSet[GaugeSource] = weakref.WeakSet()
+        meter.create_observable_gauge(
+            DELIVERY_PENDING,
+            callbacks=[self._pending],
+            unit="{recipient}",
+            description="Recipients tracked here whose final delivery state is not known yet.",
+        )
+        meter.create_observable_gauge(
+            DELIVERY_POLL_RECOVERED,
+            callbacks=[self._poll_recovered],
+            unit="1",
+            description="Share of final delivery states learned by polling, not by callback.",
+        )
+
+    def join(self, source: GaugeSource) -> None:
+        """Count ``source`` in the gauges (idempotent)."""
+        self._sources.add(source)
+
+    def _pending(self, options: CallbackOptions) -> Iterable[ObservationType]:
+        yield otel_metrics.Observation(sum(source.pending for source in list(self._sources)))
+
+    def _poll_recovered(self, options: CallbackOptions) -> Iterable[ObservationType]:
+        sources = list(self._sources)
+        finals = sum(source.finals for source in sources)
+        if finals:
+            polled = sum(source.finals_by_poll for source in sources)
+            yield otel_metrics.Observation(polled / finals)
+
+
+@attrs.frozen(eq=False)
+class Active:
+    """What records right now: a tracer when an SDK tracer provider is set (None otherwise),
+    the instruments and gauges when an SDK meter provider is."""
+
+    tracer: Tracer | None
+    instruments: Instruments | None
+    gauges: Gauges | None
+
+
+def active() -> Active | None:
+    """What records now; None without the API or while neither global provider is an SDK's
+    (OpenTelemetry's proxies and no-op providers record nothing), so that callers skip all work.
+
+    Costs a few microseconds: hot paths ask through a :class:`Switch`.
+    """
+    if not OTEL_API:
+        return None
+    return _active_of(otel_trace.get_tracer_provider(), otel_metrics.get_meter_provider())
+
+
+@functools.lru_cache(maxsize=4)
+def _active_of(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Active | None:
+    no_tracing = (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)
+    tracing = not isinstance(tracer_provider, no_tracing)
+    metering = not _records_nothing(meter_provider)
+    if not (tracing or metering):
+        return None
+    return Active(
+        tracer=_tracer_of(tracer_provider) if tracing else None,
+        instruments=_instruments_of(meter_provider) if metering else None,
+        gauges=_gauges_of(meter_provider) if metering else None,
+    )
+
+
+def _records_nothing(provider: MeterProvider) -> bool:
+    """True for the no-op provider and for OpenTelemetry's proxy (what ``get_meter_provider``
+    answers until one is set), which has no public name: it is told by its module."""
+    if isinstance(provider, NoOpMeterProvider):
+        return True
+    kind = type(provider)
+    return kind.__module__ == "opentelemetry.metrics._internal" and kind.__name__.startswith(
+        "_Proxy"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _gauges_of(provider: MeterProvider) -> Gauges:
+    return Gauges(provider.get_meter(SCOPE, _version()))
+
+
+class Switch:
+    """:func:`active`, looked at again at most every :data:`RECHECK` seconds.
+
+    One per instrumented object (a tracker, a receiver endpoint): configuring an SDK after it
+    was made starts its recording within a second.
+    """
+
+    __slots__ = ("_active", "_next")
+
+    def __init__(self) -> None:
+        self._active: Active | None = None
+        self._next = -math.inf
+
+    def get(self) -> Active | None:
+        """What records now (as of at most :data:`RECHECK` seconds ago)."""
+        now = time.monotonic()
+        if now >= self._next:
+            self._active = active()
+            self._next = now + RECHECK
+        return self._active
+
+
 # --- the span context of a tracked request, and a link back to it ----------------------------
 
 
@@ -248,11 +412,17 @@ def current_traceparent() -> str | None:
 
 def link_from_traceparent(traceparent: str | None) -> Link | None:
     """A span link to the context ``traceparent`` names; None for None, garbage or no API."""
+    context = context_from_traceparent(traceparent)
+    return otel_trace.Link(context) if context is not None else None
+
+
+def context_from_traceparent(traceparent: str | None) -> SpanContext | None:
+    """The (remote) span context ``traceparent`` names; None for None, garbage or no API."""
     if not OTEL_API or not isinstance(traceparent, str):
         return None
     extracted = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
     context = otel_trace.get_current_span(extracted).get_span_context()
-    return otel_trace.Link(context) if context.is_valid else None
+    return context if context.is_valid else None
 
 
 # --- log records -----------------------------------------------------------------------------
@@ -293,6 +463,24 @@ def log_fields(
         TRACE_ID: trace_id,
         SPAN_ID: span_id,
     }
+
+
+LOG_NUMBERS_ENV: Final = "OPENSMS_LOG_NUMBERS"
+"""Set to ``1`` to let records at INFO and above show phone numbers whole (they are masked by
+:func:`mask_numbers` otherwise; DEBUG records are not masked)."""
+
+_NUMBER = re.compile(r"\+?\d[\d ]{5,}\d")
+"""A run of at least seven digits (spaces allowed inside, a ``+`` in front): what could be a
+phone number in an error message (an address quoted by a validation error, say)."""
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every digit run that could be a phone number masked as :func:`mask_address`
+    does, unless ``OPENSMS_LOG_NUMBERS=1``: for what a record at INFO or above quotes of a
+    message that is not ours (an exception's, a sender's)."""
+    if os.environ.get(LOG_NUMBERS_ENV) == "1":
+        return text
+    return _NUMBER.sub(lambda match: mask_address(match.group().replace(" ", "")), text)
 
 
 def mask_address(address: str) -> str:

@@ -18,6 +18,8 @@ from ._live import LiveBuffer
 from ._models import DeliveryStatus, SendResult
 from ._poller import ReconciliationPoller
 from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source
+from ._telemetry import log_fields
+from ._telemetry_delivery import DeliveryTelemetry
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
@@ -68,6 +70,7 @@ class DeliveryTracker:
         self._clock = clock
         self._live = LiveBuffer(self.store, live_buffer)
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self._telemetry = DeliveryTelemetry(retention=retention)
         self._poller = (
             ReconciliationPoller(
                 self,
@@ -79,6 +82,7 @@ class DeliveryTracker:
                 clock=clock,
                 sleep=sleep,
                 rng=rng or random.Random(),
+                telemetry=self._telemetry,
             )
             if client is not None
             else None
@@ -159,6 +163,7 @@ class DeliveryTracker:
             )
             for address in sent.recipients
         ]
+        self._telemetry.track(sent, now)
         events = await self.ingest(updates)
         await self.store.schedule(
             sent.request_id, sent.sender, tracked_at=now, poll_at=now + self.reconcile_after
@@ -177,6 +182,7 @@ class DeliveryTracker:
         if not batch:
             return []
         events = await self.store.apply_events(batch)
+        self._telemetry.ingested(batch, events)
         if events:
             self._live.publish(events)
             self._wake_waiters(events)
@@ -215,7 +221,11 @@ class DeliveryTracker:
                         await live.wait(changed, cursor)
                         continue
                 except StoreUnavailableError as exc:
-                    logger.warning("events paused, store unavailable: %s", exc)
+                    logger.warning(
+                        "events paused, store unavailable: %s",
+                        exc,
+                        extra=log_fields("events", outcome="paused", error=type(exc).__name__),
+                    )
                     with contextlib.suppress(TimeoutError):  # a close ends the wait at once
                         await asyncio.wait_for(self._closed.wait(), outage)
                     outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)

@@ -46,6 +46,15 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ._exceptions import StoreError
+from ._telemetry import log_fields, mask_numbers
+from ._telemetry_receiver import (
+    INVALID,
+    MALFORMED,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    ReceiverTelemetry,
+)
 from ._tracker import DeliveryTracker
 from ._webhook import (
     CallbackPayloadError,
@@ -98,12 +107,14 @@ class _Refusal:
     no encoding, and the body is a fixed phrase, never anything the sender sent.
     """
 
-    __slots__ = ("body", "error", "headers", "reason", "status")
+    __slots__ = ("body", "error", "headers", "outcome", "reason", "status")
 
-    def __init__(self, status: int, error: str, reason: str) -> None:
+    def __init__(self, status: int, error: str, reason: str, outcome: str) -> None:
         self.status = status
         self.error = error
         self.reason = reason
+        self.outcome = outcome
+        """``opensms.outcome`` of a callback so answered (DESIGN.md's bounded values)."""
         self.body = json.dumps({"error": error, "reason": reason}).encode()
         self.headers = (
             (b"content-type", b"application/json"),
@@ -114,23 +125,38 @@ class _Refusal:
         return f"_Refusal({self.status}, {self.error!r}, {self.reason!r})"
 
 
-_NOT_JSON = _Refusal(400, "not_json", "the body is not JSON")
-_CLIENT_GONE = _Refusal(400, "incomplete", "the connection closed before the body ended")
-_NO_TOKEN = _Refusal(401, "unauthorized", "missing security token")
-_WRONG_TOKEN = _Refusal(401, "unauthorized", "wrong security token")
-_NOT_A_CALLBACK = _Refusal(422, "not_a_callback", "not a delivery-info callback")
-_STORE_FAILED = _Refusal(503, "not_recorded", "the store could not record it; retry later")
-_STOPPING = _Refusal(503, "not_recorded", "the server is stopping; retry later")
-_UNEXPECTED = _Refusal(503, "not_recorded", "an unexpected error; retry later")
+_NOT_JSON = _Refusal(400, "not_json", "the body is not JSON", MALFORMED)
+_CLIENT_GONE = _Refusal(400, "incomplete", "the connection closed before the body ended", MALFORMED)
+_NO_TOKEN = _Refusal(401, "unauthorized", "missing security token", UNAUTHORIZED)
+_WRONG_TOKEN = _Refusal(401, "unauthorized", "wrong security token", UNAUTHORIZED)
+_NOT_A_CALLBACK = _Refusal(422, "not_a_callback", "not a delivery-info callback", INVALID)
+_STORE_FAILED = _Refusal(
+    503, "not_recorded", "the store could not record it; retry later", UNAVAILABLE
+)
+_STOPPING = _Refusal(503, "not_recorded", "the server is stopping; retry later", UNAVAILABLE)
+_UNEXPECTED = _Refusal(503, "not_recorded", "an unexpected error; retry later", UNAVAILABLE)
 
 
 def _refused(scope: Scope, refusal: _Refusal, detail: object = None) -> _Refusal:
-    """Log ``refusal`` (WARNING: a sender with a wrong token or a bad body shows here)."""
+    """Log ``refusal`` (WARNING: a sender with a wrong token or a bad body shows here). The
+    detail (a parse error's message, which may quote the body) has its numbers masked."""
     client = scope.get("client")
     origin = f" from {client[0]}" if client else ""
-    why = refusal.reason if detail is None else f"{refusal.reason}: {detail}"
-    logger.warning("callback refused (%s %s)%s: %s", refusal.status, refusal.error, origin, why)
+    why = refusal.reason if detail is None else f"{refusal.reason}: {mask_numbers(str(detail))}"
+    logger.warning(
+        "callback refused (%s %s)%s: %s",
+        refusal.status,
+        refusal.error,
+        origin,
+        why,
+        extra=_fields(refusal),
+    )
     return refusal
+
+
+def _fields(refusal: _Refusal) -> dict[str, object]:
+    """The ``extra=`` of a record about a callback answered ``refusal``."""
+    return log_fields("callback", http_status=refusal.status, outcome=refusal.outcome)
 
 
 class CallbackEndpoint:
@@ -156,10 +182,16 @@ class CallbackEndpoint:
         self._clock = clock
         self._url_ids = cached_url_ids()
         self._deadline = _Deadline(record_deadline)
-        self._too_large = _Refusal(413, "too_large", f"the body is over {max_body_size} bytes")
-        self._too_slow = _Refusal(
-            503, "not_recorded", f"not recorded within {record_deadline:g} s; retry later"
+        self._too_large = _Refusal(
+            413, "too_large", f"the body is over {max_body_size} bytes", TOO_LARGE
         )
+        self._too_slow = _Refusal(
+            503,
+            "not_recorded",
+            f"not recorded within {record_deadline:g} s; retry later",
+            UNAVAILABLE,
+        )
+        self._telemetry = ReceiverTelemetry()
         self.failed_at: float | None = None
         """``time.monotonic()`` when the last record attempt failed; None once one succeeded."""
 
@@ -167,18 +199,27 @@ class CallbackEndpoint:
         return f"CallbackEndpoint(tokens={len(self._tokens)}, max_body_size={self._max})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        seen = self._telemetry.start()  # its span and count; None unless an SDK records
         try:
             refusal = await self._handle(scope, receive)
         except asyncio.CancelledError:
             # Cancelled before an answer: uvicorn's graceful shutdown ran out (a body still
             # arriving, a record still running). uvicorn would answer 500; the callback was not
             # recorded, so it is a 503, and this request ends here: the cancellation is consumed.
-            logger.warning("callback not recorded (the server is stopping), answering 503")
+            logger.warning(
+                "callback not recorded (the server is stopping), answering 503",
+                extra=_fields(_STOPPING),
+            )
             refusal = _STOPPING
         except Exception:
             # A bug (in parsing, say) is logged and answered 503, as a failed record is.
-            logger.exception("callback not recorded (unexpected error), answering 503")
+            logger.exception(
+                "callback not recorded (unexpected error), answering 503",
+                extra=_fields(_UNEXPECTED),
+            )
             refusal = _UNEXPECTED
+        if seen is not None:  # the answer is decided: the span ends as it is sent
+            seen.end(refusal)
         # Answer on the loop's next turn. Callbacks that arrive together are then all recorded
         # first and all answered together, so the server reads and writes its sockets in
         # batches: under concurrent load that cuts the server's CPU per callback by about a
@@ -208,7 +249,10 @@ class CallbackEndpoint:
         except _BodyTooLarge:
             return _refused(scope, self._too_large)
         except _ClientGone:
-            logger.info("callback abandoned: the sender closed the connection mid-body")
+            logger.info(
+                "callback abandoned: the sender closed the connection mid-body",
+                extra=_fields(_CLIENT_GONE),
+            )
             return _CLIENT_GONE  # nobody reads this answer
         try:
             payload = _json(body)
@@ -258,14 +302,25 @@ class CallbackEndpoint:
             if not deadline.expired(task):
                 raise  # not ours: the server is stopping
             task.uncancel()
-            logger.error("callback not recorded within %s s, answering 503", deadline.seconds)
+            logger.error(
+                "callback not recorded within %s s, answering 503",
+                deadline.seconds,
+                extra=_fields(self._too_slow),
+            )
             return self._failed(self._too_slow)
         except StoreError as exc:
-            logger.error("callback not recorded, answering 503: %s", exc)
+            logger.error(
+                "callback not recorded, answering 503: %s",
+                mask_numbers(str(exc)),
+                extra=_fields(_STORE_FAILED),
+            )
             return self._failed(_STORE_FAILED)
         except Exception:
             # Never a 500: BICS would drop the callback either way, and 503 says "try later".
-            logger.exception("callback not recorded (unexpected error), answering 503")
+            logger.exception(
+                "callback not recorded (unexpected error), answering 503",
+                extra=_fields(_UNEXPECTED),
+            )
             return self._failed(_UNEXPECTED)
         finally:
             watched.discard(task)

@@ -71,6 +71,7 @@ from redis.typing import KeyT, StreamIdT
 
 from .._exceptions import StoreError, StoreUnavailableError
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate
+from .._telemetry import log_fields
 from . import _redis_codec as codec
 from . import _redis_config as config
 from . import _redis_scripts as scripts
@@ -231,7 +232,7 @@ class RedisStore(OpenClose):
         config.check_version(info.get("redis_version"))
         warning = config.check_policy(policy, self._where, allow_eviction=self.allow_eviction)
         if warning is not None:
-            logger.warning("%s", warning)
+            logger.warning("%s", warning, extra=log_fields("store.open", outcome="warning"))
         self._status = "open"
         self._maintainer = asyncio.create_task(self._expiry.run())
 
@@ -398,6 +399,7 @@ class RedisStore(OpenClose):
                 " or flushed): created again from the oldest retained event",
                 group,
                 self._where,
+                extra=log_fields("store.read_events", outcome="recreated"),
             )
             await self._create_group(group, "0")
             result = await call()
