@@ -18,9 +18,13 @@ logic lives here. Names and attributes are the contract of DESIGN.md ("Observabi
   request it reports on, and its ``opensms.request_id``.
 
 The send's span context comes with the :class:`~opensms_async.SendResult` (its ``traceparent``)
-and is kept here, in process, with the request's tracking time, until every recipient is final
-(or :data:`KEPT_REQUESTS` newer requests pushed it out, or ``retention`` passed). Nothing is kept
-and nothing is computed while no OpenTelemetry SDK is configured.
+and is kept here, in process, with the request's tracking time, for ``retention`` (late and
+duplicate callbacks still link to the send) or until :data:`KEPT_REQUESTS` newer requests push
+it out. Nothing is kept and nothing is computed while no OpenTelemetry SDK is configured.
+
+A callback that beats ``track()`` (BICS may post the first one before the send's answer is
+handled) finds nothing kept yet: its span has no link, a final it brings is not timed, and its
+recipient is never counted as pending (pending counts recipients first seen by their send).
 """
 
 from __future__ import annotations
@@ -127,15 +131,15 @@ class DeliveryTelemetry:
     # --- the tracker ---------------------------------------------------------------------
 
     def track(self, sent: SendResult, now: float) -> None:
-        """``tracker.track(sent)`` at ``now`` (before its states are recorded): keep the send's
-        span context and tracking time, count its recipients as pending."""
+        """``tracker.track(sent)`` at ``now``, before its states are recorded: keep the send's
+        span context and tracking time. Its recipients count as pending as the send's events
+        are counted: one whose final state came before (a callback may beat the send's answer)
+        has none, and is neither pending nor timed."""
         if self._active() is None or sent.request_id in self._tracked:
             return
         self._forget_old(now)
-        recipients = len(set(sent.recipients))
         context = context_from_traceparent(sent.traceparent)
-        self._tracked[sent.request_id] = _Tracked(now, context, recipients)
-        self.pending += recipients
+        self._tracked[sent.request_id] = _Tracked(now, context, 0)
 
     def ingested(self, updates: Sequence[DeliveryUpdate], events: Sequence[DeliveryEvent]) -> None:
         """``tracker.ingest(updates)`` recorded ``events``: count them, measure the finals, and
@@ -153,6 +157,9 @@ class DeliveryTelemetry:
         for event in events:
             if instruments is not None:
                 instruments.delivery_events.add(1, self._attributes_of(event.status, event.source))
+            if event.source is Source.SEND and not event.is_final:
+                self._opened(event.request_id)
+                continue
             previous = event.previous
             if not event.is_final or (previous is not None and is_final(previous)):
                 continue  # not the first final of this recipient (a conflict's is not)
@@ -167,11 +174,16 @@ class DeliveryTelemetry:
                 instruments.delivery_duration.record(
                     seconds, {STATUS: status_attribute(event.status)}
                 )
-            if tracked.open is not None:
+            if tracked.open:  # kept after the last final: late callbacks still link to the send
                 tracked.open -= 1
                 self.pending -= 1
-                if tracked.open <= 0:
-                    del self._tracked[event.request_id]
+
+    def _opened(self, request_id: str) -> None:
+        """A recipient of a request tracked here is pending (first seen by its send)."""
+        tracked = self._tracked.get(request_id)
+        if tracked is not None and tracked.open is not None:
+            tracked.open += 1
+            self.pending += 1
 
     def _attributes_of(self, status: Status, source: Source) -> dict[str, AttributeValue]:
         # Built once per (status, source): bounded, since unknown statuses share "other".

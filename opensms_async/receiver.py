@@ -427,6 +427,8 @@ def create_receiver_app(
     record_deadline: float = DEFAULT_RECORD_DEADLINE,
     health_path: str = "/healthz",
     manage_tracker: bool = True,
+    metrics: bool = False,
+    metrics_path: str = "/metrics",
 ) -> Starlette:
     """A Starlette app that records delivery-info callbacks into ``tracker``.
 
@@ -450,12 +452,28 @@ def create_receiver_app(
     callback could not be recorded (for a few seconds, or until one is), or when the store does
     not answer a small read (its newest cursor) within a second. The read is made at most once a
     second, however often a load balancer asks.
+
+    ``metrics=True`` serves OpenTelemetry's metrics for Prometheus at ``GET metrics_path``; it
+    needs the ``prometheus`` extra (``opentelemetry-exporter-prometheus``), else it raises
+    :class:`~opensms_async.MissingDependencyError`. When no OpenTelemetry SDK meter provider is
+    set yet, it sets one exporting to Prometheus; otherwise give yours a
+    ``PrometheusMetricReader``. Each process exports its own counts: do not scrape a port
+    shared by ``uvicorn --workers N`` (a scrape reaches one worker); run one process per port,
+    or push OTLP to a collector.
     """
     tokens = [security_token] if isinstance(security_token, str) else list(security_token)
     endpoint = CallbackEndpoint(
         tracker, tokens, max_body_size=max_body_size, record_deadline=record_deadline
     )
     health = _Health(tracker, endpoint)
+    routes = [
+        Route(path, endpoint, methods=["POST"]),
+        Route(health_path, health.route, methods=["GET"]),
+    ]
+    if metrics:
+        from ._telemetry_prometheus import metrics_route
+
+        routes.append(metrics_route(metrics_path))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -468,15 +486,7 @@ def create_receiver_app(
             if opened_here:
                 await tracker.aclose()
 
-    return _ReceiverApp(
-        endpoint,
-        path,
-        routes=[
-            Route(path, endpoint, methods=["POST"]),
-            Route(health_path, health.route, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    return _ReceiverApp(endpoint, path, routes=routes, lifespan=lifespan)
 
 
 class _Health:

@@ -19,21 +19,16 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import attrs
 import httpx
 import pytest
 from hostile_server import Reply, Request, hostile_server
-from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.metrics import _internal as metrics_internal
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.metrics.export import HistogramDataPoint
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.util._once import Once
+from otel_helpers import Recorded, install_sdk, recording, scope_of, unset_global_providers
 
 from opensms_async import (
     APIConnectionError,
@@ -54,73 +49,10 @@ BASE_PATH = "/sms/v3"
 SCOPE = "opensms_async"
 
 
-# --- recording: SDK providers as the global ones, for one test ---------------------------------
-
-
-@attrs.frozen
-class Recorded:
-    """What the SDK providers of one test recorded."""
-
-    exporter: InMemorySpanExporter
-    reader: InMemoryMetricReader
-    tracer_provider: TracerProvider
-
-    def spans(self) -> list[ReadableSpan]:
-        """The finished spans of this package's scope, in the order they ended."""
-        return [s for s in self.exporter.get_finished_spans() if _scope(s) == SCOPE]
-
-    def all_spans(self) -> list[ReadableSpan]:
-        """Every finished span, the httpx instrumentation's too."""
-        return list(self.exporter.get_finished_spans())
-
-    def points(self, name: str = telemetry.CLIENT_REQUEST_DURATION) -> list[Any]:
-        """The data points of this package's metric ``name`` (cumulative since the test began)."""
-        data = self.reader.get_metrics_data()
-        found: list[Any] = []
-        for resource in data.resource_metrics if data is not None else ():
-            for scope in resource.scope_metrics:
-                if scope.scope.name != SCOPE:
-                    continue
-                for metric in scope.metrics:
-                    if metric.name == name:
-                        found.extend(metric.data.data_points)
-        return found
-
-
-def _scope(span: ReadableSpan) -> str | None:
-    scope = span.instrumentation_scope
-    return scope.name if scope is not None else None
-
-
-def unset_global_providers() -> None:
-    """Back to no SDK at all (what ``opentelemetry.test``'s reset helpers do)."""
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
-    metrics_internal._METER_PROVIDER = None
-    metrics_internal._PROXY_METER_PROVIDER = metrics_internal._ProxyMeterProvider()
-
-
-def install_sdk(sampler: Any = None, *, reset: bool = True) -> Recorded:
-    """Fresh SDK tracer and meter providers, set as OpenTelemetry's global ones (``reset``:
-    after unsetting whatever was there)."""
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    if reset:
-        unset_global_providers()
-    trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    return Recorded(exporter, reader, tracer_provider)
-
-
 @pytest.fixture
 def otel() -> Iterator[Recorded]:
     """SDK providers recording in memory for this test, unset afterwards."""
-    recorded = install_sdk()
-    yield recorded
-    unset_global_providers()
+    yield from recording()
 
 
 @pytest.fixture
@@ -233,7 +165,7 @@ async def test_every_operation_has_its_span_method_and_template(
     assert [s.name for s in ours] == [
         f"opensms.{op}" for op in telemetry.OPERATIONS if op != "fetch_token"
     ]
-    http_spans = [s for s in httpx_instrumented.all_spans() if _scope(s) != SCOPE]
+    http_spans = [s for s in httpx_instrumented.all_spans() if scope_of(s) != SCOPE]
     for span in ours:
         assert span.context is not None
         children = [s for s in http_spans if s.parent and s.parent.span_id == span.context.span_id]
@@ -256,7 +188,7 @@ async def test_http_spans_nest_under_ours_on_the_default_client(
         await client.send_message(SENDER, ["+33612345678"], "Hello")
     ours = one(httpx_instrumented.spans(), "opensms.send_message")
     assert ours.context is not None
-    http_spans = [s for s in httpx_instrumented.all_spans() if _scope(s) != SCOPE]
+    http_spans = [s for s in httpx_instrumented.all_spans() if scope_of(s) != SCOPE]
     assert [s.kind for s in http_spans] == [SpanKind.CLIENT, SpanKind.CLIENT]
     for span in http_spans:
         assert span.parent is not None and span.context is not None
@@ -275,7 +207,7 @@ async def test_http_spans_nest_under_ours_on_a_client_passed_in(
     async with httpx.AsyncClient() as http, sim_client(sim, http_client=http) as client:
         await client.get_subscription()
     ours = one(httpx_instrumented.spans(), "opensms.get_subscription")
-    http_spans = [s for s in httpx_instrumented.all_spans() if _scope(s) != SCOPE]
+    http_spans = [s for s in httpx_instrumented.all_spans() if scope_of(s) != SCOPE]
     assert len(http_spans) == 1
     assert http_spans[0].parent is not None and ours.context is not None
     assert http_spans[0].parent.span_id == ours.context.span_id
@@ -717,33 +649,51 @@ _WITHOUT_OTEL = textwrap.dedent(
 
     sys.meta_path.insert(0, Blocked())
 
-    from opensms_async import OpenSMSClient, _telemetry
+    import opensms_async
+    from opensms_async import DeliveryTracker, OpenSMSClient, _telemetry, create_receiver_app
+    from opensms_async._server import serve
     from opensms_async.testing import run_simulator
 
     async def main():
-        async with run_simulator(seed=1) as sim:
-            async with OpenSMSClient(api_key=sim.api_key, base_url=sim.base_url) as client:
-                sent = await client.send_message("tel:+3212345678", ["+33612345678"], "Hi")
-                await client.get_delivery_infos("tel:+3212345678", sent.request_id)
-                return sent.request_id
+        # Half the callbacks lost: the receiver records some, the poller recovers the others.
+        async with run_simulator(seed=1, callback_drop_rate=0.5) as sim:
+            async with (
+                OpenSMSClient(api_key=sim.api_key, base_url=sim.base_url) as client,
+                DeliveryTracker("memory://", client=client, reconcile_after=0.3) as tracker,
+            ):
+                app = create_receiver_app(tracker, "tok", manage_tracker=False)
+                async with serve(app) as receiver:
+                    sim.simulator.route_callbacks_to(receiver.url + "/sms/callback")
+                    await client.create_subscription("https://example.test/cb", "tok")
+                    to = ["+33612345678", "+33612345679", "+33612345670"]
+                    sent = await client.send_message("tel:+3212345678", to, "Hi")
+                    await tracker.track(sent)
+                    for address in sent.recipients:
+                        await tracker.wait_for_final(sent.request_id, address, timeout=30)
+                    await sim.simulator.settle(10)
+                    events = await tracker.store.read_events(None)
+                    return sent.request_id, sorted({str(e.source) for e in events})
 
-    request_id = asyncio.run(main())
+    request_id, sources = asyncio.run(main())
     loaded = sorted(m for m in sys.modules if m.partition(".")[0] == "opentelemetry")
-    print(json.dumps({"request_id": request_id, "asked": asked, "loaded": loaded,
-                      "api": _telemetry.OTEL_API, "calls": _telemetry.client_calls("http://x").__name__}))
+    print(json.dumps({"request_id": request_id, "sources": sources, "asked": asked,
+                      "loaded": loaded, "api": _telemetry.OTEL_API,
+                      "calls": _telemetry.client_calls("http://x").__name__}))
     """
 )
 
 
 def test_without_opentelemetry_nothing_of_it_is_imported() -> None:
-    """With ``opentelemetry`` not importable, the package imports, sends and polls against the
-    simulator, and no opentelemetry module is loaded (the import was tried, and refused)."""
+    """With ``opentelemetry`` not importable (the extra absent), the package imports, and a
+    client, a tracker polling and a receiver receiving work against the simulator, with no
+    opentelemetry module loaded (the import was tried, and refused)."""
     done = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, "-c", _WITHOUT_OTEL], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["request_id"]
+    assert result["sources"] == ["callback", "poll", "send"]
     assert result["asked"], "the import was never tried: the test would prove nothing"
     assert result["loaded"] == []
     assert (result["api"], result["calls"]) == (False, "Call")
