@@ -43,7 +43,8 @@ def run(script: str, *args: str) -> None:
 
 
 def main() -> None:
-    """Client, receiver (memory, SQLite, Redis), merge, memory and replica benchmarks."""
+    """Client, receiver (memory, SQLite, Redis), merge, memory, replica and OpenTelemetry
+    (no-SDK cost) benchmarks."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="shorter runs, noisier figures")
     quick = parser.parse_args().quick
@@ -59,6 +60,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder, redis_server(folder) as url:
             run("bench_receiver.py", "--duration", duration, "--redis", url)
     run("bench_replicas.py", "--duration", duration)
+    run("bench_otel.py", "--rounds", "3" if quick else "5")
 
 
 if __name__ == "__main__":

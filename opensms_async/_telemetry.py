@@ -127,7 +127,6 @@ STATUS = "opensms.status"
 SOURCE = "opensms.source"
 OUTCOME = "opensms.outcome"
 COMPLETE = "opensms.complete"
-HTTP_ROUTE = "http.route"
 
 # Log record fields (``extra=``) beside those above.
 ATTEMPT = "opensms.attempt"

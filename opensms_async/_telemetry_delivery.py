@@ -123,10 +123,15 @@ class DeliveryTelemetry:
 
     def _active(self) -> Active | None:
         active = self._switch.get()
-        if active is not None and active.gauges is not None and self._gauges is not active.gauges:
+        if active is not None:
+            self._join(active)
+        return active
+
+    def _join(self, active: Active) -> None:
+        """Be counted by the gauges of the meter provider that records now."""
+        if active.gauges is not None and self._gauges is not active.gauges:
             active.gauges.join(self)
             self._gauges = active.gauges
-        return active
 
     # --- the tracker ---------------------------------------------------------------------
 
@@ -144,9 +149,10 @@ class DeliveryTelemetry:
     def ingested(self, updates: Sequence[DeliveryUpdate], events: Sequence[DeliveryEvent]) -> None:
         """``tracker.ingest(updates)`` recorded ``events``: count them, measure the finals, and
         link the current span (a callback's) to the sends the callback reports on."""
-        active = self._active()
+        active = self._switch.get()  # the hot path (every callback): one call when idle
         if active is None:
             return
+        self._join(active)
         if active.tracer is not None and updates and updates[0].source is Source.CALLBACK:
             self._link_callback(updates)
         if events:
