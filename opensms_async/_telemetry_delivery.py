@@ -17,10 +17,13 @@ logic lives here. Names and attributes are the contract of DESIGN.md ("Observabi
 - A callback's span (``opensms.callback``, made by the receiver) gets a link to the send of each
   request it reports on, and its ``opensms.request_id``.
 
-The send's span context comes with the :class:`~opensms_async.SendResult` (its ``traceparent``)
-and is kept here, in process, with the request's tracking time, for ``retention`` (late and
-duplicate callbacks still link to the send) or until :data:`KEPT_REQUESTS` newer requests push
-it out. Nothing is kept and nothing is computed while no OpenTelemetry SDK is configured.
+The send's span context comes with the :class:`~opensms_async.SendResult` (its ``traceparent``).
+The store keeps it with the request's schedule entry (``PendingRequest.traceparent``), so that a
+poller in another process sharing the store links to the send too, and is adopted here when it
+claims the request. It is also kept here, in process, with the request's tracking time, for
+``retention`` (late and duplicate callbacks still link to the send) or until
+:data:`KEPT_REQUESTS` newer requests push it out. Nothing is kept and nothing is computed
+while no OpenTelemetry SDK is configured.
 
 A callback that beats ``track()`` (BICS may post the first one before the send's answer is
 handled) finds nothing kept yet: its span has no link, a final it brings is not timed, and its
@@ -264,9 +267,12 @@ class DeliveryTelemetry:
             active.instruments.reconcile_polls.add(1)
 
     def _adopt(self, request: PendingRequest) -> _Tracked:
+        """What is kept of a claimed request: a request tracked in another process is kept from
+        its schedule entry (its tracking time, its send's span context if the store kept it)."""
         tracked = self._tracked.get(request.request_id)
         if tracked is None:
             self._forget_old(None)
-            tracked = _Tracked(request.tracked_at, None, None)
+            context = context_from_traceparent(request.traceparent)
+            tracked = _Tracked(request.tracked_at, context, None)
             self._tracked[request.request_id] = tracked
         return tracked

@@ -165,9 +165,17 @@ class DeliveryTracker:
         ]
         self._telemetry.track(sent, now)
         events = await self.ingest(updates)
-        await self.store.schedule(
-            sent.request_id, sent.sender, tracked_at=now, poll_at=now + self.reconcile_after
-        )
+        poll_at = now + self.reconcile_after
+        if sent.traceparent is None:  # a store of the user's own may predate traceparent=
+            await self.store.schedule(sent.request_id, sent.sender, tracked_at=now, poll_at=poll_at)
+        else:  # the send's span context, for a poll span in whichever process polls it
+            await self.store.schedule(
+                sent.request_id,
+                sent.sender,
+                tracked_at=now,
+                poll_at=poll_at,
+                traceparent=sent.traceparent,
+            )
         return events
 
     async def ingest(self, updates: Iterable[DeliveryUpdate]) -> list[DeliveryEvent]:

@@ -501,15 +501,23 @@ class RedisStore(OpenClose):
     # --- polling schedule --------------------------------------------------------------------
 
     async def schedule(
-        self, request_id: str, sender: str, *, tracked_at: float, poll_at: float
+        self,
+        request_id: str,
+        sender: str,
+        *,
+        tracked_at: float,
+        poll_at: float,
+        traceparent: str | None = None,
     ) -> None:
-        """Add a request to the polling schedule (an existing entry keeps attempts and lease)."""
+        """Add a request to the polling schedule (an existing entry keeps attempts, lease and
+        traceparent)."""
         args: _Args = [
             _text_arg(request_id, "request_id"),
             _text_arg(sender, "sender"),
             codec.number(tracked_at, "tracked_at"),
             codec.number(poll_at, "poll_at"),
             self._retention_ms,
+            _text_arg(traceparent or "", "traceparent"),
         ]
         self._ready()
         async with self._bounded("schedule a poll"):
