@@ -29,7 +29,10 @@ def test_the_console_example_prints_every_span_and_metric_of_the_story() -> None
     assert send_id is not None
     linked = [line for line in lines if f"links=['{send_id.group(1)}']" in line]
     kinds = {line.split()[1] for line in linked}
-    assert kinds == {"opensms.callback", "opensms.reconcile"}, done.stdout
+    # The poll always links; a callback does when it comes after track() (nearly always here).
+    assert "opensms.reconcile" in kinds, done.stdout
+    assert kinds <= {"opensms.callback", "opensms.reconcile"}, done.stdout
+    assert any(line.startswith("span opensms.callback SERVER") for line in lines), done.stdout
     for name in (
         "opensms.client.request.duration",
         "opensms.receiver.callbacks",
