@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypedDict
 
 from ._models import DeliveryStatus, is_final
 from ._state import DeliveryEvent, DeliveryUpdate, Source
@@ -60,15 +60,37 @@ if TYPE_CHECKING:
 if OTEL_API:
     from opentelemetry import trace as otel_trace
 
-__all__ = ["KEPT_REQUESTS", "OTHER_STATUS", "DeliveryTelemetry", "status_attribute"]
+__all__ = [
+    "KEPT_REQUESTS",
+    "OTHER_STATUS",
+    "DeliveryTelemetry",
+    "ScheduleTrace",
+    "schedule_trace",
+    "status_attribute",
+]
 
 KEPT_REQUESTS: Final = 100_000
 """Requests whose tracking time and send span this process keeps at most (the oldest go first):
-about 20 MB, and only while an SDK records."""
+359 bytes each (measured with tracemalloc), 36 MB at the limit, and only while an SDK records."""
 OTHER_STATUS: Final = "other"
 """``opensms.status`` of a status the SDK does not know."""
 
 _STATUSES: Final[dict[str, str]] = {status.value: status.value for status in DeliveryStatus}
+
+
+class ScheduleTrace(TypedDict, total=False):
+    """The keyword arguments :func:`schedule_trace` adds to ``store.schedule``."""
+
+    traceparent: str
+
+
+def schedule_trace(sent: SendResult) -> ScheduleTrace:
+    """``store.schedule(..., **schedule_trace(sent))``: the send's ``traceparent`` when it was
+    traced, so that the store keeps it for a poll in any process; nothing otherwise, so that a
+    store of the user's own that predates the argument works as before while nothing traces."""
+    if sent.traceparent is None:
+        return {}
+    return {"traceparent": sent.traceparent}
 
 
 def status_attribute(status: Status) -> str:

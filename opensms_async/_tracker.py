@@ -19,7 +19,7 @@ from ._models import DeliveryStatus, SendResult
 from ._poller import ReconciliationPoller
 from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source
 from ._telemetry import log_fields
-from ._telemetry_delivery import DeliveryTelemetry
+from ._telemetry_delivery import DeliveryTelemetry, schedule_trace
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
@@ -165,17 +165,13 @@ class DeliveryTracker:
         ]
         self._telemetry.track(sent, now)
         events = await self.ingest(updates)
-        poll_at = now + self.reconcile_after
-        if sent.traceparent is None:  # a store of the user's own may predate traceparent=
-            await self.store.schedule(sent.request_id, sent.sender, tracked_at=now, poll_at=poll_at)
-        else:  # the send's span context, for a poll span in whichever process polls it
-            await self.store.schedule(
-                sent.request_id,
-                sent.sender,
-                tracked_at=now,
-                poll_at=poll_at,
-                traceparent=sent.traceparent,
-            )
+        await self.store.schedule(
+            sent.request_id,
+            sent.sender,
+            tracked_at=now,
+            poll_at=now + self.reconcile_after,
+            **schedule_trace(sent),  # the send's span context, for the poll's span
+        )
         return events
 
     async def ingest(self, updates: Iterable[DeliveryUpdate]) -> list[DeliveryEvent]:

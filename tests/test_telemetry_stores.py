@@ -111,3 +111,27 @@ async def test_a_poll_in_another_process_links_to_the_send(otel: Recorded, tmp_p
     for span in reconciles:
         linked = {(link.context.trace_id, link.context.span_id) for link in span.links}
         assert linked == {(send.context.trace_id, send.context.span_id)}
+
+
+class _OldSignatureStore(MemoryStore):
+    """A store of a user's own written before ``schedule`` took ``traceparent``."""
+
+    async def schedule(  # type: ignore[override]
+        self, request_id: str, sender: str, *, tracked_at: float, poll_at: float
+    ) -> None:
+        await super().schedule(request_id, sender, tracked_at=tracked_at, poll_at=poll_at)
+
+
+async def test_a_store_without_the_traceparent_argument_works_while_nothing_traces() -> None:
+    """Without tracing (no SDK, or the API absent), ``track()`` calls ``schedule`` exactly as
+    before: a store of the user's own that predates the argument keeps working."""
+    async with (
+        run_simulator(seed=6) as sim,
+        OpenSMSClient(api_key=sim.api_key, base_url=sim.base_url) as client,
+        DeliveryTracker(_OldSignatureStore()) as tracker,
+    ):
+        sent = await client.send_message(SENDER, ["+33612345678"], "Hello")
+        assert sent.traceparent is None
+        await tracker.track(sent)
+        [pending] = await tracker.store.claim_due(1e12)
+        assert (pending.request_id, pending.traceparent) == (sent.request_id, None)
