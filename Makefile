@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench redis-server clean
+.PHONY: demo test lint typecheck unit bench bench-quick redis-server clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration"
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+# One table of every figure beside its target (bench/README.md); bench-quick: a short, noisier run.
+bench: $(STAMP) redis-server
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP) redis-server
+	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
 
 # The Redis tests start their own redis-server; install Debian's when it is missing (CI runs as root).
 redis-server:

@@ -1,9 +1,10 @@
 """Shared helpers of the benchmarks: free ports, server subprocesses (ASGI apps, redis-server),
-CPU pinning, medians."""
+CPU pinning and CPU time, medians, refused runs, and the rows of ``run.py``'s table."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import statistics
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import httpx
 from starlette.types import Receive
@@ -73,6 +76,13 @@ def redis_server(folder: str, *, aof: bool = False) -> Iterator[str]:
     Without ``aof`` nothing is persisted; with it, every write is fsynced (``appendfsync
     always``), the durable setting.
     """
+    with redis_server_process(folder, aof=aof) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def redis_server_process(folder: str, *, aof: bool = False) -> Iterator[tuple[str, int]]:
+    """:func:`redis_server`, yielding its URL and its pid (whose CPU time a benchmark counts)."""
     port = free_port()
     persistence = (
         ["--appendonly", "yes", "--appendfsync", "always"] if aof else ["--appendonly", "no"]
@@ -82,7 +92,7 @@ def redis_server(folder: str, *, aof: bool = False) -> Iterator[str]:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)  # noqa: S603
     try:
         _wait_for_port(port, proc)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc.pid
     finally:
         proc.kill()
         proc.wait(timeout=10)
@@ -105,3 +115,75 @@ async def drain_body(receive: Receive) -> None:
     while more:
         message = await receive()
         more = message.get("more_body", False)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_wait_seconds(pid: int) -> float:
+    """Seconds the threads of process ``pid`` have spent runnable but waiting for a CPU so far
+    (Linux ``schedstat``): on a machine shared with other work, the time others held the CPU."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
+class RunRefused(RuntimeError):
+    """A run met a non-2xx answer, a socket error or a lost event: its figure means nothing."""
+
+
+def row(
+    group: str,
+    name: str,
+    value: float | None,
+    unit: str,
+    *,
+    target: str = "",
+    passed: bool | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    """One line of ``run.py``'s table: a figure, its target (``">= 0.85"``) and the verdict.
+
+    ``value`` None means no figure (every run refused, say: ``note`` says why). ``passed`` None
+    means the figure has no target (context, diagnosis).
+    """
+    return {
+        "group": group,
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "target": target,
+        "passed": passed,
+        "note": note,
+    }
+
+
+def write_rows(path: str | None, rows: Sequence[dict[str, Any]]) -> None:
+    """Write a benchmark's rows as JSON to ``path`` (``--json-out``), for ``run.py``."""
+    if path is not None:
+        Path(path).write_text(json.dumps(list(rows), indent=1))
+
+
+def format_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as one plain-text table: figure, value, target, verdict, note."""
+    lines = [f"{'figure':58} {'value':>12} {'target':>10}  {'':6} note"]
+    group = None
+    for r in rows:
+        if r["group"] != group:
+            group = r["group"]
+            lines.append(f"-- {group}")
+        value = r["value"]
+        if value is None:
+            cell = "—"
+        elif r["unit"] in ("ratio", "ms"):
+            cell = f"{value:.2f}" if r["unit"] == "ratio" else f"{value:.2f} ms"
+        else:
+            cell = f"{value:,.0f} {r['unit']}".strip()
+        verdict = {True: "OK", False: "MISSED", None: ""}[r["passed"]]
+        lines.append(f"{r['name']:58} {cell:>12} {r['target']:>10}  {verdict:6} {r['note']}")
+    return "\n".join(lines)

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from _util import free_port, median, pin_to_cpu, server_process
+from _util import free_port, median, pin_to_cpu, row, server_process, write_rows
 
 from opensms_async import OpenSMSClient
 
@@ -206,6 +206,40 @@ def summary(rates: dict[str, dict[int, float]]) -> dict[str, Any]:
     }
 
 
+def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """``run.py``'s rows: each variant ÷ raw aiohttp, the SDK's beside its targets."""
+    group = "client: send_message req/s ÷ raw aiohttp ClientSession, same local fake API"
+    floor = result["req_per_s"]["aiohttp"]
+    out = [
+        row(
+            group,
+            f"raw aiohttp, {c} caller{'s' if c > 1 else ''}",
+            floor[str(c)],
+            "req/s",
+            note="the floor of what Python does here",
+        )
+        for c in CALLERS
+    ]
+    for name, by in result["ratio_to_aiohttp"].items():
+        if name == "aiohttp":
+            continue
+        for c in CALLERS:
+            target = TARGETS[c] if name == "sdk" else None
+            label = "the SDK, defaults" if name == "sdk" else name
+            out.append(
+                row(
+                    group,
+                    f"{label} ÷ aiohttp, {c} caller{'s' if c > 1 else ''}",
+                    by[str(c)],
+                    "ratio",
+                    target="" if target is None else f">= {target:.2f}",
+                    passed=None if target is None else by[str(c)] >= target,
+                    note="" if name == "sdk" or "diagnosis" in name else "context",
+                )
+            )
+    return out
+
+
 def table(result: dict[str, Any]) -> str:
     """A plain-text table of the ratios, one line per variant, targets beside the SDK's."""
     lines = [f"{'client (÷ raw aiohttp)':38} {'1 caller':>10} {'64 callers':>11}"]
@@ -236,6 +270,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the JSON summary too")
     parser.add_argument("--in-flight", help="comma-separated max_in_flight values to sweep")
+    parser.add_argument("--json-out", help="write the table's rows here (run.py reads them)")
     args = parser.parse_args()
     port = free_port()
     with server_process(["bench/_fake_api.py", str(port)], port, cpu=0) as (url, _):
@@ -246,6 +281,7 @@ def main() -> None:
             print(json.dumps({name: round(rate) for name, rate in swept.items()}, indent=2))
             return
         result = summary(asyncio.run(measure_client(url, args.seconds, args.rounds)))
+    write_rows(args.json_out, rows(result))
     print(table(result))
     if args.json:
         print(json.dumps(result, indent=2))

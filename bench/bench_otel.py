@@ -29,6 +29,10 @@ The order of the variants alternates from round to round, and the figure is the 
 round's own ratio ``api / none`` (two runs seconds apart), because absolute rates drift here.
 
     .venv/bin/python bench/bench_otel.py [--seconds 2] [--rounds 5] [--only client|receiver]
+        [--json-out FILE]
+
+It prints the JSON of every measurement, then the table of ``run.py`` (``--json-out`` writes
+its rows, for ``make bench``).
 """
 
 from __future__ import annotations
@@ -44,7 +48,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _util import free_port, median, pin_to_cpu, server_process
+from _util import (
+    cpu_seconds,
+    format_rows,
+    free_port,
+    median,
+    pin_to_cpu,
+    row,
+    server_process,
+    write_rows,
+)
 
 HERE = Path(__file__).resolve().parent
 WITHOUT_OTEL = str(HERE / "_without_otel.py")
@@ -215,7 +228,7 @@ def paired_worker(url: str, batches: int) -> None:
 
 def receiver_round(variant: str, script: str, workdir: str, seconds: float) -> dict[str, float]:
     """callbacks/s and server CPU µs per callback of one fresh receiver of ``variant``."""
-    from bench_receiver import cpu_seconds, wrk
+    from bench_receiver import wrk
 
     port = free_port()
     stats = os.path.join(workdir, "stats.json")
@@ -404,6 +417,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measured run")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=("client", "receiver"))
+    parser.add_argument("--json-out", help="write the table's rows here (run.py reads them)")
     workers = (*CLIENT_VARIANTS, "paired", "receiver-paired")
     parser.add_argument("--worker", choices=workers, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -426,6 +440,41 @@ def main() -> None:
         result["receiver (memory store)"] = measure_receiver(args.rounds, args.seconds)
         result["receiver, paired in one process"] = measure_receiver_paired(args.rounds)
     print(json.dumps(result, indent=2, ensure_ascii=False))
+    table = rows(result)
+    write_rows(args.json_out, table)
+    print(format_rows(table))
+
+
+def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures with a target (``api`` within 2% of ``none``), as ``run.py``'s rows."""
+    group = "OpenTelemetry API, no SDK (bench_otel.py)"
+    out = []
+
+    def ratio(name: str, value: float, note: str) -> None:
+        passed = value >= TARGET
+        out.append(
+            row(group, name, value, "ratio", target=f">= {TARGET}", passed=passed, note=note)
+        )
+
+    for callers, summary in result.get("client", {}).items():
+        value = summary["api ÷ none, median of rounds"]
+        by_cpu = summary["api ÷ none by CPU time, median of rounds"]
+        ratio(f"client, {callers}: api ÷ none", value, f"by CPU time {by_cpu}")
+    paired = result.get("client, paired in one process")
+    if paired is not None:
+        extra = paired["extra_cpu_us_per_send, median of pairs"]
+        ratio("client, paired: none ÷ api by CPU", paired["api ÷ none by CPU time"], f"+{extra} µs")
+    receiver = result.get("receiver (memory store)")
+    if receiver is not None:
+        by_cpu = receiver["api ÷ none by CPU time, median of rounds"]
+        value = receiver["api ÷ none, median of rounds"]
+        ratio("receiver: api ÷ none", value, f"by server CPU time {by_cpu}")
+    paired = result.get("receiver, paired in one process")
+    if paired is not None:
+        extra = paired["extra_cpu_us_per_callback, median of pairs"]
+        value = paired["hooks doing nothing ÷ as shipped, by CPU time"]
+        ratio("receiver, paired: bare hooks ÷ shipped by CPU", value, f"+{extra} µs")
+    return out
 
 
 if __name__ == "__main__":

@@ -1,12 +1,32 @@
-"""Receiver throughput: callbacks/s of the real receiver divided by a bare Starlette route.
+"""Receiver throughput as users run it: callbacks/s with live ``events()`` consumers, as a ratio
+to a bare Starlette route (and, mounted in a parent app, to a bare route mounted the same way).
 
-Each variant of ``_receiver_apps.py`` (``raw`` ASGI for context, the bare ``starlette`` route that
-is the yardstick, the receiver over ``memory`` and over ``sqlite``; ``redis`` with ``--redis URL``;
-``null``, a store that records nothing, with ``--variants``, to see what the merge costs)
-runs in its own uvicorn process (uvloop, httptools, one worker) pinned to CPU 0; ``wrk`` (one
-thread, 64 connections) is pinned to CPU 1. Rounds are interleaved, a fresh server (and store)
-per round and variant, a short warm-up before each measured run; medians are reported, because
-absolute numbers drift on these machines: only ratios measured in one run mean anything.
+Each variant (``_receiver_apps.py``) runs in its own uvicorn process (uvloop, httptools, one
+worker) pinned to CPU 0; ``wrk`` (one thread, 64 connections) is pinned to CPU 1. A variant is
+named ``APP/N``: the app, and N live consumers in the server iterating ``tracker.events()``:
+
+| variant | what | role |
+|---|---|---|
+| ``raw`` | a raw ASGI app: drain the body, 204 | context (the ceiling) |
+| ``starlette`` | a bare Starlette route: read the body, 204 | **the yardstick** |
+| ``starlette-mounted`` | that route's app mounted at ``/sms`` in a parent app | mounted yardstick |
+| ``memory/N`` (``sqlite``, ``redis``) | the receiver over that store, N = 1, 4 | **users run it** |
+| ``memory/0`` (``sqlite``, ``redis``) | no consumer at all | diagnosis: no user runs it |
+| ``memory-mounted/N`` | the receiver mounted at ``/sms``, N consumers | ÷ ``starlette-mounted`` |
+| ``null/0`` | a store that records nothing (``--variants``) | diagnosis: HTTP, token, parse |
+
+Every variant's server is started (and warmed up) first and serves to the end, idle while
+another is measured; rounds are interleaved (each starts at another variant), so the runs of
+one round are seconds apart. Medians are reported, because absolute numbers drift on these
+machines: only ratios measured in one run mean anything. Besides the ratio of the
+median rates, each round's own ratio (to the yardstick run of the same round) and their median.
+
+**A run with any socket error or non-2xx answer is refused**, never counted: wrk reports
+connect/read/write errors, timeouts (over 5 s) and answers with a status over 399 (the apps
+answer nothing but 204 and 4xx/5xx), and a refused run leaves its round out of the figures. A
+receiver run is refused too when a consumer missed events (each consumer's count must reach the
+store's event count when the server stops), so a figure never flatters a consumer that fell
+behind.
 
 The load: every request POSTs a BICS ``deliveryInfoList`` callback (compact JSON, 255-256 bytes)
 with the security token in the body. A counter in the Lua script makes every callback count:
@@ -14,17 +34,21 @@ even requests are the first sighting of a new recipient (``DeliveredToNetwork``:
 event), odd requests bring the recipient first seen about 2000 callbacks earlier to
 ``DeliveredToTerminal`` (a merge that advances the state: an update and an event). Ten recipients
 share a request id (so consecutive callbacks often share a resource URL, as the callbacks of a
-bulk send do). So half the callbacks insert and half merge, and each one logs an event; the
-benchmark reports the store's event count afterwards (``events_per_callback`` is a little over 1:
-the callbacks still in flight when wrk stops are stored but not counted). The Starlette route gets
-the same bodies. No consumer iterates ``events()`` during the run.
+bulk send do). So half the callbacks insert and half merge, and each one logs an event
+(``events_per_callback`` is a little over 1: the callbacks in flight when wrk stops are stored
+but not counted). The Starlette routes get the same bodies.
 
-Besides callbacks/s, the summary gives each round's own ratio (their median is steadier than the
-ratio of the medians when the machine drifts) and the server's CPU time per callback (read from
-``/proc``; the server is CPU-bound, so its ratio tracks the throughput ratio). The Redis variant
-takes a fresh key prefix per round; redis-server runs wherever the OS puts it.
+The load of the machine, per figure: how long the server waited for a CPU while runnable
+(``schedstat``; the median share of its runs' time): near 0% on a quiet machine; beyond a few
+per cent, other processes held CPU 0 and the rates (and so the ratios) are noisy.
 
-    .venv/bin/python bench/bench_receiver.py [--duration 5] [--rounds 3] [--redis redis://...]
+CPU: the server's own CPU time per callback (read from ``/proc``; the server is CPU-bound, so its
+ratio tracks the throughput ratio), and for the Redis variants the CPU time of ``redis-server``
+during the run added to it. The benchmark starts its own ``redis-server`` (not pinned; a fresh
+key prefix per round) unless ``--no-redis``.
+
+    .venv/bin/python bench/bench_receiver.py [--duration 5] [--rounds 3] [--variants ...]
+        [--no-redis] [--json-out FILE]
 
 Needs ``wrk`` (``apt-get install wrk``; ``bench/run.py`` installs it when missing).
 """
@@ -32,21 +56,43 @@ Needs ``wrk`` (``apt-get install wrk``; ``bench/run.py`` installs it when missin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from _receiver_apps import CALLBACK_PATH, TOKEN
-from _util import free_port, median, pin_to_cpu, server_process
+from _util import (
+    RunRefused,
+    cpu_seconds,
+    cpu_wait_seconds,
+    format_rows,
+    free_port,
+    median,
+    pin_to_cpu,
+    redis_server_process,
+    row,
+    server_process,
+    write_rows,
+)
 
 HERE = Path(__file__).resolve().parent
 LAG = 1000
 """How many callbacks after its first sighting a recipient gets its final status."""
+ERROR_KEYS = ("connect", "read", "write", "status", "timeout")
+TARGETS = {"memory": 0.85, "sqlite": 0.70, "redis": 0.60, "memory-mounted": 0.85}
+"""Callbacks/s with 1 and 4 live consumers ÷ the yardstick (PERFORMANCE.md)."""
+DEFAULT_VARIANTS = (
+    "raw,starlette,starlette-mounted,memory/0,memory/1,memory/4,sqlite/0,sqlite/1,sqlite/4,"
+    "redis/0,redis/1,redis/4,memory-mounted/1,memory-mounted/4"
+)
 
 # %% is a literal % for string.format; the body is compact JSON as a sender would post it.
 _LUA = r"""
@@ -111,101 +157,309 @@ def wrk(url: str, script: str, *, tag: str, duration: int, connections: int) -> 
     return result
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def check_wrk(summary: dict[str, int]) -> None:
+    """Refuse a run with any socket error, timeout or non-2xx answer (wrk: status over 399)."""
+    errors = {key: summary[key] for key in ERROR_KEYS if summary[key]}
+    if errors:
+        raise RunRefused(f"wrk counted errors {errors} in {summary['requests']} requests")
+    if summary["requests"] == 0:
+        raise RunRefused("no request completed")
 
 
-def run_variant(
-    variant: str, arg: str | None, script: str, workdir: str, args: argparse.Namespace
-) -> dict[str, float]:
-    """One round of one variant in a fresh server: callbacks/s, server CPU per callback, errors,
-    events per callback."""
-    port = free_port()
-    stats = os.path.join(workdir, "stats.json")
-    argv = [str(HERE / "_receiver_apps.py"), variant, str(port)]
-    argv += ([arg] if arg else []) + ["--stats", stats]
-    with server_process(argv, port) as (url, pid):
-        warm = wrk(url, script, tag="w", duration=args.warmup, connections=args.connections)
-        cpu = cpu_seconds(pid)
-        run = wrk(url, script, tag="m", duration=args.duration, connections=args.connections)
-        cpu = cpu_seconds(pid) - cpu
-    errors = sum(run[k] for k in ("connect", "read", "write", "status", "timeout"))
-    result = {
-        "rate": run["requests"] / (run["duration_us"] / 1e6),
-        "cpu_us": cpu / max(run["requests"], 1) * 1e6,
-        "errors": float(errors),
+@dataclass(frozen=True)
+class Variant:
+    """One server setup: the app, its live consumers, mounted or not."""
+
+    name: str
+    app: str
+    consumers: int
+    mounted: bool
+
+    @classmethod
+    def parse(cls, name: str) -> Variant:
+        """``starlette``, ``starlette-mounted``, ``memory/1``, ``memory-mounted/4``..."""
+        app, _, consumers = name.partition("/")
+        mounted = app.endswith("-mounted")
+        return cls(name, app.removesuffix("-mounted"), int(consumers or 0), mounted)
+
+    @property
+    def receiver(self) -> bool:
+        """True for the SDK's receiver (a store, consumers), False for the bare apps."""
+        return self.app not in ("raw", "starlette")
+
+    @property
+    def yardstick(self) -> str:
+        """The variant this one is divided by."""
+        return "starlette-mounted" if self.mounted else "starlette"
+
+    @property
+    def target(self) -> float | None:
+        """The ratio it must reach, or None (context, diagnosis)."""
+        if not self.receiver or self.consumers == 0:
+            return None
+        return TARGETS.get(self.app + ("-mounted" if self.mounted else ""))
+
+    @property
+    def role(self) -> str:
+        """What the figure is for, in the table."""
+        if self.app == "raw":
+            return "context: the ceiling"
+        if not self.receiver:
+            return "the yardstick"
+        if self.consumers == 0:
+            return "diagnosis: no user runs this (no consumer)"
+        if self.app == "null":
+            return "diagnosis: a store that records nothing"
+        return ""
+
+
+@dataclass
+class Server:
+    """A variant's server, started once for the whole benchmark: its URL, pid, files."""
+
+    variant: Variant
+    url: str
+    pid: int
+    stats: str
+    redis_pid: int | None
+    requests: int = 0
+    """Every request it answered (warm-up included), to check its event count at the end."""
+
+    def cpu(self) -> float:
+        """Its CPU seconds so far, and redis-server's for a Redis variant."""
+        return cpu_seconds(self.pid) + (cpu_seconds(self.redis_pid) if self.redis_pid else 0.0)
+
+
+def server_argv(
+    variant: Variant, port: int, stats: str, workdir: str, redis: tuple[str, int] | None
+) -> list[str]:
+    """The command line of a variant's server (a fresh SQLite file, a fresh Redis key prefix)."""
+    argv = [str(HERE / "_receiver_apps.py"), variant.app, str(port)]
+    if variant.app == "sqlite":
+        argv.append(tempfile.mkdtemp(dir=workdir))
+    elif variant.app == "redis":
+        if redis is None:
+            raise RunRefused("no redis-server")
+        argv.append(f"{redis[0]}?prefix=bench-{port}")
+    argv += ["--consumers", str(variant.consumers), "--stats", stats]
+    return argv + (["--mounted"] if variant.mounted else [])
+
+
+@contextlib.contextmanager
+def servers(
+    variants: Sequence[Variant], workdir: str, redis: tuple[str, int] | None
+) -> Iterator[list[Server]]:
+    """A server per variant, all at once (idle but the one under load), each pinned to CPU 0;
+    stopped at the end, when each receiver writes its stats."""
+    with contextlib.ExitStack() as stack:
+        started = []
+        for variant in variants:
+            port = free_port()
+            stats = os.path.join(workdir, f"stats-{port}.json")
+            argv = server_argv(variant, port, stats, workdir, redis)
+            url, pid = stack.enter_context(server_process(argv, port))
+            redis_pid = redis[1] if redis is not None and variant.app == "redis" else None
+            started.append(Server(variant, url, pid, stats, redis_pid))
+        yield started
+
+
+@dataclass
+class Setup:
+    """What the runs share: the wrk script and the options."""
+
+    script: str
+    args: argparse.Namespace
+
+
+def load(server: Server, setup: Setup, *, tag: str, seconds: int) -> dict[str, float]:
+    """One wrk run against a server: callbacks/s and CPU µs per callback, or RunRefused."""
+    connections = setup.args.connections
+    cpu, waited = server.cpu(), cpu_wait_seconds(server.pid)
+    run = wrk(server.url, setup.script, tag=tag, duration=seconds, connections=connections)
+    cpu, waited = server.cpu() - cpu, cpu_wait_seconds(server.pid) - waited
+    server.requests += run["requests"]
+    check_wrk(run)
+    seconds_run = run["duration_us"] / 1e6
+    return {
+        "rate": run["requests"] / seconds_run,
+        "cpu_us": cpu / run["requests"] * 1e6,
+        "cpu_wait": waited / seconds_run,
     }
-    if os.path.exists(stats):
-        with open(stats) as file:
-            last = json.load(file)["last_cursor"]
-        os.remove(stats)
-        # Cursors count events from 1 in memory and SQLite (a fresh store per round); a Redis
-        # cursor is a stream id, which counts nothing.
-        if last is None or str(last).isdigit():
-            result["events_per_callback"] = int(last or 0) / (warm["requests"] + run["requests"])
+
+
+def check_events(stats: str, requests: int, variant: Variant) -> dict[str, float]:
+    """Events per callback (stores that count their cursors), and every consumer saw them all."""
+    with open(stats) as file:
+        data: dict[str, Any] = json.load(file)
+    last, consumed = data["last_cursor"], data["consumed"]
+    # Cursors count events from 1 in memory and SQLite (a fresh store per server); a Redis
+    # cursor is a stream id, which counts nothing: there every callback's event is at least seen.
+    logged = int(last or 0) if last is None or str(last).isdigit() else None
+    expected = logged if logged is not None else requests
+    if variant.app != "null" and any(seen < expected for seen in consumed):
+        raise RunRefused(f"a consumer missed events: saw {consumed}, expected {expected}")
+    result: dict[str, float] = {}
+    if logged is not None:
+        result["events_per_callback"] = logged / requests
     return result
 
 
-def measure(
-    variants: dict[str, str | None], args: argparse.Namespace
-) -> dict[str, list[dict[str, float]]]:
-    """Interleaved rounds over every variant, a fresh server and store each time."""
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
-    names = list(variants)
-    with tempfile.TemporaryDirectory(prefix="opensms-bench-") as workdir:
+@contextlib.contextmanager
+def redis_for(
+    variants: Sequence[Variant], args: argparse.Namespace
+) -> Iterator[tuple[str, int] | None]:
+    """This benchmark's own redis-server (URL, pid: its CPU is counted) when a variant needs it."""
+    if args.no_redis or not any(v.app == "redis" for v in variants):
+        yield None
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="opensms-bench-redis-") as folder,
+        redis_server_process(folder) as server,
+    ):
+        yield server
+
+
+Results = dict[str, list[dict[str, float] | str]]
+"""Per variant, each round's figures, or the reason it was refused."""
+
+
+def measure(variants: Sequence[Variant], args: argparse.Namespace) -> Results:
+    """Interleaved rounds over every variant's server; a refused run is kept as its reason.
+
+    Every server is started (and warmed up) first and runs to the end, so that a round takes
+    ``duration`` seconds per variant and the runs of one round are seconds apart: their ratios
+    see the same machine. At the end each receiver's event counts are checked: a server whose
+    consumers missed events has every run refused.
+    """
+    results: Results = {v.name: [] for v in variants}
+    with (
+        tempfile.TemporaryDirectory(prefix="opensms-bench-") as workdir,
+        redis_for(variants, args) as redis,
+    ):
         script = os.path.join(workdir, "callback.lua")
         Path(script).write_text(lua_script())
-        for round_no in range(args.rounds):
-            order = names[round_no % len(names) :] + names[: round_no % len(names)]
-            for name in order:
-                arg = variants[name]
-                if name == "sqlite":  # a fresh database file per round
-                    arg = tempfile.mkdtemp(dir=workdir)
-                elif name == "redis" and arg:  # a fresh key prefix per round
-                    arg += ("&" if "?" in arg else "?") + f"prefix=bench-{os.getpid()}-{round_no}"
-                results[name].append(run_variant(name, arg, script, workdir, args))
+        setup = Setup(script, args)
+        with servers(variants, workdir, redis) as running:
+            for server in running:
+                _run_once(results, server, setup, "w", args.warmup, keep=False)
+            for round_no in range(args.rounds):
+                shift = round_no * len(running) // max(args.rounds, 1)
+                for server in [*running[shift:], *running[:shift]]:
+                    _run_once(results, server, setup, f"m{round_no}-", args.duration)
+        for server in running:  # stopped now: each receiver wrote its stats
+            if server.variant.receiver:
+                _check_server(results, server)
     return results
 
 
-def summarise(results: dict[str, list[dict[str, float]]]) -> dict[str, object]:
-    """Medians, ratios to the bare Starlette route, and sanity figures."""
-    rates = {name: median([r["rate"] for r in runs]) for name, runs in results.items()}
-    base = rates["starlette"]
-    summary: dict[str, object] = {
-        "callbacks_per_s": {name: round(rate) for name, rate in rates.items()},
-        "per_round": {name: [round(r["rate"]) for r in runs] for name, runs in results.items()},
-    }
-    targets = {"memory": 0.85, "sqlite": 0.70, "redis": 0.60}
-    for name, rate in rates.items():
-        if name in targets:
-            summary[f"{name}/starlette (target >= {targets[name]})"] = round(rate / base, 3)
-    if "raw" in rates:
-        summary["starlette/raw (context)"] = round(base / rates["raw"], 3)
-    # Each round's own ratio (its runs are minutes apart at most), then their median.
-    for name in rates:
-        if name in targets:
+def _run_once(
+    results: Results, server: Server, setup: Setup, tag: str, seconds: int, *, keep: bool = True
+) -> None:
+    name = server.variant.name
+    try:
+        outcome: dict[str, float] | str = load(server, setup, tag=tag, seconds=seconds)
+    except RunRefused as exc:
+        outcome = str(exc)
+        print(f"refused: {name} ({tag}): {exc}", file=sys.stderr)
+    if keep or isinstance(outcome, str):
+        results[name].append(outcome)
+
+
+def _check_server(results: Results, server: Server) -> None:
+    """Refuse every run of a receiver whose consumers missed events; note events/callback."""
+    name = server.variant.name
+    try:
+        counts = check_events(server.stats, server.requests, server.variant)
+    except (RunRefused, OSError) as exc:
+        print(f"refused: every run of {name}: {exc}", file=sys.stderr)
+        results[name] = [str(exc) for _ in results[name]]
+        return
+    for outcome in results[name]:
+        if isinstance(outcome, dict):
+            outcome.update(counts)
+
+
+def _counted(runs: Sequence[dict[str, float] | str]) -> list[dict[str, float]]:
+    return [r for r in runs if isinstance(r, dict)]
+
+
+def summarise(variants: Sequence[Variant], results: Results) -> dict[str, Any]:
+    """Medians, ratios to each variant's yardstick (of the medians, and the median of each
+    round's own ratio), CPU ratios, refusals, events per callback."""
+    out: dict[str, Any] = {}
+    for variant in variants:
+        runs = results.get(variant.name, [])
+        counted = _counted(runs)
+        entry: dict[str, Any] = {
+            "role": variant.role,
+            "rounds": len(runs),
+            "refused": [r for r in runs if isinstance(r, str)],
+        }
+        if counted:
+            entry["callbacks_per_s"] = median([r["rate"] for r in counted])
+            entry["per_round"] = [round(r["rate"]) if isinstance(r, dict) else None for r in runs]
+            entry["cpu_us_per_callback"] = median([r["cpu_us"] for r in counted])
+            entry["cpu_wait"] = median([r["cpu_wait"] for r in counted])
+            if "events_per_callback" in counted[0]:
+                entry["events_per_callback"] = median([r["events_per_callback"] for r in counted])
+        out[variant.name] = entry
+    for variant in variants:
+        entry, base = out[variant.name], out.get(variant.yardstick)
+        if variant.receiver and base and "callbacks_per_s" in base and "callbacks_per_s" in entry:
+            entry["ratio"] = entry["callbacks_per_s"] / base["callbacks_per_s"]
             paired = [
-                r["rate"] / s["rate"]
-                for r, s in zip(results[name], results["starlette"], strict=True)
+                mine["rate"] / theirs["rate"]
+                for mine, theirs in zip(
+                    results[variant.name], results[variant.yardstick], strict=False
+                )
+                if isinstance(mine, dict) and isinstance(theirs, dict)
             ]
-            summary[f"{name}/starlette, median of per-round ratios"] = round(median(paired), 3)
-    # The server's own CPU time per callback: steadier than req/s when the machine is shared.
-    cpu = {name: median([r["cpu_us"] for r in runs]) for name, runs in results.items()}
-    summary["server_cpu_us_per_callback"] = {name: round(us, 1) for name, us in cpu.items()}
-    for name in cpu:
-        if name in targets:
-            summary[f"{name}/starlette by server CPU"] = round(cpu["starlette"] / cpu[name], 3)
-    summary["errors_or_non_2xx"] = {
-        n: int(sum(r["errors"] for r in rs)) for n, rs in results.items()
-    }
-    summary["events_per_callback"] = {
-        name: round(median([r["events_per_callback"] for r in runs]), 3)
-        for name, runs in results.items()
-        if runs and "events_per_callback" in runs[0]
-    }
-    return summary
+            entry["per_round_ratios"] = [round(p, 3) for p in paired]
+            entry["ratio_by_cpu"] = base["cpu_us_per_callback"] / entry["cpu_us_per_callback"]
+            if paired:
+                entry["median_round_ratio"] = median(paired)
+    return out
+
+
+def rows(variants: Sequence[Variant], summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table's rows: each yardstick's rate, each receiver's ratio beside its target."""
+    out = []
+    group = "receiver: callbacks/s ÷ bare Starlette route (wrk, 64 connections, server on 1 core)"
+    for variant in variants:
+        entry = summary[variant.name]
+        refused = (
+            f"{len(entry['refused'])}/{entry['rounds']} runs refused" if entry["refused"] else ""
+        )
+        waited = f"waited for a CPU {entry['cpu_wait']:.0%}" if "cpu_wait" in entry else ""
+        if not variant.receiver:
+            rate = entry.get("callbacks_per_s")
+            note = "; ".join(n for n in (variant.role, waited, refused) if n)
+            out.append(row(group, variant.name, rate, "callbacks/s", note=note))
+            continue
+        ratio = entry.get("ratio")
+        target = variant.target
+        notes = [variant.role] if variant.role else []
+        if "median_round_ratio" in entry:
+            notes.append(f"per round {entry['per_round_ratios']}")
+        if "ratio_by_cpu" in entry:
+            cpu = "incl. redis-server" if variant.app == "redis" else ""
+            notes.append(f"by CPU {entry['ratio_by_cpu']:.2f} {cpu}".strip())
+        if waited:
+            notes.append(waited)
+        if refused:
+            notes.append(refused)
+        out.append(
+            row(
+                group,
+                f"{variant.name} ÷ {variant.yardstick}",
+                ratio,
+                "ratio",
+                target="" if target is None else f">= {target:.2f}",
+                passed=None if target is None or ratio is None else ratio >= target,
+                note="; ".join(notes),
+            )
+        )
+    return out
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -215,22 +469,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument(
-        "--variants", default="raw,starlette,memory,sqlite", help="comma-separated, in order"
-    )
-    parser.add_argument("--redis", help="also run the receiver over this redis:// store")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help="comma-separated, in order")
+    parser.add_argument("--no-redis", action="store_true", help="skip the Redis variants")
+    parser.add_argument("--json-out", help="write the table's rows here (run.py reads them)")
+    parser.add_argument("--details", action="store_true", help="print the full JSON summary")
     return parser.parse_args(argv)
 
 
 def main() -> None:
-    """Run the benchmark and print a JSON summary with the ratios."""
+    """Run the benchmark and print its table (``--details``: the JSON summary too)."""
     args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk (bench/run.py does it when root)")
-    variants: dict[str, str | None] = dict.fromkeys(args.variants.split(","))
-    if args.redis:
-        variants["redis"] = args.redis
-    print(json.dumps(summarise(measure(variants, args)), indent=2))
+    if not args.no_redis and shutil.which("redis-server") is None:
+        print("(no redis-server: the Redis variants are skipped)", file=sys.stderr)
+        args.no_redis = True
+    variants = [Variant.parse(name) for name in args.variants.split(",")]
+    wanted = {v.name for v in variants}
+    for yardstick in {v.yardstick for v in variants if v.receiver} - wanted:
+        variants.insert(0, Variant.parse(yardstick))  # a ratio needs its yardstick in the run
+    if args.no_redis:
+        variants = [v for v in variants if v.app != "redis"]
+    summary = summarise(variants, measure(variants, args))
+    table = rows(variants, summary)
+    write_rows(args.json_out, table)
+    print(format_rows(table))
+    if args.details:
+        print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ import tempfile
 from pathlib import Path
 
 from opensms_async import DeliveryTracker, OpenSMSClient, create_receiver_app
-from opensms_async._server import serve
-from opensms_async.testing import run_simulator
+from opensms_async.testing import run_simulator, serve
 
 TOKEN = "example-token"
 

@@ -26,6 +26,7 @@ What the rest of the package uses:
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
 import math
 import os
@@ -99,6 +100,8 @@ SPAN_PREFIX = "opensms."
 # Metrics.
 CLIENT_REQUEST_DURATION = "opensms.client.request.duration"
 RECEIVER_CALLBACKS = "opensms.receiver.callbacks"
+RECEIVER_INBOUND = "opensms.receiver.inbound"
+"""Inbound-message callbacks received, by ``opensms.outcome`` (beside DESIGN.md's names)."""
 DELIVERY_EVENTS = "opensms.delivery.events"
 DELIVERY_DURATION = "opensms.delivery.duration"
 RECONCILE_POLLS = "opensms.reconcile.polls"
@@ -198,6 +201,8 @@ class Instruments:
     ``http.response.status_code`` when answered, ``error.type`` when failed."""
     receiver_callbacks: Counter
     """``opensms.receiver.callbacks``: ``opensms.outcome``."""
+    receiver_inbound: Counter
+    """``opensms.receiver.inbound``: ``opensms.outcome``."""
     delivery_events: Counter
     """``opensms.delivery.events``: ``opensms.status``, ``opensms.source``."""
     delivery_duration: Histogram
@@ -228,6 +233,11 @@ def _instruments_of(provider: MeterProvider) -> Instruments:
         receiver_callbacks=meter.create_counter(
             RECEIVER_CALLBACKS, unit="{callback}", description="Callbacks received, by outcome."
         ),
+        receiver_inbound=meter.create_counter(
+            RECEIVER_INBOUND,
+            unit="{callback}",
+            description="Inbound-message callbacks received, by outcome.",
+        ),
         delivery_events=meter.create_counter(
             DELIVERY_EVENTS, unit="{event}", description="Delivery states that advanced."
         ),
@@ -246,10 +256,14 @@ def _instruments_of(provider: MeterProvider) -> Instruments:
     )
 
 
+@functools.cache
 def _version() -> str:
-    from . import __version__  # the package is imported by the time anything is recorded
-
-    return __version__
+    """The installed package's version (the instrumentation scope's), read once: not from the
+    package itself, which imports this module (no import loops, tests/test_architecture.py)."""
+    try:
+        return importlib.metadata.version("opensms-async")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
 
 
 # --- whether anything records: checked once a second, not per callback -----------------------

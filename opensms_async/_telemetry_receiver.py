@@ -1,15 +1,18 @@
-"""Observability of the callback receiver: a span and a count per callback (issue 13, part 2).
+"""Observability of the receiver: a span and a count per request (issue 13, part 2).
 
-The endpoint makes one call per callback, :meth:`ReceiverTelemetry.start`, which answers None
+Each endpoint makes one call per request, :meth:`ReceiverTelemetry.start`, which answers None
 (at the cost of a clock read) unless an OpenTelemetry SDK records; else a :class:`CallbackSeen`
-whose span ``opensms.callback`` (kind SERVER) is current while the callback is handled (the
-tracker links it to the sends it reports on, log records carry its ids), ended by
-:meth:`CallbackSeen.end` with the answer. ``opensms.receiver.callbacks`` counts callbacks by
-``opensms.outcome``, one of the bounded values of DESIGN.md below.
+whose span (kind SERVER) is current while the request is handled (the tracker links a delivery
+callback's span to the sends it reports on, log records carry its ids), ended by
+:meth:`CallbackSeen.end` with the answer. A delivery callback's span is ``opensms.callback``,
+counted by ``opensms.receiver.callbacks``; an inbound message's is ``opensms.inbound``, counted
+by ``opensms.receiver.inbound``. Both count by ``opensms.outcome``, one of the bounded values
+below (:data:`DUPLICATE` for inbound messages only).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
 from ._telemetry import (
@@ -20,10 +23,12 @@ from ._telemetry import (
     OTEL_API,
     OUTCOME,
     Active,
+    Instruments,
     Switch,
 )
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import Counter
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
 
@@ -33,6 +38,7 @@ if OTEL_API:
 
 __all__ = [
     "ACCEPTED",
+    "DUPLICATE",
     "INVALID",
     "MALFORMED",
     "OUTCOMES",
@@ -42,6 +48,7 @@ __all__ = [
     "Answer",
     "CallbackSeen",
     "ReceiverTelemetry",
+    "inbound_callbacks",
 ]
 
 ACCEPTED: Final = "accepted"
@@ -56,7 +63,9 @@ TOO_LARGE: Final = "too_large"
 """Over the body size limit (413)."""
 UNAVAILABLE: Final = "unavailable"
 """Not recorded: the store failed or was too slow, or the server is stopping (503)."""
-OUTCOMES: Final = (ACCEPTED, UNAUTHORIZED, MALFORMED, INVALID, TOO_LARGE, UNAVAILABLE)
+DUPLICATE: Final = "duplicate"
+"""An inbound message recorded already (204): BICS posted it again."""
+OUTCOMES: Final = (ACCEPTED, UNAUTHORIZED, MALFORMED, INVALID, TOO_LARGE, UNAVAILABLE, DUPLICATE)
 
 
 class Answer(Protocol):
@@ -73,20 +82,36 @@ class Answer(Protocol):
         ...
 
 
+def _callbacks(instruments: Instruments) -> Counter:
+    return instruments.receiver_callbacks
+
+
+def inbound_callbacks(instruments: Instruments) -> Counter:
+    """The counter of the inbound endpoint's requests (``opensms.receiver.inbound``)."""
+    return instruments.receiver_inbound
+
+
 class ReceiverTelemetry:
-    """The telemetry of one callback endpoint."""
+    """The telemetry of one endpoint: its span's name, and which counter counts its requests
+    (the delivery callbacks' by default)."""
 
-    __slots__ = ("_switch",)
+    __slots__ = ("_counter", "_span", "_switch")
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        span: str = CALLBACK_SPAN,
+        counter: Callable[[Instruments], Counter] = _callbacks,
+    ) -> None:
         self._switch = Switch()
+        self._span = span
+        self._counter = counter
 
     def start(self) -> CallbackSeen | None:
-        """A callback arrived: its span (made current) and count, or None if nothing records."""
+        """A request arrived: its span (made current) and count, or None if nothing records."""
         active = self._switch.get()
         if active is None:
             return None
-        return CallbackSeen(active)
+        return CallbackSeen(active, self._span, self._counter)
 
 
 _SPAN_ATTRIBUTES: Final[dict[str, AttributeValue]] = {HTTP_REQUEST_METHOD: "POST"}
@@ -95,24 +120,27 @@ _SPAN_ATTRIBUTES: Final[dict[str, AttributeValue]] = {HTTP_REQUEST_METHOD: "POST
 class CallbackSeen:
     """One callback being handled: its span, current until :meth:`end`."""
 
-    __slots__ = ("_active", "_span", "_token")
+    __slots__ = ("_active", "_counter", "_span", "_token")
 
-    def __init__(self, active: Active) -> None:
+    def __init__(
+        self, active: Active, name: str, counter: Callable[[Instruments], Counter]
+    ) -> None:
         self._active = active
+        self._counter = counter
         self._span: Span | None = None
         self._token: object = None
         if active.tracer is not None:
             span = self._span = active.tracer.start_span(
-                CALLBACK_SPAN, kind=otel_trace.SpanKind.SERVER, attributes=_SPAN_ATTRIBUTES
+                name, kind=otel_trace.SpanKind.SERVER, attributes=_SPAN_ATTRIBUTES
             )
             self._token = otel_context.attach(otel_trace.set_span_in_context(span))
 
     def end(self, answer: Answer | None) -> None:
-        """The callback is answered: ``answer``, or 204 for None. Counts it, ends the span."""
+        """The request is answered: ``answer``, or 204 for None. Counts it, ends the span."""
         outcome, status = (ACCEPTED, 204) if answer is None else (answer.outcome, answer.status)
         instruments = self._active.instruments
         if instruments is not None:
-            instruments.receiver_callbacks.add(1, {OUTCOME: outcome})
+            self._counter(instruments).add(1, {OUTCOME: outcome})
         span = self._span
         if span is None:
             return

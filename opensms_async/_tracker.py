@@ -8,18 +8,19 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from ._addressing import normalize_address
 from ._constants import RECEIPT_RETENTION, SHARED_STORE_RECHECK
-from ._exceptions import StoreError, StoreUnavailableError
+from ._exceptions import InvalidUpdateError, StoreError, StoreUnavailableError
+from ._lifecycle import OPEN, Lifecycle
 from ._live import LiveBuffer
-from ._models import DeliveryStatus, SendResult
+from ._models import DeliveryInfoList, SendResult
 from ._poller import ReconciliationPoller
-from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source
+from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate
 from ._telemetry import log_fields
 from ._telemetry_delivery import DeliveryTelemetry, schedule_trace
+from ._updates import updates_from_send
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ _OUTAGE_BACKOFF = 0.25
 _MAX_OUTAGE_BACKOFF = 5.0
 
 
-class DeliveryTracker:
+class DeliveryTracker(Lifecycle):
     """Tracks the delivery state of every recipient and streams state advances as events.
 
     ``store`` is a :class:`~opensms_async.stores.Store` or a URL (``memory://``,
@@ -41,11 +42,13 @@ class DeliveryTracker:
     requests still not final ``reconcile_after`` seconds after :meth:`track` are polled with
     ``get_delivery_infos`` (backing off per request, for up to the 7-day receipt retention), so a
     lost callback is recovered; a 429 pauses every poll for its ``Retry-After`` (1 s doubling
-    without one, at most 60 s). Without a client, the tracker only receives. ``live_buffer`` bounds
-    the events kept in memory for ``events()`` consumers that are behind (further behind, they
-    read the store's log).
+    without one, at most 60 s). Without a client, the tracker only receives (on a durable or
+    shared store, :meth:`track` still schedules polls for a process that has a client).
+    ``live_buffer`` bounds the events kept in memory for ``events()`` consumers that are behind
+    (further behind, they read the store's log).
 
-    Use it as ``async with DeliveryTracker(...) as tracker``.
+    Use it as ``async with DeliveryTracker(...) as tracker`` (or ``open()`` and ``aclose()``); a
+    tracker opens once.
     """
 
     def __init__(
@@ -73,8 +76,9 @@ class DeliveryTracker:
         self._telemetry = DeliveryTelemetry(retention=retention)
         self._poller = (
             ReconciliationPoller(
-                self,
-                client,
+                self.store,
+                self._fetch,
+                self.ingest,
                 reconcile_after=reconcile_after,
                 max_interval=max_poll_interval,
                 retention=retention,
@@ -87,45 +91,40 @@ class DeliveryTracker:
             if client is not None
             else None
         )
-        self._opened = False
-        self._closed = asyncio.Event()
+        self._reconciled = self._poller is not None or self.store.durable or self.store.shared
+        """Whether anyone can ever poll what track() schedules (see track)."""
+        self._started = False
+        """True once open() began: from then on aclose() closes the store."""
+        self._closing = asyncio.Event()
+        """Set by aclose(): ends the waits of events() at once (the state says it is closed)."""
+        self._unlisten: Callable[[], None] = _nothing
 
     def __repr__(self) -> str:
         polling = self._poller is not None
         return f"DeliveryTracker(store={type(self.store).__name__}, polling={polling})"
 
-    @property
-    def is_open(self) -> bool:
-        """True between opening and closing."""
-        return self._opened and not self._closed.is_set()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def open(self) -> None:
         """Open the store and start the poller; a tracker opens once."""
-        if self._opened:
-            raise RuntimeError("A DeliveryTracker can be opened once; create a new one instead.")
-        self._opened = True
+        await super().open()
+
+    async def _open(self) -> None:
+        self._started = True
         await self.store.open()
+        # The store hands over what it logged, whoever wrote it and whether or not they still
+        # wait (a cancelled ingest, a poll): consumers and waiters hear of every event at once.
+        self._unlisten = self.store.listen(self._logged)
         await self._live.start()
         if self._poller is not None:
             self._poller.start()
 
     async def aclose(self) -> None:
         """Stop the poller, end every ``events()`` iterator and close the store; idempotent."""
-        if not self._opened or self._closed.is_set():
-            return
-        self._closed.set()
+        await super().aclose()
+
+    async def _aclose(self) -> None:
+        if not self._started:
+            return  # never opened: the store is not ours to close yet
+        self._closing.set()
         self._live.wake()
         if self._poller is not None:
             await self._poller.stop()
@@ -136,70 +135,91 @@ class DeliveryTracker:
                 if not future.done():
                     future.set_result(None)
         self._waiters.clear()
-        await self.store.close()
+        self._unlisten()
+        await self.store.aclose()
+
+    async def _fetch(self, sender: str, request_id: str) -> DeliveryInfoList:
+        """One poll for the reconciliation poller, without the client's retries (the poller
+        backs off itself)."""
+        if self.client is None:  # pragma: no cover - the poller exists only with a client
+            raise RuntimeError("a tracker without a client polls nothing")
+        return await self.client.get_delivery_infos(sender, request_id, max_retries=0)
 
     # --- recording -----------------------------------------------------------------------
 
     async def track(self, sent: SendResult) -> list[DeliveryEvent]:
-        """Register the recipients of a send as pending, with the states the send answered.
+        """Record the recipients of a send with the states the send answered, and schedule the
+        request's reconciliation when someone can poll it.
 
-        Returns the events this caused (a first sighting is one), oldest first.
+        Someone can when this tracker has a client (its poller polls the request
+        ``reconcile_after`` seconds from now if still not final), or when the store is durable or
+        shared (a later process, or another replica, with a client polls it). On a store that
+        ends with this process and no client (the memory store, say), nothing is scheduled: only
+        the send's states are recorded, and callbacks alone advance them.
+
+        Returns the events this caused (a first sighting is one), oldest first. Raises
+        ``InvalidUpdateError`` (and records nothing) when the send's states cannot be admitted.
         """
-        self._check_open()
+        self._check_usable()
         now = self._clock()
-        known = {normalize_address(info.address): info for info in sent.delivery_infos}
-        updates = [
-            DeliveryUpdate(
-                request_id=sent.request_id,
-                address=address,
-                status=known[address].status
-                if address in known
-                else DeliveryStatus.MESSAGE_ACCEPTED,
-                source=Source.SEND,
-                parts_delivered=known[address].parts_delivered if address in known else None,
-                sms_parts=sent.parts,
-                sender=sent.sender,
-                received_at=now,
-            )
-            for address in sent.recipients
-        ]
-        self._telemetry.track(sent, now)
+        updates = updates_from_send(sent, now)
+        self._telemetry.track(sent, now)  # before the send's events are counted
         events = await self.ingest(updates)
-        await self.store.schedule(
-            sent.request_id,
-            sent.sender,
-            tracked_at=now,
-            poll_at=now + self.reconcile_after,
-            **schedule_trace(sent),  # the send's span context, for the poll's span
-        )
+        if self._reconciled:
+            await self.store.schedule(
+                sent.request_id,
+                sent.sender,
+                tracked_at=now,
+                poll_at=now + self.reconcile_after,
+                **schedule_trace(sent),  # the send's span context, for the poll's span
+            )
         return events
 
     async def ingest(self, updates: Iterable[DeliveryUpdate]) -> list[DeliveryEvent]:
-        """Merge updates (from callbacks, polls or sends) and publish the events they cause.
+        """Merge updates (from callbacks, polls, sends or your code) and publish the events they
+        cause.
 
-        Returns those events, oldest first, once the store has recorded them (an update that
+        A :class:`DeliveryUpdate` is canonical from the moment it is built (``"+336..."``
+        becomes ``"tel:+336..."``; an address that is not E.164, a status over 64 characters, a
+        negative part count... raise ``InvalidUpdateError`` naming the field, so a batch holding
+        one is never recorded); anything else than a ``DeliveryUpdate`` in ``updates`` raises
+        ``InvalidUpdateError`` too, and nothing of the batch is recorded.
+
+        Returns the events caused, oldest first, once the store has recorded them (an update that
         advances nothing causes none); raises ``StoreError`` when it could not record them.
-        Updates to one pair apply in the order given.
+        Updates to one pair apply in the order given. What the store recorded reaches
+        ``events()`` consumers and ``wait_for_final`` even if this call is cancelled meanwhile.
         """
-        self._check_open()
+        self._check_usable()
         batch = updates if isinstance(updates, list | tuple) else list(updates)
         if not batch:
             return []
-        events = await self.store.apply_events(batch)
+        try:
+            events = await self.store.apply_events(batch)
+        except (AttributeError, TypeError) as exc:
+            # Checked only when the store failed (it recorded nothing of the call): a check of
+            # every update up front would cost the hot path a few percent.
+            if all(isinstance(update, DeliveryUpdate) for update in batch):
+                raise
+            raise InvalidUpdateError("ingest takes DeliveryUpdate objects only", "update") from exc
         self._telemetry.ingested(batch, events)
-        if events:
-            self._live.publish(events)
-            self._wake_waiters(events)
         return events
+
+    def _logged(self, events: Sequence[DeliveryEvent]) -> None:
+        """The store's listener: what it recorded goes to the consumers and the waiters."""
+        self._live.publish(events)
+        self._wake_waiters(events)
 
     # --- reading -------------------------------------------------------------------------
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient (any accepted address form), or None if never seen."""
+        self._check_usable()
         return await self.store.get(request_id, normalize_address(address))
 
     async def get_request(self, request_id: str) -> list[DeliveryState]:
         """The states of every recipient seen for a request."""
+        self._check_usable()
         return await self.store.get_request(request_id)
 
     async def events(self, since: str | None = None) -> AsyncIterator[DeliveryEvent]:
@@ -211,19 +231,14 @@ class DeliveryTracker:
         store is unavailable (Redis restarting, say) it waits and resumes after the last event
         it yielded, so nothing is skipped.
         """
-        self._check_open()
+        self._check_usable()
         cursor = since
         outage = _OUTAGE_BACKOFF
-        live = self._live
-        reader = live.attach()
+        reader = self._live.attach()
         try:
-            while not self._closed.is_set():
-                changed = live.changed  # taken before reading, so no publish slips between
+            while self._state is OPEN:
                 try:
-                    batch = await live.read(reader, cursor)
-                    if not batch:
-                        await live.wait(changed, cursor)
-                        continue
+                    batch = await reader.next(cursor)
                 except StoreUnavailableError as exc:
                     logger.warning(
                         "events paused, store unavailable: %s",
@@ -231,15 +246,20 @@ class DeliveryTracker:
                         extra=log_fields("events", outcome="paused", error=type(exc).__name__),
                     )
                     with contextlib.suppress(TimeoutError):  # a close ends the wait at once
-                        await asyncio.wait_for(self._closed.wait(), outage)
+                        await asyncio.wait_for(self._closing.wait(), outage)
                     outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
                     continue
+                except StoreError:
+                    if self._state is OPEN:
+                        raise
+                    return  # the store closed under a read: the tracker is closing
                 outage = _OUTAGE_BACKOFF
                 for event in batch:
                     yield event
-                cursor = batch[-1].cursor
+                if batch:
+                    cursor = batch[-1].cursor
         finally:
-            live.detach(reader)
+            reader.close()
 
     async def wait_for_final(
         self, request_id: str, address: str, timeout: float | None = None
@@ -250,33 +270,35 @@ class DeliveryTracker:
         ``RuntimeError`` ("This DeliveryTracker is closed.") when the tracker closes first, as
         any call on a closed tracker does. A caller cancelled meanwhile sees ``CancelledError``.
         """
-        self._check_open()
+        self._check_usable()
         key = (request_id, normalize_address(address))
-        async with asyncio.timeout(timeout):
+        recheck = SHARED_STORE_RECHECK if self.store.shared else None
+        async with asyncio.timeout(timeout) as deadline:
             while True:
-                state = await self._read_open(key)
-                if state is not None and state.is_final:
-                    return state
-                self._check_open()  # closed during the read: nobody would wake this waiter
+                # Listed before the read: a final the store logs while the read runs (SQLite may
+                # answer it from the very batch that commits the final) still wakes this waiter.
                 future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self._waiters.setdefault(key, []).append(future)
                 try:
-                    # Re-read now and then: another replica may have recorded it.
-                    await asyncio.wait_for(
-                        asyncio.shield(future), SHARED_STORE_RECHECK if self.store.shared else None
-                    )
-                except TimeoutError:
-                    pass
+                    state = await self._read_open(key)
+                    if state is not None and state.is_final:
+                        return state
+                    self._check_usable()  # closed during the read: say so rather than wait
+                    if deadline.expired():  # the read swallowed the timeout's cancellation
+                        raise TimeoutError
+                    # Re-read now and then: another replica may have recorded it. (asyncio.wait,
+                    # not wait_for: on 3.11 wait_for may swallow the timeout's cancellation.)
+                    await asyncio.wait([future], timeout=recheck)
                 finally:
                     self._forget_waiter(key, future)
 
     async def _read_open(self, key: tuple[str, str]) -> DeliveryState | None:
         """The state of a pair, or the closed error if the tracker closes before or during."""
-        self._check_open()
+        self._check_usable()
         try:
             return await self.store.get(*key)
         except StoreError:
-            self._check_open()  # a store closed under the read says "closed", not "failed"
+            self._check_usable()  # a store closed under the read says "closed", not "failed"
             raise
 
     def _wake_waiters(self, events: Sequence[DeliveryEvent]) -> None:
@@ -296,8 +318,6 @@ class DeliveryTracker:
             if not futures:
                 del self._waiters[key]
 
-    def _check_open(self) -> None:
-        if not self._opened:
-            raise RuntimeError("Open the tracker first: async with DeliveryTracker(...) as tracker")
-        if self._closed.is_set():
-            raise RuntimeError("This DeliveryTracker is closed.")
+
+def _nothing() -> None:
+    """What stops listening before the tracker listens."""

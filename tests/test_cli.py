@@ -375,7 +375,7 @@ def test_events_follow_rides_out_a_redis_restart(tmp_path: Path) -> None:
     server = start_durable_redis_server(tmp_path / "redis")
 
     async def log(request_id: str) -> None:
-        async with open_store(server.url) as store:
+        async with open_store(server.url) as store:  # type: ignore[attr-defined]
             await store.apply_events(
                 [DeliveryUpdate(request_id, "tel:+33612345678", "DeliveredToNetwork")]
             )

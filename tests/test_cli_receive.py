@@ -32,15 +32,12 @@ from opensms_async import DeliveryEvent
 from opensms_async._cli import build_parser, main
 from opensms_async._cli._output import Output
 from opensms_async.stores import SQLiteStore
-from opensms_async.testing import RunningSimulator
+from opensms_async.testing import RunningSimulator, delivery_callback_body
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "rcv-token-8d2e"
 SENDER = "tel:+3212345678"
-RESOURCE = (
-    "https://x.example/smsmessaging/v1/outbound/tel%3A%2B3212345678/requests/{}/deliveryInfos"
-)
 
 
 @pytest.fixture(autouse=True)
@@ -63,15 +60,9 @@ def busy_port() -> Iterator[int]:
 
 def callback(request_id: str, token: str = TOKEN) -> dict[str, object]:
     """A BICS delivery-info callback for one recipient of ``request_id``."""
-    return {
-        "deliveryInfoList": {
-            "securityToken": token,
-            "resourceURL": RESOURCE.format(request_id),
-            "deliveryInfo": [
-                {"address": "tel:+33612345678", "deliveryStatus": "DeliveredToTerminal"}
-            ],
-        }
-    }
+    return delivery_callback_body(
+        request_id, "tel:+33612345678", "DeliveredToTerminal", security_token=token, sender=SENDER
+    )
 
 
 def sim_args(sim: RunningSimulator) -> list[str]:

@@ -77,6 +77,11 @@ def assert_each_sent_once(sim: RunningSimulator, recipients: list[str]) -> None:
     assert sim.simulator.sends == len(recipients)
 
 
+def held_sends(sim: RunningSimulator, slow: Fault) -> int:
+    """Sends the slow fault has taken that the simulator has not finished answering yet."""
+    return slow.hits - sum(record.endpoint == "send" for record in sim.simulator.requests_log)
+
+
 def test_killed_mid_run_and_resumed_sends_each_message_exactly_once(
     sim: RunningSimulator, tmp_path: Path
 ) -> None:
@@ -84,14 +89,17 @@ def test_killed_mid_run_and_resumed_sends_each_message_exactly_once(
     the rows in flight at the kill answered by correlator replay, the finished ones skipped."""
     recipients = numbers()
     csv_file = write_csv(tmp_path / "campaign.csv", recipients)
-    sim.simulator.add_fault(Fault.slow(0.3, endpoint="send", times=None))
+    slow = sim.simulator.add_fault(Fault.slow(0.3, endpoint="send", times=None))
     command = ["send-many", str(csv_file), "--concurrency", "4"]
     out, err = tmp_path / "out", tmp_path / "err"
     results_file = tmp_path / "campaign.csv.results.jsonl"
     with background(*command, out=out, err=err, env=env_for(sim)) as process:
         while len(results(results_file) if results_file.exists() else []) < 8:
             wait_for_text(results_file, "request_id", process, 30)
-        time.sleep(0.15)  # halfway through the next slow sends: the simulator holds them
+        deadline = time.monotonic() + 30
+        while held_sends(sim, slow) == 0:  # kill it while the simulator holds a send of it
+            assert process.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.005)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     done_before = len(results(results_file))

@@ -23,7 +23,7 @@ from redis_server import start_durable_redis_server
 
 from opensms_async import DeliveryStatus, DeliveryTracker, OpenSMSClient, Source, is_final
 from opensms_async.stores import open_store
-from opensms_async.testing import run_simulator
+from opensms_async.testing import delivery_callback_body, run_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -46,15 +46,8 @@ def pair(index: int) -> tuple[str, str]:
 def callback_body(index: int) -> bytes:
     """A distinct BICS callback: one recipient delivered."""
     request_id, address = pair(index)
-    resource = f"https://opensms.test/outbound/tel%3A%2B3212345678/requests/{request_id}"
-    info = {"address": address, "deliveryStatus": "DeliveredToTerminal", "deliveryStatusCode": 2}
-    root = {
-        "securityToken": TOKEN,
-        "resourceURL": resource + "/deliveryInfos",
-        "smsParts": 1,
-        "deliveryInfo": [info],
-    }
-    return json.dumps({"deliveryInfoList": root}).encode()
+    body = delivery_callback_body(request_id, address, "DeliveredToTerminal", security_token=TOKEN)
+    return json.dumps(body).encode()
 
 
 async def stored_pairs(store_url: str) -> set[tuple[str, str]]:
@@ -68,7 +61,7 @@ async def stored_pairs(store_url: str) -> set[tuple[str, str]]:
                 found.add((state.request_id, state.address))
         return found
     finally:
-        await store.close()
+        await store.aclose()
 
 
 async def scheduled(store_url: str) -> list[str]:
@@ -79,7 +72,7 @@ async def scheduled(store_url: str) -> list[str]:
         due = await store.claim_due(time.time(), limit=100, lease=0.0)
         return [request.request_id for request in due]
     finally:
-        await store.close()
+        await store.aclose()
 
 
 # --- the scenario ---------------------------------------------------------------------------
@@ -193,7 +186,7 @@ async def test_redis_server_killed_mid_load_loses_no_acknowledged_callback(
         try:
             await store.schedule("before-kill", SENDER, tracked_at=time.time(), poll_at=0.0)
         finally:
-            await store.close()
+            await store.aclose()
         bodies = {i: callback_body(i) for i in range(CALLBACKS)}
         async with receiver_process(redis.url, tmp_path, name="receiver") as receiver:
 
@@ -230,7 +223,7 @@ async def test_redis_server_killed_mid_load_loses_no_acknowledged_callback(
         try:
             events = await store.read_events(None, limit=100_000)
         finally:
-            await store.close()
+            await store.aclose()
         logged = [(e.request_id, e.address) for e in events]
         assert sorted(logged) == sorted(pair(i) for i in bodies)  # every callback, each once
     finally:

@@ -242,13 +242,20 @@ async def test_the_deadline_is_not_an_outer_cancellation() -> None:
     """Cancelling a call from outside cancels it (CancelledError), not an APITimeoutError, and
     a deadline hit leaves the caller's task uncancelled."""
 
+    arrived = asyncio.Event()
+
     async def silent(request: Request) -> Reply:
+        arrived.set()
         await asyncio.sleep(60)
         return NO_SUBSCRIPTION
 
-    async with hostile_server(silent) as server, client_for(server.url, deadline=0.3) as client:
-        call = asyncio.create_task(client.get_subscription())
-        await asyncio.sleep(0.1)
+    async with (
+        hostile_server(silent) as server,
+        client_for(server.url, deadline=60.0) as patient,
+        client_for(server.url, deadline=0.3) as client,
+    ):
+        call = asyncio.create_task(patient.get_subscription())
+        await asyncio.wait_for(arrived.wait(), 30)  # in flight, far from its deadline
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call

@@ -2,13 +2,15 @@
 
 Real sockets throughout: the simulator (which drops callbacks and injects faults), a receiver
 under uvicorn, and the client with a short timeout. Retries sleep through an injected, fast
-``sleep`` so that the tests take about as long as the simulated deliveries.
+``sleep`` so that the tests take about as long as the simulated deliveries. Reconciliation runs
+on a manual clock shared by the tracker and the simulator: the polls come when the test moves
+time on, and what a poll sees follows from that time, not from how loaded the machine is.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -20,8 +22,14 @@ from opensms_async import (
     Source,
     create_receiver_app,
 )
-from opensms_async._server import serve
-from opensms_async.testing import Fault, RunningSimulator, Simulator, run_simulator
+from opensms_async.testing import (
+    Fault,
+    ManualClock,
+    RunningSimulator,
+    Simulator,
+    run_simulator,
+    serve,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +51,12 @@ SENDS = [
 RECONCILE_AFTER = 0.2
 STEP_DELAY = (0.01, 0.04)
 """At most four steps per recipient (network, uncertain, partial, partial... terminal for three
-parts: DN, PD1, PD2, DT), so every recipient is final in the simulator 0.16 s after the send:
-before the first poll, which comes ``RECONCILE_AFTER`` after tracking."""
+parts: DN, PD1, PD2, DT), so every recipient is final in the simulator 0.16 s after the send."""
+POLLER = "opensms-reconciliation"
+"""The name of the tracker's reconciliation task (the one sleeper on the manual clock)."""
+STEP = 0.5
+"""Manual seconds the clock moves at a time: more than a poll interval (at most 0.48 s with
+``max_poll_interval=0.4`` and its jitter), so each step brings the next polls due."""
 
 
 async def fast_sleep(seconds: float) -> None:
@@ -57,6 +69,22 @@ async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - counters of another task, no event to wait on
             await asyncio.sleep(0.01)
+
+
+async def poller_round(clock: ManualClock) -> None:
+    """Wait (bounded, real time) until the poller has finished its round and sleeps again."""
+    await asyncio.sleep(0)
+    await wait_until(lambda: clock.sleeping(POLLER), timeout=30)
+
+
+async def run_clock(clock: ManualClock, done: Callable[[], Awaitable[bool]]) -> None:
+    """Move the clock on a ``STEP`` at a time, each after the poller's round, until ``done``."""
+    for _ in range(200):  # 100 manual seconds: ten times what the faults cost at most
+        if await done():
+            return
+        await poller_round(clock)
+        clock.advance(STEP)
+    raise AssertionError("still not done after 200 steps of the clock")
 
 
 def polls(simulator: Simulator) -> int:
@@ -89,8 +117,9 @@ async def send_all(client: OpenSMSClient, tracker: DeliveryTracker) -> list[Send
 async def test_lost_callbacks_and_failing_polls_are_reconciled_in_bounded_polls() -> None:
     """With 30% of callbacks dropped and polls answered 429 (with and without Retry-After), 503,
     a timeout and a dropped connection, every recipient (failing numbers and multipart texts
-    included) reaches its true final state, with at most one clean poll per request plus one per
-    injected fault, and polling stops once all are final."""
+    included) reaches its true final state, with one clean poll per request that lost a callback
+    plus one per injected fault, and polling stops once all are final (an hour on, none
+    followed)."""
     poll_faults = [
         Fault.respond(429, retry_after=0.3, endpoint="poll", times=2),
         Fault.respond(429, endpoint="poll", times=2),
@@ -98,12 +127,14 @@ async def test_lost_callbacks_and_failing_polls_are_reconciled_in_bounded_polls(
         Fault.slow(2.5, endpoint="poll", times=1),  # longer than the client's 2 s timeout
         Fault.drop(endpoint="poll", times=1),
     ]
+    clock = ManualClock()
     async with run_simulator(
         seed=11,
         callback_drop_rate=0.3,
         callback_duplicate_rate=0.2,
         callback_jitter=0.05,
         step_delay=STEP_DELAY,
+        clock=clock.time,
     ) as sim:
         simulator = sim.simulator
         for fault in poll_faults:
@@ -114,7 +145,11 @@ async def test_lost_callbacks_and_failing_polls_are_reconciled_in_bounded_polls(
                 api_key=sim.api_key, base_url=sim.base_url, timeout=2.0, sleep=fast_sleep
             ) as client,
             DeliveryTracker(
-                client=client, reconcile_after=RECONCILE_AFTER, max_poll_interval=0.4
+                client=client,
+                reconcile_after=RECONCILE_AFTER,
+                max_poll_interval=0.4,
+                clock=clock.time,
+                sleep=clock.sleep,
             ) as tracker,
         ):
             app = create_receiver_app(tracker, TOKEN, path=PATH, manage_tracker=False)
@@ -123,13 +158,24 @@ async def test_lost_callbacks_and_failing_polls_are_reconciled_in_bounded_polls(
                 await client.create_subscription("https://example.test/sms", TOKEN)
                 sent = await send_all(client, tracker)
                 pairs = [(s.request_id, a) for s in sent for a in s.recipients]
-                finals = await asyncio.gather(
-                    *(tracker.wait_for_final(rid, address, timeout=15) for rid, address in pairs)
-                )
+                # Every recipient is final in the simulator by the first poll (manual time).
+                assert max(m.final_after for m in simulator.messages) < RECONCILE_AFTER
+                # Every callback posted (or dropped) before time moves: the polls then recover
+                # exactly the requests whose callbacks did not all come.
+                everything = len(simulator.planned_callbacks)
+                await wait_until(lambda: len(simulator.callback_attempts) == everything, 15)
+                unfinished = {rid for rid, a in pairs if not await is_final(tracker, rid, a)}
+
+                async def all_final() -> bool:
+                    return all([await is_final(tracker, rid, a) for rid, a in pairs])
+
+                await run_clock(clock, all_final)
+                finals = [await tracker.wait_for_final(rid, a, timeout=5) for rid, a in pairs]
                 # A slow poll is logged when the simulator answers it, after the client gave up.
                 await wait_until(lambda: faulted_polls(simulator) == injected, timeout=8)
                 polls_when_final = polls(simulator)
-                await asyncio.sleep(0.6)  # longer than any poll interval: none may follow
+                clock.advance(3600.0)  # past every poll interval and pause, short of retention
+                await poller_round(clock)  # it claimed what was due an hour on: nothing
                 events = await tracker.store.read_events(None, limit=10_000)
 
     for (rid, address), state in zip(pairs, finals, strict=True):
@@ -146,17 +192,24 @@ async def test_lost_callbacks_and_failing_polls_are_reconciled_in_bounded_polls(
         if e.source is Source.POLL and e.status in ("DeliveredToTerminal", "DeliveryImpossible")
     ]
     assert recovered, "no final state came from reconciliation"
+    assert {e.request_id for e in recovered} <= unfinished
     assert all(fault.hits == fault.times for fault in poll_faults)
-    # Bound: one clean poll per request (all recipients are final in the simulator by the first
-    # poll, see STEP_DELAY), plus one poll per injected fault; requests whose callbacks all
-    # arrived are never polled at all.
-    assert polls(simulator) <= len(SENDS) + injected
+    # One clean poll per request some callback of which was lost (every recipient is final in
+    # the simulator by the first poll), plus one poll per injected fault; requests whose
+    # callbacks all arrived are never polled at all.
+    assert polls(simulator) == len(unfinished) + injected <= len(SENDS) + injected
     assert polls(simulator) == polls_when_final
     print(
         f"\nfaults: {len(pairs)} recipients, {simulator.callbacks_dropped} callbacks dropped, "
         f"{len(recovered)} finals recovered by polling, {polls(simulator)} polls "
-        f"(bound {len(SENDS) + injected}, {injected} faulted)"
+        f"({len(unfinished)} requests to recover, {injected} faulted)"
     )
+
+
+async def is_final(tracker: DeliveryTracker, request_id: str, address: str) -> bool:
+    """True once the tracker holds a final state for the pair."""
+    state = await tracker.get(request_id, address)
+    return state is not None and state.is_final
 
 
 def send_faults() -> list[Fault]:

@@ -340,7 +340,7 @@ async def test_report_conversion_sends_the_address_as_bics_example_does(
 ) -> None:
     """The address is validated as E.164 and sent as bare international digits."""
     route = api.post("/conversions").respond(200)
-    assert await client.report_conversion(address=address) is None
+    await client.report_conversion(address=address)
     assert body_of(route) == {"conversionRequest": {"address": "32410300011"}}
 
 

@@ -17,8 +17,7 @@ from opensms_async import (
     create_receiver_app,
 )
 from opensms_async._cli import main
-from opensms_async._server import serve
-from opensms_async.testing import Fault, RunningSimulator, run_simulator
+from opensms_async.testing import Fault, RunningSimulator, run_simulator, serve
 
 pytestmark = pytest.mark.integration
 

@@ -176,4 +176,4 @@ def test_design_contract_names() -> None:
         "ServerError",
     ]:
         assert hasattr(opensms_async, name), name
-    assert DeliveryStatus.DELIVERED_TO_TERMINAL == "DeliveredToTerminal"
+    assert DeliveryStatus.DELIVERED_TO_TERMINAL == "DeliveredToTerminal"  # type: ignore[comparison-overlap]

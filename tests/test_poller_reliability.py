@@ -2,8 +2,8 @@
 
 A 429 is about the account (BICS's hourly quota), not about the one request that met it: every
 other poll would meet it too. Real sockets (the simulator answers the polls); the poller runs on
-a manual clock, so a 5-second pause costs no real time and the polls sent during it are counted
-exactly.
+a manual clock (``opensms_async.testing.ManualClock``), so a 5-second pause costs no real time
+and the polls sent during it are counted exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from opensms_async import DeliveryTracker, OpenSMSClient, SendResult
 from opensms_async._limiter import RateLimiter
 from opensms_async._poller import MAX_RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE, rate_limit_pause
-from opensms_async.testing import Fault, RunningSimulator, run_simulator
+from opensms_async.testing import Fault, ManualClock, RunningSimulator, run_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -32,50 +32,9 @@ WAIT = 30.0
 POLLER = "opensms-reconciliation"
 
 
-class ManualClock:
-    """Time that moves only when the test says: ``sleep`` returns once ``advance`` passes it."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self.slept: list[tuple[str, float]] = []
-        """``(task name, seconds)`` of every sleep asked for, in order."""
-        self._sleepers: list[tuple[float, str, asyncio.Future[None]]] = []
-
-    def time(self) -> float:
-        """The current (manual) time."""
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait until the clock has been advanced by ``seconds``."""
-        task = asyncio.current_task()
-        name = task.get_name() if task is not None else "?"
-        self.slept.append((name, seconds))
-        future = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self.now + max(seconds, 0.0), name, future))
-        self._wake()
-        try:
-            await future
-        finally:
-            self._sleepers = [s for s in self._sleepers if s[2] is not future]
-
-    def advance(self, seconds: float) -> None:
-        """Move time on and wake every sleeper whose time has come."""
-        self.now += seconds
-        self._wake()
-
-    def sleeping(self, name: str) -> bool:
-        """True while the task called ``name`` waits in :meth:`sleep`."""
-        return any(n == name and not f.done() for _, n, f in self._sleepers)
-
-    def pauses(self, name: str = POLLER) -> list[float]:
-        """The sleeps ``name`` asked for that were not its idle tick (a pause after a 429)."""
-        return [s for n, s in self.slept if n == name and s > RECONCILE_AFTER / 4]
-
-    def _wake(self) -> None:
-        for at, _, future in self._sleepers:
-            if at <= self.now and not future.done():
-                future.set_result(None)
-        self._sleepers = [s for s in self._sleepers if not s[2].done()]
+def pauses(clock: ManualClock, name: str = POLLER) -> list[float]:
+    """The sleeps ``name`` asked for that were not its idle tick (a pause after a 429)."""
+    return [s for n, s in clock.slept if n == name and s > RECONCILE_AFTER / 4]
 
 
 def pending_send(n: int) -> SendResult:
@@ -151,17 +110,17 @@ async def test_a_429_pauses_every_poll_for_its_retry_after(with_limiter: bool) -
         await settle(clock)
         first = polls(sim)
         assert 1 <= first <= CONCURRENCY, f"{first} polls went out despite the 429"
-        assert clock.pauses() == pytest.approx([5.0])
+        assert pauses(clock) == pytest.approx([5.0])
 
         clock.advance(4.9)  # inside the pause: nothing is sent
-        await asyncio.sleep(0.05)
+        assert clock.sleeping(POLLER)  # still held by the pause: it cannot have woken
         await settle(clock)
         assert polls(sim) == first
 
         clock.advance(0.2)  # the pause is over: one round meets the 429 again
         await settle(clock)
         assert first < polls(sim) <= first + CONCURRENCY
-        assert clock.pauses() == pytest.approx([5.0, 5.0])
+        assert pauses(clock) == pytest.approx([5.0, 5.0])
 
         sim.simulator.clear_faults()
         clock.advance(5.1)
@@ -186,13 +145,13 @@ async def test_a_huge_or_missing_retry_after_pauses_for_a_bounded_time(
         )
         clock.advance(RECONCILE_AFTER)
         await settle(clock)
-        assert clock.pauses() == pytest.approx([expected])
+        assert pauses(clock) == pytest.approx([expected])
         first = polls(sim)
         assert first <= CONCURRENCY
         clock.advance(expected)
         await settle(clock)
         assert first < polls(sim) <= first + CONCURRENCY
-        assert clock.pauses() == pytest.approx([expected, min(2 * expected, MAX_RATE_LIMIT_PAUSE)])
+        assert pauses(clock) == pytest.approx([expected, min(2 * expected, MAX_RATE_LIMIT_PAUSE)])
 
 
 def test_rate_limit_pause_honours_retry_after_within_bounds() -> None:

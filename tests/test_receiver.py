@@ -1,4 +1,5 @@
-"""The callback receiver over a real socket: a uvicorn server and a real HTTP client."""
+"""The callback receiver's answers, in process (``httpx.ASGITransport``, the unit run) and over
+a real socket (a uvicorn server, an integration test): every test runs both ways."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import json
 import logging
 import random
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
+from receiver_transports import TRANSPORTS, reach
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -22,13 +25,12 @@ from opensms_async import (
     StoreUnavailableError,
     create_receiver_app,
 )
-from opensms_async._server import serve
 from opensms_async.stores import MemoryStore
-
-pytestmark = pytest.mark.integration
+from opensms_async.testing import delivery_callback_body
 
 TOKEN = "r2k5hq3-secret"
 PATH = "/sms/callback"
+SENDER = "tel:+32123"
 RESOURCE = "https://opensms.api.bics.com/smsmessaging/v1/outbound/tel%3A%2B32123/requests/req-1/deliveryInfos"
 
 
@@ -36,20 +38,15 @@ def callback(
     status: str = "DeliveredToTerminal",
     address: str = "tel:+331234567",
     token: object = TOKEN,
-    resource: str = RESOURCE,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A callback body in the BICS shape."""
-    body: dict[str, Any] = {
-        "resourceURL": resource,
-        "smsParts": 1,
-        "deliveryInfo": [
-            {"address": address, "deliveryStatus": status, "deliveryStatusCode": 2, **extra}
-        ],
-    }
+    """A callback body in the BICS shape carrying ``token`` (any JSON value; None: none), with
+    ``extra`` fields in its entry."""
+    body = delivery_callback_body("req-1", address, status, sender=SENDER)
+    body["deliveryInfoList"]["deliveryInfo"][0] |= extra
     if token is not None:
-        body["securityToken"] = token
-    return {"deliveryInfoList": body}
+        body["deliveryInfoList"]["securityToken"] = token
+    return body
 
 
 class Receiver:
@@ -72,26 +69,27 @@ class Receiver:
         return len(await self.tracker.store.read_events(None, limit=100_000))
 
 
-async def start(tokens: str | Sequence[str] = TOKEN, store: Any = None, **kw: Any) -> Any:
-    """An async context manager running a receiver on a free port."""
-    return _running(tokens, store, **kw)
-
-
-from contextlib import asynccontextmanager  # noqa: E402
-
-
 @asynccontextmanager
-async def _running(tokens: str | Sequence[str], store: Any, **kw: Any) -> AsyncIterator[Receiver]:
+async def start(
+    transport: str, tokens: str | Sequence[str] = TOKEN, store: Any = None, **kw: Any
+) -> AsyncIterator[Receiver]:
+    """A receiver reached over ``transport``; its lifespan opens the tracker."""
     tracker = DeliveryTracker(store=store or MemoryStore())
     app = create_receiver_app(tracker, tokens, path=PATH, **kw)
-    async with serve(app) as server, httpx.AsyncClient(timeout=5) as http:
-        yield Receiver(tracker, server.url, http)
+    async with reach(app, transport, timeout=5) as (http, url):
+        yield Receiver(tracker, url, http)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """In process, then over a socket."""
+    return str(request.param)
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
+async def receiver(transport: str) -> AsyncIterator[Receiver]:
     """A receiver with the memory store and one token."""
-    async with await start() as r:
+    async with start(transport) as r:
         yield r
 
 
@@ -124,9 +122,9 @@ async def test_token_from_bearer_header(receiver: Receiver) -> None:
     assert latin.status_code == 401
 
 
-async def test_two_tokens_during_rotation() -> None:
+async def test_two_tokens_during_rotation(transport: str) -> None:
     """Both the new and the old token are accepted while rotating."""
-    async with await start(tokens=["new-token-1", "old-token-0"]) as r:
+    async with start(transport, tokens=["new-token-1", "old-token-0"]) as r:
         assert (await r.post(callback(token="new-token-1"))).status_code == 204
         assert (await r.post(callback(token="old-token-0", address="tel:+332"))).status_code == 204
         assert (await r.post(callback(token="other"))).status_code == 401
@@ -224,9 +222,9 @@ class FailingStore(MemoryStore):
         raise StoreUnavailableError("backend down")
 
 
-async def test_store_failure_is_503_not_2xx() -> None:
+async def test_store_failure_is_503_not_2xx(transport: str) -> None:
     """When the store cannot record, the receiver answers 503 rather than acknowledge."""
-    async with await start(store=FailingStore()) as r:
+    async with start(transport, store=FailingStore()) as r:
         assert (await r.post(callback())).status_code == 503
 
 
@@ -264,11 +262,11 @@ async def test_tokens_never_logged(receiver: Receiver, caplog: pytest.LogCapture
     assert all(TOKEN not in record.getMessage() for record in caplog.records)
 
 
-async def test_mounted_in_an_existing_app() -> None:
+async def test_mounted_in_an_existing_app(transport: str) -> None:
     """Mounted under a prefix in another Starlette app, the receiver records callbacks."""
     tracker = DeliveryTracker()
     outer = Starlette(routes=[Mount("/hooks", create_receiver_app(tracker, TOKEN, path="/bics"))])
-    async with tracker, serve(outer) as server, httpx.AsyncClient() as http:
-        response = await http.post(server.url + "/hooks/bics", json=callback())
+    async with tracker, reach(outer, transport) as (http, url):
+        response = await http.post(url + "/hooks/bics", json=callback())
         assert response.status_code == 204
         assert await tracker.get("req-1", "tel:+331234567") is not None

@@ -29,9 +29,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from opensms_async import DeliveryEvent, DeliveryTracker, DeliveryUpdate, create_receiver_app
-from opensms_async._server import serve
 from opensms_async.receiver import DEFAULT_RECORD_DEADLINE, CallbackEndpoint
 from opensms_async.stores import MemoryStore, SQLiteStore, Store, open_store
+from opensms_async.testing import delivery_callback_body, serve
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +44,8 @@ HEALTH_WAIT = 20.0
 def callback_body(index: int) -> bytes:
     """A distinct BICS callback: recipient ``index`` of request ``rel-<index // 10>`` delivered."""
     request_id, address = pair(index)
-    resource = f"https://opensms.test/outbound/tel%3A%2B3212345678/requests/{request_id}"
-    info = {"address": address, "deliveryStatus": "DeliveredToTerminal", "deliveryStatusCode": 2}
-    root = {
-        "securityToken": TOKEN,
-        "resourceURL": resource + "/deliveryInfos",
-        "smsParts": 1,
-        "deliveryInfo": [info],
-    }
-    return json.dumps({"deliveryInfoList": root}).encode()
+    body = delivery_callback_body(request_id, address, "DeliveredToTerminal", security_token=TOKEN)
+    return json.dumps(body).encode()
 
 
 def pair(index: int) -> tuple[str, str]:
@@ -404,7 +397,7 @@ async def stored_pairs(store_url: str, indices: set[int]) -> set[int]:
     try:
         return {i for i in indices if await store.get(*pair(i)) is not None}
     finally:
-        await store.close()
+        await store.aclose()
 
 
 async def wait_acked(result: Flow, count: int) -> None:

@@ -25,6 +25,7 @@ from redis_server import RedisServer, start_durable_redis_server
 from opensms_async import DeliveryEvent, DeliveryStatus
 from opensms_async._state import rank
 from opensms_async.stores import RedisStore
+from opensms_async.testing import delivery_callback_body
 
 pytestmark = pytest.mark.integration
 
@@ -57,17 +58,11 @@ def chain(recipient: int) -> list[tuple[DeliveryStatus, int]]:
 def callback_body(recipient: int, status: DeliveryStatus, parts: int) -> bytes:
     """A BICS delivery-info callback for one recipient."""
     request_id, address = pair(recipient)
-    resource = f"https://opensms.test/outbound/tel%3A%2B3212345678/requests/{request_id}"
-    info: dict[str, Any] = {"address": address, "deliveryStatus": str(status)}
-    if parts:
-        info["smsPartsDeliveredToTerminal"] = parts
-    root = {
-        "securityToken": TOKEN,
-        "resourceURL": resource + "/deliveryInfos",
-        "smsParts": SMS_PARTS,
-        "deliveryInfo": [info],
-    }
-    return json.dumps({"deliveryInfoList": root}).encode()
+    body = delivery_callback_body(
+        request_id, address, status, security_token=TOKEN, parts=SMS_PARTS,
+        parts_delivered=parts or None,
+    )  # fmt: skip
+    return json.dumps(body).encode()
 
 
 def shuffled_callbacks(seed: int) -> list[tuple[int, DeliveryStatus, int]]:

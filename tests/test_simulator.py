@@ -15,8 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from opensms_async._server import serve
-from opensms_async.testing import Fault, RunningSimulator, Simulator, run_simulator
+from opensms_async.testing import Fault, RunningSimulator, Simulator, run_simulator, serve
 
 pytestmark = pytest.mark.integration
 
@@ -548,7 +547,7 @@ async def _planned(seed: int, asynchronous: list[bool]) -> list[tuple[Any, ...]]
         transport=transport, base_url="http://sim", headers=headers
     ) as api:
         for n, flag in enumerate(asynchronous):
-            extra = {"asynchronous": True} if flag else {}
+            extra: dict[str, Any] = {"asynchronous": True} if flag else {}
             await api.post(REQUESTS, json=send_body(f"tel:+3361234560{n}", **extra))
     return [(p.address, p.status, p.delay, p.copy) for p in simulator.planned_callbacks]
 

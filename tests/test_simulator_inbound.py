@@ -30,15 +30,15 @@ from opensms_async import (
     OpenSMSClient,
     count_segments,
 )
-from opensms_async._reassembly import Part, add_part, group_key
+from opensms_async._reassembly import Assembled, Part, add_part, group_key
 from opensms_async._segments import split_segments
-from opensms_async._server import serve
 from opensms_async.testing import (
     BICS_RETRY_DELAYS,
     ConversionReport,
     Fault,
     RunningSimulator,
     run_simulator,
+    serve,
 )
 
 pytestmark = pytest.mark.integration
@@ -611,7 +611,7 @@ async def test_client_polls_the_inbox_and_the_parts_reassemble(sim: RunningSimul
     assert first.messages[0].message_id == short.message_id
     assert empty.messages == []
     parts = [m for m in first.messages + rest.messages if m.message_id != short.message_id]
-    group, joined = None, []
+    group, joined = None, list[Assembled]()
     for index, message in enumerate(reversed(parts)):
         part = Part(
             message.message_id or "",

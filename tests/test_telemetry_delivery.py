@@ -197,7 +197,8 @@ async def test_a_lost_callback_is_recovered_by_a_poll_span_linked_to_its_send(
         assert span.kind is SpanKind.INTERNAL
         assert span.attributes is not None
         assert span.attributes["opensms.request_id"] == sent.request_id
-        assert span.attributes["opensms.attempt"] >= 1
+        attempt = span.attributes["opensms.attempt"]
+        assert isinstance(attempt, int) and attempt >= 1
         assert links_to(span, send)
     contexts = {span.context.span_id for span in reconciles if span.context is not None}
     polls = named(otel, "opensms.get_delivery_infos")
@@ -304,7 +305,10 @@ async def test_every_callback_outcome_is_counted_with_its_bounded_value(otel: Re
     }
     counted = sums(otel, "opensms.receiver.callbacks")
     assert counted == {attributes(opensms_outcome=outcome): 1 for outcome in bodies}
-    spans = {span.attributes["opensms.outcome"]: span for span in named(otel, "opensms.callback")}  # type: ignore[index]
+    spans = {
+        str(span.attributes["opensms.outcome"]): span  # type: ignore[index]
+        for span in named(otel, "opensms.callback")
+    }
     assert set(spans) == set(bodies)
     for outcome, span in spans.items():
         assert span.attributes is not None

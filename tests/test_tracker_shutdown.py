@@ -4,25 +4,23 @@ cancellation nobody asked for (and a real cancellation stays one)."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
+from store_calls import Answers
 
 from opensms_async import DeliveryStatus, DeliveryTracker, DeliveryUpdate
 from opensms_async._state import DeliveryState
-from opensms_async.stores import MemoryStore, SQLiteStore, Store
+from opensms_async.stores import MemoryStore, Store
 
 S = DeliveryStatus
 WAIT = 5.0
 """Upper bound on any wait in this file: a hang fails fast."""
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    """Each in-process store the tracker runs on."""
-    if request.param == "memory":
-        return MemoryStore()
-    return SQLiteStore(tmp_path / "t.db")
+@pytest.fixture
+def store(tracker_store: Store) -> Store:
+    """Each store the tracker runs on: memory, SQLite, Redis (``tests/conftest.py``)."""
+    return tracker_store
 
 
 def update(status: S) -> DeliveryUpdate:
@@ -57,8 +55,9 @@ async def test_close_fails_a_waiter_with_a_clear_error_not_a_cancellation(store:
     tracker = DeliveryTracker(store=store)
     await tracker.open()
     await tracker.ingest([update(S.DELIVERED_TO_NETWORK)])
+    reads = Answers(store, "get")
     waiter = asyncio.create_task(tracker.wait_for_final("req-1", "tel:+331"))
-    await asyncio.sleep(0.05)
+    await reads.reach(1)  # it read a state that is not final: it waits
     assert not waiter.done()
     await tracker.aclose()
     await asyncio.wait([waiter], timeout=WAIT)
@@ -73,8 +72,9 @@ async def test_a_cancelled_waiter_still_sees_cancelled_error(store: Store) -> No
     """A caller that really cancels its wait_for_final gets CancelledError, and the tracker
     forgets the waiter."""
     async with DeliveryTracker(store=store) as tracker:
+        reads = Answers(store, "get")
         waiter = asyncio.create_task(tracker.wait_for_final("req-1", "tel:+331"))
-        await asyncio.sleep(0.05)
+        await reads.reach(1)  # it read nothing yet: it waits
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(waiter, WAIT)
@@ -104,8 +104,9 @@ async def test_a_final_state_before_close_is_still_returned(store: Store) -> Non
     """A waiter woken by a final state returns it, even when the tracker closes right after."""
     tracker = DeliveryTracker(store=store)
     await tracker.open()
+    reads = Answers(store, "get")
     waiter = asyncio.create_task(tracker.wait_for_final("req-1", "tel:+331"))
-    await asyncio.sleep(0.05)
+    await reads.reach(1)  # it read nothing yet: it waits to be woken
     await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)])
     state = await asyncio.wait_for(waiter, WAIT)
     await tracker.aclose()

@@ -17,8 +17,11 @@ from .._exceptions import OpenSMSError, ValidationError
 from .._telemetry import log_fields
 from . import (
     _completion,
+    _convert,
     _doctor,
     _events,
+    _inbound,
+    _inbox,
     _local,
     _messages,
     _receive,
@@ -46,6 +49,9 @@ GROUPS: tuple[ModuleType, ...] = (
     _subscription,
     _receive,
     _events,
+    _inbound,
+    _inbox,
+    _convert,
     _local,
     _doctor,
     _completion,
@@ -69,6 +75,7 @@ def build_parser() -> Parser:
         version=f"opensms {__version__} (Python {platform.python_version()})",
     )
     add_global_options(parser, in_command=False)
+    parser.set_defaults(root_parser=parser)  # for completion, which prints the whole parser
     commands = Commands(parser.add_subparsers(title="commands", metavar="COMMAND"))
     for group in GROUPS:
         group.register(commands)

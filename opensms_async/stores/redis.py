@@ -26,7 +26,7 @@ that is another's prefix followed by ``":"``):
 * ``{prefix}:layout``: ``"2"`` once the TTLs an earlier version set were moved into the index.
 
 No key carries a TTL, so a Redis whose ``maxmemory-policy`` is ``noeviction`` or ``volatile-*``
-never evicts one: when it is full it refuses writes instead (``apply`` raises
+never evicts one: when it is full it refuses writes instead (``apply_events`` raises
 :class:`StoreUnavailableError`, the receiver answers 503, nothing acknowledged is lost). An
 ``allkeys-*`` policy may evict anything, acknowledged states included: :meth:`RedisStore.open`
 refuses it unless ``allow_eviction=True``. A store written by an earlier version (keys with TTLs)
@@ -34,22 +34,23 @@ keeps working: every write drops the TTL of the keys it writes, and each store, 
 the TTLs left into the index in the background (``SCAN``; once per prefix, marked by
 ``{prefix}:layout``); until then, those keys are as evictable as before.
 
-Writes are batched (group commit): concurrent ``apply`` calls share one script call, each caller
-returning once Redis has answered. How durable that answer is depends on the server: with
-``appendonly yes`` and ``appendfsync always`` an acknowledged update survives a crash of Redis or
-of its host; ``appendfsync everysec`` may lose about the last second on a crash of the host; with
-snapshots only (or none), everything since the last snapshot is lost when Redis restarts.
+Writes are batched (group commit): concurrent ``apply_events`` calls share one script call, each
+caller returning once Redis has answered (and the store's listeners get the batch's events). How
+durable that answer is depends on the server: with ``appendonly yes`` and ``appendfsync always`` an
+acknowledged update survives a crash of Redis or of its host; ``appendfsync everysec`` may lose
+about the last second on a crash of the host; with snapshots only (or none), everything since the
+last snapshot is lost when Redis restarts.
 
 A lost connection raises :class:`StoreUnavailableError` (the receiver answers 503); redis-py
-reconnects on the next call and reloads the scripts when the server lost them. So does a Redis
-that does not answer (hung, stopped, overloaded): every call but a blocking wait gives up after
-``timeout`` seconds (default 2) from the moment it was made, queued ``apply`` calls included (they
-never wait out a hung batch one after another), and the next call after Redis answers again
-works. An ``apply`` whose answer was lost may or may not have been recorded: applying it again is
-harmless, since the merge logs nothing for an update it already holds. A consumer group that
-Redis lost (restarted without persistence, flushed) is created again by the next read of a store
-that knew it (see :meth:`RedisStore.create_group`). Not for Redis Cluster (the scripts touch keys
-they cannot declare).
+reconnects on the next call and reloads the scripts when the server lost them. So does a Redis that
+does not answer (hung, stopped, overloaded): every call but a blocking wait gives up after
+``timeout`` seconds (default 2) from the moment it was made, queued ``apply_events`` calls included
+(they never wait out a hung batch one after another), and the next call after Redis answers again
+works. An ``apply_events`` whose answer was lost may or may not have been recorded: applying it
+again is harmless, since the merge logs nothing for an update it already holds. A consumer group
+that Redis lost (restarted without persistence, flushed) is created again by the next read of a
+store that knew it (see :meth:`RedisStore.create_group`). Not for Redis Cluster (the scripts touch
+keys they cannot declare).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Any, Final, Literal, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 import attrs
 from redis import exceptions as redis_errors
@@ -70,15 +71,16 @@ from redis.asyncio import Redis
 from redis.typing import KeyT, StreamIdT
 
 from .._exceptions import StoreError, StoreUnavailableError
+from .._lifecycle import OPEN, Lifecycle
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate
 from .._telemetry import log_fields
 from . import _redis_codec as codec
 from . import _redis_config as config
 from . import _redis_scripts as scripts
-from ._base import Applied, PendingRequest
-from ._common import OpenClose
+from ._base import PendingRequest
+from ._common import Listeners
 from ._redis_expiry import Expiry
-from ._url import _redact
+from ._url_options import redact
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -107,18 +109,18 @@ _Args: TypeAlias = list[str | int | float]
 
 @attrs.define
 class _Call:
-    """One ``apply`` waiting for its turn in a batch."""
+    """One ``apply_events`` waiting for its turn in a batch."""
 
     updates: Sequence[DeliveryUpdate]
     fields: list[list[object]]
-    future: asyncio.Future[list[Applied]]
+    future: asyncio.Future[list[DeliveryEvent]]
     """Done early when its caller stopped waiting (cancelled) or its deadline passed: then it is
     not sent if still queued."""
     deadline: float
     """Loop time when its caller gets StoreUnavailableError if Redis has not answered."""
 
 
-class RedisStore(OpenClose):
+class RedisStore(Lifecycle):
     """A :class:`~opensms_async.stores.Store` in Redis, shared by any number of replicas.
 
     ``client`` is a ``redis://`` or ``rediss://`` URL (connection options only in its query; the
@@ -137,6 +139,11 @@ class RedisStore(OpenClose):
     """
 
     shared: bool = True
+    durable: bool = True
+    """As durable as the server is configured to be (see the module docstring)."""
+    consecutive: bool = False
+    _open_twice = True
+    _lifecycle_error = StoreError
 
     def __init__(
         self,
@@ -160,7 +167,7 @@ class RedisStore(OpenClose):
         self._retention_ms = 0 if retention is None else max(1, round(retention * 1000))
         self._keys = codec.Keys(prefix)
         if isinstance(client, str):
-            self._where = _redact(client)
+            self._where = redact(client)
             self._redis = config.make_client(client, socket_timeout=self.timeout)
             # A blocked read must outlast its BLOCK on the socket, or every wait would time out.
             blocking_timeout = config.BLOCK_SLICE + self.timeout
@@ -181,7 +188,7 @@ class RedisStore(OpenClose):
         self._reschedule = self._redis.register_script(scripts.RESCHEDULE)
         self._unschedule = self._redis.register_script(scripts.UNSCHEDULE)
         self._expiry = Expiry(
-            self._redis, self._keys, self.retention, self._bounded, lambda: self._status == "open"
+            self._redis, self._keys, self.retention, self._bounded, lambda: self._state is OPEN
         )
         self._maintainer: asyncio.Task[None] | None = None
         self._groups: set[str] = set()
@@ -192,7 +199,7 @@ class RedisStore(OpenClose):
         self._timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._reads: set[asyncio.Future[Any]] = set()
-        self._status: Literal["new", "open", "closed"] = "new"
+        self._listeners: Listeners[DeliveryEvent] = Listeners()
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -221,10 +228,9 @@ class RedisStore(OpenClose):
         (``allkeys-*``) unless ``allow_eviction``, and once the store was closed. A policy that
         cannot be read (``CONFIG`` and ``INFO`` both refused) or is unknown is logged as a warning.
         """
-        if self._status == "closed":
-            raise StoreError("this RedisStore is closed; create a new one")
-        if self._status == "open":
-            return
+        await super().open()
+
+    async def _open(self) -> None:
         async with self._bounded("connect"):
             await self._redis.ping()
             info = await self._redis.info("server")
@@ -233,7 +239,7 @@ class RedisStore(OpenClose):
         warning = config.check_policy(policy, self._where, allow_eviction=self.allow_eviction)
         if warning is not None:
             logger.warning("%s", warning, extra=log_fields("store.open", outcome="warning"))
-        self._status = "open"
+        # Runs once open() has returned: the state is OPEN by then (no await in between).
         self._maintainer = asyncio.create_task(self._expiry.run())
 
     async def _eviction_policy(self) -> str | None:
@@ -250,12 +256,12 @@ class RedisStore(OpenClose):
                 return codec.text(value)
         return None
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Finish the queued applies, end waiting reads (StoreError) and close the connections
         this store opened; idempotent."""
-        if self._status == "closed":
-            return
-        self._status = "closed"
+        await super().aclose()
+
+    async def _aclose(self) -> None:
         if self._maintainer is not None:
             self._maintainer.cancel()
             await asyncio.wait((self._maintainer,))  # each of its calls is bounded by timeout
@@ -272,8 +278,9 @@ class RedisStore(OpenClose):
 
     # --- states ------------------------------------------------------------------------------
 
-    async def apply(self, updates: Sequence[DeliveryUpdate]) -> list[Applied]:
-        """Merge each update into its state and log an event per advance, atomically in Redis.
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """Merge each update into its state and log an event per advance, atomically in Redis;
+        the events logged, oldest first.
 
         A malformed update raises (TypeError or ValueError) before anything is sent. Concurrent
         calls share one script call; one call's updates apply in order. Raises
@@ -294,10 +301,11 @@ class RedisStore(OpenClose):
             self._timer = loop.call_at(call.deadline, self._expire)
         return await call.future  # a cancelled caller cancels it: then it is not sent
 
-    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
-        """:meth:`apply`, returning only the events it logged (oldest first)."""
-        applied = await self.apply(updates)
-        return [a.event for a in applied if a.event is not None]
+    def listen(self, listener: Callable[[Sequence[DeliveryEvent]], None]) -> Callable[[], None]:
+        """Hand every batch of events this store logged to ``listener`` when Redis answers, in
+        log order, whether or not its callers still wait; returns the function that stops it.
+        (Events other replicas log reach only readers of the log.)"""
+        return self._listeners.add(listener)
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen (or has expired)."""
@@ -592,7 +600,7 @@ class RedisStore(OpenClose):
                     self._timer.cancel()
                     self._timer = None
                 self._batch = []
-            _settle(calls, rows)
+            self._listeners.publish(_settle(calls, rows))
 
     def _expire(self) -> None:
         """Fail the calls whose deadline passed (oldest first: deadlines follow the order of the
@@ -628,7 +636,7 @@ class RedisStore(OpenClose):
             size += len(call.updates)
         return calls
 
-    async def _merge_batch(self, calls: list[_Call]) -> list[Any]:
+    async def _merge_batch(self, calls: list[_Call]) -> Any:
         keys, slots, payload = [self._keys.events, self._keys.expiry], dict[str, int](), []
         for call in calls:
             for update, fields in zip(call.updates, call.fields, strict=True):
@@ -643,10 +651,7 @@ class RedisStore(OpenClose):
             reply = await self._merge(
                 keys=keys, args=[self.max_events, self._retention_ms, encoded]
             )
-        rows = json.loads(reply)
-        if not isinstance(rows, list) or len(rows) != len(payload):
-            raise StoreError(f"Redis at {self._where} answered the merge script unexpectedly")
-        return rows
+        return json.loads(reply)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -730,31 +735,35 @@ class RedisStore(OpenClose):
         return cursor
 
     def _ready(self) -> None:
-        if self._status == "closed":
-            raise StoreError("this RedisStore is closed")
-        if self._status != "open":
-            raise StoreError("this RedisStore is not open; await store.open() first")
+        if self._state is not OPEN:
+            raise self._unusable()
 
 
 # --- batches -----------------------------------------------------------------------------------
 
 
-def _settle(calls: list[_Call], rows: list[Any]) -> None:
-    """Hand each caller of a batch its slice of the script's rows."""
-    start = 0
+def _settle(calls: list[_Call], rows: Any) -> list[DeliveryEvent]:
+    """Hand each caller of a batch the events of its updates; all the batch's events, in log
+    order (those of callers that gave up included), or none if the reply does not fit."""
+    updates = [update for call in calls for update in call.updates]
+    try:
+        events = codec.events_from_rows(updates, rows)
+        indexes = [index for index, *_ in rows] if events else []
+    except (ValueError, TypeError, KeyError) as exc:
+        error = StoreError(f"Redis answered the merge script unexpectedly ({exc})")
+        for call in calls:
+            _fail(call.future, error)
+        return []
+    start, taken = 0, 0
     for call in calls:
         stop = start + len(call.updates)
+        first = taken
+        while taken < len(events) and indexes[taken] <= stop:
+            taken += 1
         if not call.future.done():
-            try:
-                applied = [
-                    codec.applied_from_row(update, row)
-                    for update, row in zip(call.updates, rows[start:stop], strict=True)
-                ]
-            except Exception as exc:
-                _fail(call.future, exc)
-            else:
-                call.future.set_result(applied)
+            call.future.set_result(events[first:taken])
         start = stop
+    return events
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:

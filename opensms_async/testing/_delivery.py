@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from .._models import DeliveryStatus
+from .._models import DeliveryStatus, Status
 from .._segments import count_segments
 
 __all__ = [
@@ -125,16 +125,30 @@ def state_at(timeline: Sequence[Transition], elapsed: float) -> Transition:
     return current
 
 
+def _status_code(status: Status) -> int | None:
+    known = DeliveryStatus.parse(str(status))
+    return STATUS_CODES.get(known) if isinstance(known, DeliveryStatus) else None
+
+
 def delivery_info(
-    address: str, status: DeliveryStatus, parts_delivered: int, callback_data: str | None = None
+    address: str,
+    status: Status,
+    parts_delivered: int | None,
+    callback_data: str | None = None,
+    *,
+    status_code: int | None = None,
 ) -> dict[str, Any]:
-    """One ``deliveryInfo`` entry in the BICS v3 shape."""
-    info: dict[str, Any] = {
-        "address": address,
-        "deliveryStatus": status.value,
-        "deliveryStatusCode": STATUS_CODES[status],
-        "smsPartsDeliveredToTerminal": parts_delivered,
-    }
+    """One ``deliveryInfo`` entry in the BICS v3 shape.
+
+    ``deliveryStatusCode`` is ``status_code``, else the code BICS gives ``status`` (none for a
+    status outside its table); ``smsPartsDeliveredToTerminal`` is left out when None.
+    """
+    info: dict[str, Any] = {"address": address, "deliveryStatus": str(status)}
+    code = _status_code(status) if status_code is None else status_code
+    if code is not None:
+        info["deliveryStatusCode"] = code
+    if parts_delivered is not None:
+        info["smsPartsDeliveredToTerminal"] = parts_delivered
     if callback_data is not None:
         info["callbackData"] = callback_data
     return info

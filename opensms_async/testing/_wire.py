@@ -10,14 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
-from .._models import DeliveryStatus, Subscription
-from ._delivery import STATUS_CODES
+from .._constants import DEFAULT_BASE_URL
+from .._models import DeliveryStatus, Status, Subscription
+from ._delivery import STATUS_CODES, delivery_info
 
 __all__ = [
     "NOT_HTTPS",
     "callback_body",
+    "delivery_callback_body",
     "invalid_send_field",
     "parse_callback",
     "send_response_body",
@@ -142,6 +144,43 @@ def callback_body(
         infos["securityToken"] = security_token
     infos |= {"resourceURL": resource_url, "smsParts": parts, "deliveryInfo": [info]}
     return {"deliveryInfoList": infos}
+
+
+def delivery_callback_body(
+    request_id: str,
+    address: str,
+    status: Status,
+    *,
+    security_token: str | None = None,
+    sender: str = "tel:+32123456",
+    base_url: str = DEFAULT_BASE_URL,
+    parts: int = 1,
+    parts_delivered: int | None = None,
+    status_code: int | None = None,
+    callback_data: str | None = None,
+) -> dict[str, Any]:
+    """The JSON body BICS posts to a delivery-info subscription: one recipient's new state.
+
+    For tests of code that receives callbacks (``httpx.post(url, json=body)``)::
+
+        {"deliveryInfoList": {"securityToken": ..., "smsParts": 1,
+            "resourceURL": "<base_url>/outbound/<sender>/requests/<request_id>/deliveryInfos",
+            "deliveryInfo": [{"address": ..., "deliveryStatus": ..., "deliveryStatusCode": 2}]}}
+
+    The request id and the sender travel in ``resourceURL`` (percent-encoded), as BICS sends
+    them. ``deliveryStatusCode`` is ``status_code``, else BICS's code for ``status`` (none for a
+    status outside its table). ``securityToken`` is left out when None (a test then presents the
+    token as ``Authorization: Bearer``), ``smsPartsDeliveredToTerminal`` and ``callbackData``
+    when None. Values are written as given, unchecked, so that a test can build odd ones too.
+    """
+    resource_url = (
+        f"{base_url.rstrip('/')}/outbound/{quote(sender, safe='')}"
+        f"/requests/{quote(request_id, safe='')}/deliveryInfos"
+    )
+    info = delivery_info(address, status, parts_delivered, callback_data, status_code=status_code)
+    return callback_body(
+        resource_url=resource_url, parts=parts, info=info, security_token=security_token
+    )
 
 
 def parse_callback(body: object) -> Subscription | None:
