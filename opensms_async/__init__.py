@@ -71,6 +71,7 @@ that it names every module.
     _inbox                  Inbox: ingest, messages, the reassembly timer
     _inbox_poller           the inbound poller, handed a fetch and a record
     _inbox_live             the live buffer that messages() consumers share (generic)
+    _telemetry_inbound      what an inbox and its poller record: messages counted, poll spans
 4 receiver: the ASGI edge
     receiver                create_receiver_app: token, parse, record, answer
     _receiving              what both endpoints share: answers, bounded body, record deadline

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope
 
 from ._inbound_webhook import InboundPayloadError, parse_inbound_callback
 from ._inbox import Inbox
+from ._reassembly import Part
 from ._receiving import (
     CLIENT_GONE,
     NO_TOKEN,
@@ -30,12 +31,14 @@ from ._receiving import (
     parse_json,
 )
 from ._telemetry import INBOUND_SPAN
-from ._telemetry_receiver import INVALID, ReceiverTelemetry, inbound_callbacks
+from ._telemetry_receiver import DUPLICATE, INVALID, ReceiverTelemetry, inbound_callbacks
 from ._webhook import encode_token, token_matches
 
 __all__ = ["InboundEndpoint"]
 
 _NOT_INBOUND = Refusal(422, "not_inbound", "not an inbound message with a messageId", INVALID)
+_DUPLICATE = Refusal(204, "", "", DUPLICATE)
+"""A 204 like any other, whose outcome (its span's, its count's) says it was recorded already."""
 
 
 class InboundEndpoint(Endpoint):
@@ -95,7 +98,13 @@ class InboundEndpoint(Endpoint):
             parts = parse_inbound_callback(payload)
         except InboundPayloadError as exc:
             return self._refused(scope, _NOT_INBOUND, exc)
-        return await self._record(self._inbox.ingest_parts, parts)
+        return await self._record(self._ingest, parts)
+
+    async def _ingest(self, parts: Sequence[Part]) -> Refusal | None:
+        """Record ``parts`` through the inbox's own record step (the one its poller is handed),
+        whose :class:`~opensms_async.stores.inbound.Received` tells a duplicate apart."""
+        received = await self._inbox._receive(parts)
+        return _DUPLICATE if parts and received.duplicates == len(parts) else None
 
 
 def _bearer(authorization: bytes | None) -> bytes | None:

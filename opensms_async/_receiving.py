@@ -68,10 +68,12 @@ class ClientGone(Exception):
 
 
 class Refusal:
-    """An answer other than 204: its status, and a short JSON body saying why.
+    """An answer other than a plain 204: its status, and a short JSON body saying why.
 
     Built once (module constants, or per endpoint for what names its settings): a refusal costs
-    no encoding, and the body is a fixed phrase, never anything the sender sent.
+    no encoding, and the body is a fixed phrase, never anything the sender sent. One of status
+    204 is no refusal but a 204 with an outcome of its own (an inbound message recorded already:
+    ``duplicate``), answered with no body like any 204.
     """
 
     __slots__ = ("body", "error", "headers", "outcome", "reason", "status")
@@ -82,6 +84,10 @@ class Refusal:
         self.reason = reason
         self.outcome = outcome
         """``opensms.outcome`` of a request so answered (DESIGN.md's bounded values)."""
+        if status == 204:
+            self.body = b""
+            self.headers: tuple[tuple[bytes, bytes], ...] = ()
+            return
         self.body = json.dumps({"error": error, "reason": reason}).encode()
         self.headers = (
             (b"content-type", b"application/json"),
@@ -222,7 +228,8 @@ class Endpoint:
             chunks.append(chunk)
 
     async def _record(self, record: Callable[[_T], Awaitable[object]], items: _T) -> Refusal | None:
-        """``await record(items)`` under the record deadline; None once it returned."""
+        """``await record(items)`` under the record deadline; None once it returned (or what it
+        returned when that is a :class:`Refusal`: a 204 with an outcome of its own)."""
         # The deadline's bookkeeping inline, with one loop lookup: it runs for every request.
         loop = get_running_loop()
         task = current_task(loop)
@@ -234,7 +241,7 @@ class Endpoint:
         watched = deadline.newest
         watched.add(task)
         try:
-            await record(items)
+            recorded = await record(items)
         except asyncio.CancelledError:
             if not deadline.expired(task):
                 raise  # not ours: the server is stopping
@@ -266,7 +273,7 @@ class Endpoint:
             watched.discard(task)
         if self.failed_at is not None:
             self.failed_at = None
-        return None
+        return recorded if type(recorded) is Refusal else None
 
     def _failed(self, refusal: Refusal) -> Refusal:
         self.failed_at = time.monotonic()

@@ -43,6 +43,7 @@ from ..._exceptions import InvalidStoreURLError, StoreError, StoreUnavailableErr
 from ..._inbound_message import InboundMessage, decode
 from ..._lifecycle import OPEN, Lifecycle
 from ..._reassembly import Part, group_key
+from ..._telemetry import log_fields
 from .. import _redis_codec as codec
 from .. import _redis_config as config
 from .._url_options import options, positive_int, redact
@@ -150,7 +151,7 @@ class RedisInboundStore(Lifecycle):
         config.check_version(info.get("redis_version"))
         warning = config.check_policy(policy, self._where, allow_eviction=self.allow_eviction)
         if warning is not None:
-            logger.warning("%s", warning)
+            logger.warning("%s", warning, extra=log_fields("store.open", outcome="warning"))
 
     async def _eviction_policy(self) -> str | None:
         """The server's ``maxmemory-policy``, from ``CONFIG GET`` or ``INFO memory``."""
