@@ -9,7 +9,7 @@ fails shows as a failed row and makes the exit status 1; the others still run.
         [--replicas]
 
 ``--quick`` runs shorter and fewer rounds (noisier figures); ``--only`` picks benchmarks by
-name (client, receiver, latency, merge, memory); ``--replicas`` adds the scale-out benchmark
+name (client, receiver, latency, merge, memory, otel); ``--replicas`` adds the scale-out benchmark
 (``bench_replicas.py``, its own JSON after the table: no target); ``--markdown`` prints the
 table as Markdown. ``wrk`` (Debian's package) is installed when missing; ``redis-server`` is
 needed for the Redis figures (``make redis-server``).
@@ -53,6 +53,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "merge": ("bench_merge.py", ["--rounds", "3"], ["--rounds", "1"]),
     "memory": ("bench_memory.py", [], ["--requests", "1000"]),
+    "otel": ("bench_otel.py", ["--rounds", "5"], ["--rounds", "3", "--seconds", "1"]),
 }
 
 

@@ -30,6 +30,7 @@ that it names every module.
     _inbound_message        InboundMessage, and its form in a store's log
     _inbound_webhook        an inbound callback's body, or a polled page, as parts
     _lifecycle              one open/aclose lifecycle with an explicit state
+    _telemetry              OpenTelemetry spans and metrics through the global providers; log fields
 2 client: the HTTP client
     _client                 OpenSMSClient: every endpoint of the API
     _auth                   API key and OAuth2 client-credentials authentication
@@ -67,14 +68,18 @@ that it names every module.
     _tracker                DeliveryTracker: track, ingest, events, wait_for_final
     _poller                 the reconciliation poller, handed a store, a fetch and an ingest
     _live                   the live buffer that events() consumers share
+    _telemetry_delivery     what a tracker and its poller record: events, durations, poll spans
 3 inbox: the inbound stream, beside tracking, on stores of its own
     _inbox                  Inbox: ingest, messages, the reassembly timer
     _inbox_poller           the inbound poller, handed a fetch and a record
     _inbox_live             the live buffer that messages() consumers share (generic)
+    _telemetry_inbound      what an inbox and its poller record: messages counted, poll spans
 4 receiver: the ASGI edge
     receiver                create_receiver_app: token, parse, record, answer
     _receiving              what both endpoints share: answers, bounded body, record deadline
     _inbound_receiver       the inbound endpoint: Bearer token, parse, record in the inbox
+    _telemetry_receiver     a span and a count per request each endpoint receives
+    _telemetry_prometheus   /metrics for Prometheus (the prometheus extra)
 5 edges: what users run, and testing support
     opensms_async           this package: the public names
     __main__                python -m opensms_async
@@ -134,6 +139,7 @@ from ._exceptions import (
     InvalidSenderError,
     InvalidStoreURLError,
     InvalidUpdateError,
+    MissingDependencyError,
     NotAcceptableError,
     NotFoundError,
     OpenSMSError,
@@ -198,6 +204,7 @@ __all__ = [
     "InvalidUpdateError",
     "MergeOutcome",
     "Message",
+    "MissingDependencyError",
     "NotAcceptableCallback",
     "NotAcceptableError",
     "NotFoundError",

@@ -27,6 +27,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._retry import parse_retry_after
+from ._telemetry import client_calls
 from ._transport import Wire
 
 __all__ = ["ApiKeyAuth", "Authenticator", "OAuthClientCredentials", "OAuthTokenAuth", "Secret"]
@@ -129,6 +130,7 @@ class OAuthTokenAuth:
         self._lock = asyncio.Lock()
         self._fetches = 0  # fetches that ended (with a token or an error), to share the outcome
         self._failure: OpenSMSError | None = None  # how the last one that ended failed, if it did
+        self._call = client_calls(credentials.token_url)  # a span per fetch, under the call's
 
     def __repr__(self) -> str:
         return f"OAuthTokenAuth(client_id={self.credentials.client_id!r})"
@@ -177,8 +179,12 @@ class OAuthTokenAuth:
             "client_id": creds.client_id,
             "client_secret": creds.client_secret,
         }
-        request = wire.build("POST", creds.token_url, headers={}, data=form)
-        return _parse_token(await wire.send(request))
+        with self._call("fetch_token") as call:
+            call.attempt = 1  # retried, if at all, as an attempt of the API call that needed it
+            request = wire.build("POST", creds.token_url, headers={}, data=form)
+            response = await wire.send(request)
+            call.status = response.status_code
+            return _parse_token(response)
 
 
 def _parse_token(response: httpx.Response) -> tuple[Secret, float]:

@@ -72,6 +72,7 @@ from ._models import (
 )
 from ._retry import parse_retry_after, retry_delay, should_retry_status
 from ._segments import count_segments
+from ._telemetry import HTTP_STATUS_CODE, Call, client_calls, current_traceparent
 from ._transport import Wire, attempt_deadline
 
 __all__ = ["OpenSMSClient"]
@@ -165,6 +166,7 @@ class OpenSMSClient(Lifecycle):
         )
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._urls: dict[str, httpx.URL] = {}
+        self._call = client_calls(self.base_url)  # spans and metrics, when OpenTelemetry is there
         self._sleep = sleep
         self._random = random
 
@@ -244,13 +246,16 @@ class OpenSMSClient(Lifecycle):
         )
         path = f"/outbound/{sender_path_segment(sender)}/requests"
         payload = {"outboundSMSMessageRequest": unstructure(body)}
-        response = await self._request(
-            "POST", path, json_body=payload, expected=(200, 201), max_retries=max_retries
-        )
-        echoed = self._parse(response, "outboundSMSMessageRequest", OutboundMessageRequest)
-        return _send_result(
-            response, echoed, sender, recipients, correlator, count_segments(text).parts
-        )
+        with self._call("send_message") as call:
+            response = await self._request(
+                call, "POST", path, json_body=payload, expected=(200, 201), max_retries=max_retries
+            )
+            echoed = self._parse(response, "outboundSMSMessageRequest", OutboundMessageRequest)
+            result = _send_result(
+                response, echoed, sender, recipients, correlator, count_segments(text).parts
+            )
+            call.request_id = result.request_id
+        return result
 
     async def get_delivery_infos(
         self, sender: str, request_id: str, *, max_retries: int | None = None
@@ -261,8 +266,11 @@ class OpenSMSClient(Lifecycle):
             f"/outbound/{sender_path_segment(sender)}/requests/"
             f"{request_id_path_segment(request_id)}/deliveryInfos"
         )
-        response = await self._request("GET", path, expected=(200,), max_retries=max_retries)
-        return self._parse(response, "deliveryInfoList", DeliveryInfoList)
+        with self._call("get_delivery_infos", request_id) as call:
+            response = await self._request(
+                call, "GET", path, expected=(200,), max_retries=max_retries
+            )
+            return self._parse(response, "deliveryInfoList", DeliveryInfoList)
 
     async def create_subscription(
         self,
@@ -282,37 +290,42 @@ class OpenSMSClient(Lifecycle):
         subscription = Subscription(
             url=url, security_token=security_token, final_delivery=final_delivery
         )
-        response = await self._request(
-            "POST",
-            "/outbound/subscriptions",
-            json_body={"callback": unstructure(subscription)},
-            expected=(200, 201),
-            max_retries=max_retries,
-            secrets=(security_token,),
-        )
-        if not response.content:
-            return subscription
-        return self._parse(response, "callback", Subscription, secrets=(security_token,))
+        with self._call("create_subscription") as call:
+            response = await self._request(
+                call,
+                "POST",
+                "/outbound/subscriptions",
+                json_body={"callback": unstructure(subscription)},
+                expected=(200, 201),
+                max_retries=max_retries,
+                secrets=(security_token,),
+            )
+            if not response.content:
+                return subscription
+            return self._parse(response, "callback", Subscription, secrets=(security_token,))
 
     async def get_subscription(self, *, max_retries: int | None = None) -> Subscription | None:
         """The account's delivery-info subscription, or None when there is none."""
-        try:
-            response = await self._request(
-                "GET", "/outbound/subscriptions", expected=(200,), max_retries=max_retries
-            )
-        except NotFoundError:
-            return None
-        return self._parse(response, "callback", Subscription)
+        with self._call("get_subscription") as call:
+            try:
+                response = await self._request(
+                    call, "GET", "/outbound/subscriptions", expected=(200,), max_retries=max_retries
+                )
+            except NotFoundError:
+                return None  # no subscription: an answer, not a failure of the call
+            return self._parse(response, "callback", Subscription)
 
     async def delete_subscription(self, *, max_retries: int | None = None) -> None:
         """Delete the subscription; raises NotFoundError when there is none."""
-        await self._request(
-            "DELETE",
-            "/outbound/subscriptions",
-            expected=(200, 202, 204),
-            max_retries=max_retries,
-            gone_is_done=True,
-        )
+        with self._call("delete_subscription") as call:
+            await self._request(
+                call,
+                "DELETE",
+                "/outbound/subscriptions",
+                expected=(200, 202, 204),
+                max_retries=max_retries,
+                gone_is_done=True,
+            )
 
     # --- inbound messages (MO) and conversions: BICS v3 -------------------------------------
 
@@ -335,42 +348,47 @@ class OpenSMSClient(Lifecycle):
         _check_token(security_token)
         _check_flag(concat, "concat")
         subscription = InboundSubscription(url=url, security_token=security_token, concat=concat)
-        response = await self._request(
-            "POST",
-            "/inbound/subscriptions",
-            json_body={"callback": unstructure(subscription)},
-            expected=(200, 201),
-            max_retries=max_retries,
-            secrets=(security_token,),
-        )
-        if not response.content:
-            return subscription
-        return self._parse(response, "callback", InboundSubscription, secrets=(security_token,))
+        with self._call("create_inbound_subscription") as call:
+            response = await self._request(
+                call,
+                "POST",
+                "/inbound/subscriptions",
+                json_body={"callback": unstructure(subscription)},
+                expected=(200, 201),
+                max_retries=max_retries,
+                secrets=(security_token,),
+            )
+            if not response.content:
+                return subscription
+            return self._parse(response, "callback", InboundSubscription, secrets=(security_token,))
 
     async def get_inbound_subscription(
         self, *, max_retries: int | None = None
     ) -> InboundSubscription | None:
         """The account's inbound-message subscription, or None when there is none."""
-        try:
-            response = await self._request(
-                "GET", "/inbound/subscriptions", expected=(200,), max_retries=max_retries
-            )
-        except NotFoundError:
-            return None
-        return self._parse(response, "callback", InboundSubscription)
+        with self._call("get_inbound_subscription") as call:
+            try:
+                response = await self._request(
+                    call, "GET", "/inbound/subscriptions", expected=(200,), max_retries=max_retries
+                )
+            except NotFoundError:
+                return None  # no subscription: an answer, not a failure of the call
+            return self._parse(response, "callback", InboundSubscription)
 
     async def delete_inbound_subscription(self, *, max_retries: int | None = None) -> None:
         """Delete the inbound subscription; raises NotFoundError when there is none.
 
         A retried DELETE that finds nothing counts as done: the first attempt did it.
         """
-        await self._request(
-            "DELETE",
-            "/inbound/subscriptions",
-            expected=(200, 202, 204),
-            max_retries=max_retries,
-            gone_is_done=True,
-        )
+        with self._call("delete_inbound_subscription") as call:
+            await self._request(
+                call,
+                "DELETE",
+                "/inbound/subscriptions",
+                expected=(200, 202, 204),
+                max_retries=max_retries,
+                gone_is_done=True,
+            )
 
     async def get_inbound_messages(
         self,
@@ -393,10 +411,13 @@ class OpenSMSClient(Lifecycle):
         path = f"/inbound/registrations/{sender_path_segment(number)}/messages"
         if max_batch_size is not None:
             path += f"?maxBatchSize={_batch_size(max_batch_size)}"
-        response = await self._request("GET", path, expected=(200, 204), max_retries=max_retries)
-        if not response.content.strip():
-            return InboundSmsMessageList()
-        return self._parse(response, "inboundSMSMessageList", InboundSmsMessageList)
+        with self._call("get_inbound_messages") as call:
+            response = await self._request(
+                call, "GET", path, expected=(200, 204), max_retries=max_retries
+            )
+            if not response.content.strip():
+                return InboundSmsMessageList()
+            return self._parse(response, "inboundSMSMessageList", InboundSmsMessageList)
 
     async def report_conversion(
         self,
@@ -418,13 +439,15 @@ class OpenSMSClient(Lifecycle):
         else:
             reference = _non_empty(customer_reference, "customer_reference")
             body = ConversionRequest(customer_reference=reference)
-        await self._request(
-            "POST",
-            "/conversions",
-            json_body={"conversionRequest": unstructure(body)},
-            expected=(200, 201, 202, 204),
-            max_retries=max_retries,
-        )
+        with self._call("report_conversion") as call:
+            await self._request(
+                call,
+                "POST",
+                "/conversions",
+                json_body={"conversionRequest": unstructure(body)},
+                expected=(200, 201, 202, 204),
+                max_retries=max_retries,
+            )
 
     async def report_conversions(
         self,
@@ -443,18 +466,20 @@ class OpenSMSClient(Lifecycle):
         if type is not None:
             _non_empty(type, "type")
         body = MessageIds(message_ids=ids, type=type)
-        response = await self._request(
-            "POST",
-            "/conversionsinfos",
-            json_body=unstructure(body),
-            expected=(200, 201, 202, 204),
-            max_retries=max_retries,
-        )
-        try:
-            return parse_refused_ids(response.content)
-        except WireFormatError as exc:
-            message = f"{response.request.method} {response.request.url.path}: {exc}"
-            raise APIResponseValidationError(message, response=response) from None
+        with self._call("report_conversions") as call:
+            response = await self._request(
+                call,
+                "POST",
+                "/conversionsinfos",
+                json_body=unstructure(body),
+                expected=(200, 201, 202, 204),
+                max_retries=max_retries,
+            )
+            try:
+                return parse_refused_ids(response.content)
+            except WireFormatError as exc:
+                message = f"{response.request.method} {response.request.url.path}: {exc}"
+                raise APIResponseValidationError(message, response=response) from None
 
     def send_many(
         self, messages: Iterable[Message], *, concurrency: int = 16
@@ -490,6 +515,7 @@ class OpenSMSClient(Lifecycle):
 
     async def _request(
         self,
+        call: Call,
         method: str,
         path: str,
         *,
@@ -499,27 +525,34 @@ class OpenSMSClient(Lifecycle):
         secrets: tuple[str, ...] = (),
         gone_is_done: bool = False,
     ) -> httpx.Response:
+        """The answer of the API to one logical call, retried as the policy says; ``call`` is
+        kept up to date (its attempt, the status of the API's last answer) for its span, its
+        measurement and its log records."""
         if self._state is CLOSED:
             raise self._unusable()
         retries = self.max_retries if max_retries is None else max_retries
         content = None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
         attempt = 0
         while True:
+            call.attempt, call.status = attempt + 1, None
             try:
-                response = await self._attempt(method, path, content)
+                response = await self._attempt(call, method, path, content)
             except APIConnectionError as exc:
                 delay = self._delay_after(attempt, retries, None)
                 if delay is None:
                     raise
-                logger.debug(
-                    "%s %s failed (%s); retry in %.2fs", method, path, type(exc).__name__, delay
+                kind = type(exc).__name__
+                _log_retry(
+                    call, kind, "%s %s failed (%s); retry in %.2fs", method, path, kind, delay
                 )
             except APIStatusError as exc:  # only the token endpoint raises one from an attempt
                 delay = self._token_delay(exc, attempt, retries)
                 if delay is None:
                     raise
-                logger.debug("token request answered %d; retry in %.2fs", exc.status_code, delay)
+                message = "token request answered %d; retry in %.2fs"
+                _log_retry(call, type(exc).__name__, message, exc.status_code, delay)
             else:
+                call.status = response.status_code
                 if response.status_code in expected:
                     return response
                 if gone_is_done and attempt > 0 and response.status_code == 404:
@@ -528,9 +561,9 @@ class OpenSMSClient(Lifecycle):
                 delay = self._status_delay(error, attempt, retries)
                 if delay is None:
                     raise error
-                logger.debug(
-                    "%s %s answered %d; retry in %.2fs", method, path, error.status_code, delay
-                )
+                status = error.status_code
+                message = "%s %s answered %d; retry in %.2fs"
+                _log_retry(call, str(status), message, method, path, status, delay)
             await self._sleep(delay)
             attempt += 1
 
@@ -563,13 +596,17 @@ class OpenSMSClient(Lifecycle):
         retry_after = parse_retry_after(error.response.headers.get("retry-after"), time.time())
         return self._delay_after(attempt, retries, retry_after)
 
-    async def _attempt(self, method: str, path: str, content: bytes | None) -> httpx.Response:
+    async def _attempt(
+        self, call: Call, method: str, path: str, content: bytes | None
+    ) -> httpx.Response:
         if self.limiter is None:
-            return await self._send(method, path, content)
+            return await self._send(call, method, path, content)
         async with self.limiter.slot():
-            return await self._send(method, path, content)
+            return await self._send(call, method, path, content)
 
-    async def _send(self, method: str, path: str, content: bytes | None) -> httpx.Response:
+    async def _send(
+        self, call: Call, method: str, path: str, content: bytes | None
+    ) -> httpx.Response:
         async with self._in_flight:
             headers = {"Authorization": await self._auth.header(self._wire)}
             if content is not None:
@@ -580,7 +617,11 @@ class OpenSMSClient(Lifecycle):
             if logger.isEnabledFor(logging.DEBUG):  # spare building the arguments otherwise
                 elapsed = (time.perf_counter() - started) * 1000
                 status, sent_to = response.status_code, request.url.path
-                logger.debug("%s %s -> %d in %.1f ms", method, sent_to, status, elapsed)
+                fields = call.fields()
+                fields[HTTP_STATUS_CODE] = status  # this answer's (the call sets it after)
+                logger.debug(
+                    "%s %s -> %d in %.1f ms", method, sent_to, status, elapsed, extra=fields
+                )
             return response
 
     def _url(self, path: str) -> httpx.URL:
@@ -609,6 +650,13 @@ class OpenSMSClient(Lifecycle):
         except WireFormatError as exc:
             message = f"{response.request.method} {response.request.url.path}: {exc}"
             raise APIResponseValidationError(message, response=response) from None
+
+
+def _log_retry(call: Call, error: str, message: str, *args: object) -> None:
+    """A DEBUG record of a retry to come (outcome ``retry``, with the ``error.type`` of the
+    attempt that failed) and the call's fields."""
+    if logger.isEnabledFor(logging.DEBUG):  # spare building the fields otherwise
+        logger.debug(message, *args, extra=call.fields("retry", error))
 
 
 def _make_auth(
@@ -753,4 +801,5 @@ def _send_result(
         client_correlator=echoed.client_correlator or correlator,
         parts=parts,
         location=location,
+        traceparent=current_traceparent(),  # the send's span: it is current here
     )

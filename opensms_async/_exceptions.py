@@ -250,3 +250,8 @@ class StoreError(OpenSMSError):
 
 class StoreUnavailableError(StoreError):
     """The store's backend is unreachable; nothing was recorded, try again later."""
+
+
+class MissingDependencyError(OpenSMSError, ImportError):
+    """An optional feature was asked for without its extra installed; the message says what to
+    ``pip install`` (``/metrics`` without ``opentelemetry-exporter-prometheus``, say)."""

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope
 
 from ._inbound_webhook import InboundPayloadError, parse_inbound_callback
 from ._inbox import Inbox
+from ._reassembly import Part
 from ._receiving import (
     CLIENT_GONE,
     NO_TOKEN,
@@ -29,11 +30,15 @@ from ._receiving import (
     logger,
     parse_json,
 )
+from ._telemetry import INBOUND_SPAN
+from ._telemetry_receiver import DUPLICATE, INVALID, ReceiverTelemetry, inbound_callbacks
 from ._webhook import encode_token, token_matches
 
 __all__ = ["InboundEndpoint"]
 
-_NOT_INBOUND = Refusal(422, "not_inbound", "not an inbound message with a messageId")
+_NOT_INBOUND = Refusal(422, "not_inbound", "not an inbound message with a messageId", INVALID)
+_DUPLICATE = Refusal(204, "", "", DUPLICATE)
+"""A 204 like any other, whose outcome (its span's, its count's) says it was recorded already."""
 
 
 class InboundEndpoint(Endpoint):
@@ -44,6 +49,7 @@ class InboundEndpoint(Endpoint):
     """
 
     what = "inbound message"
+    operation = "inbound"
 
     def __init__(
         self,
@@ -57,7 +63,11 @@ class InboundEndpoint(Endpoint):
             raise ValueError(
                 "An inbound receiver needs a non-empty security token; it never accepts all."
             )
-        super().__init__(max_body_size=max_body_size, record_deadline=record_deadline)
+        super().__init__(
+            max_body_size=max_body_size,
+            record_deadline=record_deadline,
+            telemetry=ReceiverTelemetry(INBOUND_SPAN, inbound_callbacks),
+        )
         self._inbox = inbox
         self._tokens = [encode_token(t) for t in tokens]
 
@@ -75,7 +85,10 @@ class InboundEndpoint(Endpoint):
         except BodyTooLarge:
             return self._refused(scope, self._too_large)
         except ClientGone:
-            logger.info("inbound message abandoned: the sender closed the connection mid-body")
+            logger.info(
+                "inbound message abandoned: the sender closed the connection mid-body",
+                extra=self._fields(CLIENT_GONE),
+            )
             return CLIENT_GONE  # nobody reads this answer
         try:
             payload = parse_json(body)
@@ -85,7 +98,13 @@ class InboundEndpoint(Endpoint):
             parts = parse_inbound_callback(payload)
         except InboundPayloadError as exc:
             return self._refused(scope, _NOT_INBOUND, exc)
-        return await self._record(self._inbox.ingest_parts, parts)
+        return await self._record(self._ingest, parts)
+
+    async def _ingest(self, parts: Sequence[Part]) -> Refusal | None:
+        """Record ``parts`` through the inbox's own record step (the one its poller is handed),
+        whose :class:`~opensms_async.stores.inbound.Received` tells a duplicate apart."""
+        received = await self._inbox._receive(parts)
+        return _DUPLICATE if parts and received.duplicates == len(parts) else None
 
 
 def _bearer(authorization: bytes | None) -> bytes | None:

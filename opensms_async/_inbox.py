@@ -20,6 +20,8 @@ from ._inbox_poller import InboundPoller
 from ._lifecycle import OPEN, Lifecycle
 from ._reassembly import DEFAULT_REASSEMBLY_TIMEOUT, Part
 from ._state import Source
+from ._telemetry import log_fields, mask_numbers
+from ._telemetry_inbound import InboxTelemetry
 from .stores.inbound import InboundStore, Received, open_inbound_store
 
 if TYPE_CHECKING:
@@ -101,6 +103,7 @@ class Inbox(Lifecycle):
                 "Inbox retention of %gs is within BICS's 3 days of retries: a message retried"
                 " after it is yielded again",
                 retention,
+                extra=log_fields("inbox.open", outcome="warning"),
             )
         self.store = open_inbound_store(store) if isinstance(store, str) else store
         self.client = client
@@ -113,6 +116,7 @@ class Inbox(Lifecycle):
             self.store, self.store.read_messages, live_buffer
         )
         self._tick = min(1.0, max(0.01, self.reassembly_timeout / 10))
+        self._telemetry = InboxTelemetry()
         self._poller = (
             InboundPoller(
                 self._fetch,
@@ -123,6 +127,7 @@ class Inbox(Lifecycle):
                 batch_size=poll_batch_size,
                 clock=clock,
                 sleep=sleep,
+                telemetry=self._telemetry,
             )
             if numbers
             else None
@@ -199,6 +204,7 @@ class Inbox(Lifecycle):
         )
         if received.messages:
             self._live.publish(received.messages)
+            self._telemetry.logged(received.messages)
         return received
 
     async def _fetch(self, number: str, batch_size: int) -> InboundSmsMessageList:
@@ -213,10 +219,15 @@ class Inbox(Lifecycle):
             try:
                 expired = await self.store.expire(self._clock(), timeout=self.reassembly_timeout)
             except Exception as exc:  # the timer must outlive any one failure
-                logger.warning("inbox: could not close expired groups (%s); retrying", exc)
+                logger.warning(
+                    "inbox: could not close expired groups (%s); retrying",
+                    mask_numbers(str(exc)),
+                    extra=log_fields("inbox.expire", outcome="retry", error=type(exc).__name__),
+                )
             else:
                 if expired:
                     self._live.publish(expired)
+                    self._telemetry.logged(expired)
             # The loop's own sleep, not the injected one: that paces polls, this is a timer.
             await asyncio.sleep(self._tick)
 
@@ -245,7 +256,11 @@ class Inbox(Lifecycle):
                         await live.wait(changed, cursor)
                         continue
                 except StoreUnavailableError as exc:
-                    logger.warning("messages paused, store unavailable: %s", exc)
+                    logger.warning(
+                        "messages paused, store unavailable: %s",
+                        mask_numbers(str(exc)),
+                        extra=log_fields("messages", outcome="paused", error=type(exc).__name__),
+                    )
                     with contextlib.suppress(TimeoutError):  # a close ends the wait at once
                         await asyncio.wait_for(self._closing.wait(), outage)
                     outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)

@@ -32,6 +32,8 @@ from ._inbound import InboundSmsMessageList
 from ._inbound_webhook import part_from_wire
 from ._reassembly import Part
 from ._retry import rate_limit_pause
+from ._telemetry import log_fields, mask_address, mask_numbers
+from ._telemetry_inbound import EMPTY, ERROR, RATE_LIMITED, RECEIVED, InboxTelemetry
 from .stores.inbound import Received
 
 __all__ = ["Fetch", "InboundPoller", "Record"]
@@ -62,8 +64,10 @@ class InboundPoller:
         batch_size: int,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
+        telemetry: InboxTelemetry | None = None,
     ) -> None:
         self._fetch = fetch
+        self._telemetry = telemetry or InboxTelemetry()
         self._record = record
         self._interval = interval
         self._max_interval = max(max_interval, interval)
@@ -104,22 +108,48 @@ class InboundPoller:
                 continue
             try:
                 await self.poll(number)
-            except Exception:  # a bug or an unexpected answer must not end polling
-                logger.exception("inbound poll of %s failed", number)
+            except Exception as exc:  # a bug or an unexpected answer must not end polling
+                logger.exception(
+                    "inbound poll of %s failed",
+                    mask_address(number),
+                    extra=log_fields("inbox.poll", outcome="error", error=type(exc).__name__),
+                )
                 self._later(number, empty=True)
 
     async def poll(self, number: str) -> None:
-        """Fetch one page of ``number``'s inbox, record it, and plan the next fetch."""
+        """Fetch one page of ``number``'s inbox, record it, and plan the next fetch; its span
+        (``opensms.inbound.poll``) says how it went, while an SDK records."""
+        seen = self._telemetry.poll()
+        if seen is None:
+            await self._poll(number)
+            return
+        outcome, size, error = ERROR, None, None
+        try:
+            outcome, size, error = await self._poll(number)
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            seen.end(outcome, size, error)
+
+    async def _poll(self, number: str) -> tuple[str, int | None, str | None]:
+        """:meth:`poll`; its outcome, the size of the page fetched (None: none) and the type of
+        the error that ended it (None: none)."""
         self.fetches += 1
         try:
             page = await self._fetch(number, self._batch_size)
         except RateLimitError as exc:
             self._rate_limited(exc.retry_after)
-            return
+            return RATE_LIMITED, None, type(exc).__name__
         except OpenSMSError as exc:
-            logger.warning("inbound poll of %s failed: %s", number, exc)
+            logger.warning(
+                "inbound poll of %s failed: %s",
+                mask_address(number),
+                mask_numbers(str(exc)),
+                extra=log_fields("inbox.poll", outcome="error", error=type(exc).__name__),
+            )
             self._later(number, empty=True)
-            return
+            return ERROR, None, type(exc).__name__
         self._streak = 0
         parts = self._parts(number, page)
         fresh = 0
@@ -131,6 +161,7 @@ class InboundPoller:
             self._due[number], self._empty[number] = self._clock(), 0
         else:
             self._later(number, empty=not fresh)
+        return (RECEIVED if fresh else EMPTY), len(page.messages), None
 
     def _parts(self, number: str, page: InboundSmsMessageList) -> list[Part]:
         parts = []
@@ -140,7 +171,8 @@ class InboundPoller:
                 logger.error(
                     "inbound poll of %s: a message without a usable messageId cannot be"
                     " deduplicated; skipped",
-                    number,
+                    mask_address(number),
+                    extra=log_fields("inbox.poll", outcome="skipped"),
                 )
                 continue
             parts.append(part)
@@ -158,8 +190,9 @@ class InboundPoller:
                     logger.warning(
                         "%d polled inbound messages not recorded yet (%s); retrying in %.2fs",
                         len(parts),
-                        exc,
+                        mask_numbers(str(exc)),
                         backoff,
+                        extra=log_fields("inbox.poll", outcome="retry", error=type(exc).__name__),
                     )
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, _MAX_RECORD_BACKOFF)
@@ -169,6 +202,7 @@ class InboundPoller:
                 " recording them (ids %s)",
                 len(parts),
                 ", ".join(part.message_id for part in parts),
+                extra=log_fields("inbox.poll", outcome="abandoned", error="CancelledError"),
             )
             raise
 
@@ -184,6 +218,9 @@ class InboundPoller:
         now = self._clock()
         if now >= self._paused_until:
             self._streak += 1
-            logger.warning("inbound polling rate limited (429); every number paused")
+            logger.warning(
+                "inbound polling rate limited (429); every number paused",
+                extra=log_fields("inbox.poll", http_status=429, outcome="paused"),
+            )
         until = now + rate_limit_pause(retry_after, self._streak)
         self._paused_until = max(self._paused_until, until)

@@ -189,6 +189,10 @@ class SendResult:
     client_correlator: str
     parts: int = 1
     location: str | None = None
+    traceparent: str | None = attrs.field(default=None, eq=False, repr=False)
+    """The W3C ``traceparent`` of the send's span (``opensms.send_message``) when OpenTelemetry
+    traced it: :meth:`DeliveryTracker.track` keeps it, so that the spans of the request's
+    callbacks and polls link to the send. Not part of equality."""
 
 
 @attrs.frozen

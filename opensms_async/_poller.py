@@ -14,6 +14,8 @@ from ._exceptions import InvalidUpdateError, NotFoundError, OpenSMSError, RateLi
 from ._models import DeliveryInfo, DeliveryInfoList, Source
 from ._retry import RATE_LIMIT_PAUSE, rate_limit_pause
 from ._state import DeliveryUpdate
+from ._telemetry import log_fields, mask_numbers
+from ._telemetry_delivery import DeliveryTelemetry
 from ._updates import updates_from_infos
 from .stores import PendingRequest, Store
 
@@ -73,6 +75,7 @@ class ReconciliationPoller:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         rng: random.Random,
+        telemetry: DeliveryTelemetry | None = None,
     ) -> None:
         self._store = store
         self._fetch = fetch
@@ -93,6 +96,7 @@ class ReconciliationPoller:
         self.polls = 0
         """Requests polled so far (for tests and metrics)."""
         self._stopping = False
+        self._telemetry = telemetry or DeliveryTelemetry(retention=retention)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="opensms-reconciliation")
@@ -115,7 +119,11 @@ class ReconciliationPoller:
                     self._clock(), limit=_CLAIM_BATCH, lease=self._lease()
                 )
             except Exception as exc:  # the poller must outlive any one failure
-                logger.warning("reconciliation: store unavailable (%s); retrying", exc)
+                logger.warning(
+                    "reconciliation: store unavailable (%s); retrying",
+                    mask_numbers(str(exc)),
+                    extra=log_fields("reconcile", outcome="retry", error=type(exc).__name__),
+                )
                 due = []
             if due:
                 await asyncio.gather(*(self._guarded(request) for request in due))
@@ -129,13 +137,23 @@ class ReconciliationPoller:
     async def _guarded(self, request: PendingRequest) -> None:
         async with self._slots:
             try:
-                await self.poll(request)
+                with self._telemetry.reconcile(request):  # its span: linked to the send
+                    await self.poll(request)
             except OpenSMSError as exc:
-                logger.warning("reconciliation of %s failed: %s", request.request_id, exc)
+                logger.warning(
+                    "reconciliation of %s failed: %s",
+                    request.request_id,
+                    mask_numbers(str(exc)),
+                    extra=_fields(request, "error", type(exc).__name__),
+                )
                 await self._reschedule_quietly(request)
-            except Exception:
+            except Exception as exc:
                 # A bug or an unexpected answer must not end reconciliation for everyone.
-                logger.exception("reconciliation of %s failed", request.request_id)
+                logger.exception(
+                    "reconciliation of %s failed",
+                    request.request_id,
+                    extra=_fields(request, "error", type(exc).__name__),
+                )
                 await self._reschedule_quietly(request)
 
     async def _reschedule_quietly(self, request: PendingRequest) -> None:
@@ -152,13 +170,18 @@ class ReconciliationPoller:
             await store.unschedule(request.request_id)
             return
         if now - request.tracked_at > self._retention:
-            logger.info("reconciliation: receipts of %s expired; giving up", request.request_id)
+            logger.info(
+                "reconciliation: receipts of %s expired; giving up",
+                request.request_id,
+                extra=_fields(request, "expired"),
+            )
             await store.unschedule(request.request_id)
             return
         if self._paused_until > now:  # another poll met a 429: this one would too
             await self._after_pause(request)
             return
         self.polls += 1
+        self._telemetry.polled()
         try:
             infos = await self._fetch(request.sender, request.request_id)
         except RateLimitError as exc:
@@ -185,7 +208,10 @@ class ReconciliationPoller:
         now = self._clock()
         if now >= self._paused_until:  # a new pause (not another answer of the same round)
             self._streak += 1
-            logger.warning("reconciliation: rate limited (429); polling paused")
+            logger.warning(
+                "reconciliation: rate limited (429); polling paused",
+                extra=log_fields("reconcile", http_status=429, outcome="paused"),
+            )
         until = now + rate_limit_pause(retry_after, self._streak)
         self._paused_until = max(self._paused_until, until)
 
@@ -205,7 +231,12 @@ class ReconciliationPoller:
         self, request: PendingRequest, infos: DeliveryInfoList, now: float
     ) -> list[DeliveryUpdate]:
         def skip(info: DeliveryInfo, exc: InvalidUpdateError) -> None:
-            logger.warning("reconciliation: skipping an entry of %s: %s", request.request_id, exc)
+            logger.warning(
+                "reconciliation: skipping an entry of %s: %s",
+                request.request_id,
+                mask_numbers(str(exc)),
+                extra=_fields(request, "skipped", type(exc).__name__),
+            )
 
         return updates_from_infos(
             request.request_id,
@@ -216,3 +247,14 @@ class ReconciliationPoller:
             received_at=now,
             refused=skip,
         )
+
+
+def _fields(request: PendingRequest, outcome: str, error: str | None = None) -> dict[str, object]:
+    """The ``extra=`` of a record about the reconciliation of ``request``."""
+    return log_fields(
+        "reconcile",
+        request_id=request.request_id,
+        outcome=outcome,
+        attempt=request.attempts + 1,
+        error=error,
+    )

@@ -23,6 +23,14 @@ from typing import Any, ClassVar, TypeVar
 from starlette.types import Receive, Scope, Send
 
 from ._exceptions import StoreError
+from ._telemetry import log_fields, mask_numbers
+from ._telemetry_receiver import (
+    MALFORMED,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    ReceiverTelemetry,
+)
 
 __all__ = [
     "CLIENT_GONE",
@@ -60,18 +68,26 @@ class ClientGone(Exception):
 
 
 class Refusal:
-    """An answer other than 204: its status, and a short JSON body saying why.
+    """An answer other than a plain 204: its status, and a short JSON body saying why.
 
     Built once (module constants, or per endpoint for what names its settings): a refusal costs
-    no encoding, and the body is a fixed phrase, never anything the sender sent.
+    no encoding, and the body is a fixed phrase, never anything the sender sent. One of status
+    204 is no refusal but a 204 with an outcome of its own (an inbound message recorded already:
+    ``duplicate``), answered with no body like any 204.
     """
 
-    __slots__ = ("body", "error", "headers", "reason", "status")
+    __slots__ = ("body", "error", "headers", "outcome", "reason", "status")
 
-    def __init__(self, status: int, error: str, reason: str) -> None:
+    def __init__(self, status: int, error: str, reason: str, outcome: str) -> None:
         self.status = status
         self.error = error
         self.reason = reason
+        self.outcome = outcome
+        """``opensms.outcome`` of a request so answered (DESIGN.md's bounded values)."""
+        if status == 204:
+            self.body = b""
+            self.headers: tuple[tuple[bytes, bytes], ...] = ()
+            return
         self.body = json.dumps({"error": error, "reason": reason}).encode()
         self.headers = (
             (b"content-type", b"application/json"),
@@ -82,46 +98,70 @@ class Refusal:
         return f"Refusal({self.status}, {self.error!r}, {self.reason!r})"
 
 
-NOT_JSON = Refusal(400, "not_json", "the body is not JSON")
-CLIENT_GONE = Refusal(400, "incomplete", "the connection closed before the body ended")
-NO_TOKEN = Refusal(401, "unauthorized", "missing security token")
-WRONG_TOKEN = Refusal(401, "unauthorized", "wrong security token")
-_STORE_FAILED = Refusal(503, "not_recorded", "the store could not record it; retry later")
-_STOPPING = Refusal(503, "not_recorded", "the server is stopping; retry later")
-_UNEXPECTED = Refusal(503, "not_recorded", "an unexpected error; retry later")
+NOT_JSON = Refusal(400, "not_json", "the body is not JSON", MALFORMED)
+CLIENT_GONE = Refusal(400, "incomplete", "the connection closed before the body ended", MALFORMED)
+NO_TOKEN = Refusal(401, "unauthorized", "missing security token", UNAUTHORIZED)
+WRONG_TOKEN = Refusal(401, "unauthorized", "wrong security token", UNAUTHORIZED)
+_STORE_FAILED = Refusal(
+    503, "not_recorded", "the store could not record it; retry later", UNAVAILABLE
+)
+_STOPPING = Refusal(503, "not_recorded", "the server is stopping; retry later", UNAVAILABLE)
+_UNEXPECTED = Refusal(503, "not_recorded", "an unexpected error; retry later", UNAVAILABLE)
 
 
 class Endpoint:
-    """A receiver endpoint; subclasses give :meth:`_handle` (and :attr:`what`, for log lines)."""
+    """A receiver endpoint; subclasses give :meth:`_handle` (and :attr:`what`, for log lines,
+    :attr:`operation`, for their structured fields, and their telemetry)."""
 
     what: ClassVar[str] = "callback"
     """What the endpoint receives, as log lines and the health route name it."""
+    operation: ClassVar[str] = "callback"
+    """The ``operation`` field of the endpoint's log records."""
 
-    def __init__(self, *, max_body_size: int, record_deadline: float) -> None:
+    def __init__(
+        self, *, max_body_size: int, record_deadline: float, telemetry: ReceiverTelemetry
+    ) -> None:
         if not (isinstance(record_deadline, int | float) and 0 < record_deadline < math.inf):
             raise ValueError(f"record_deadline must be a positive number, not {record_deadline!r}")
         self._max = max_body_size
         self._deadline = Deadline(record_deadline)
-        self._too_large = Refusal(413, "too_large", f"the body is over {max_body_size} bytes")
-        self._too_slow = Refusal(
-            503, "not_recorded", f"not recorded within {record_deadline:g} s; retry later"
+        self._too_large = Refusal(
+            413, "too_large", f"the body is over {max_body_size} bytes", TOO_LARGE
         )
+        self._too_slow = Refusal(
+            503,
+            "not_recorded",
+            f"not recorded within {record_deadline:g} s; retry later",
+            UNAVAILABLE,
+        )
+        self._telemetry = telemetry
         self.failed_at: float | None = None
         """``time.monotonic()`` when the last record attempt failed; None once one succeeded."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        seen = self._telemetry.start()  # its span and count; None unless an SDK records
         try:
             refusal = await self._handle(scope, receive)
         except asyncio.CancelledError:
             # Cancelled before an answer: uvicorn's graceful shutdown ran out (a body still
             # arriving, a record still running). uvicorn would answer 500; nothing was recorded,
             # so it is a 503, and this request ends here: the cancellation is consumed.
-            logger.warning("%s not recorded (the server is stopping), answering 503", self.what)
+            logger.warning(
+                "%s not recorded (the server is stopping), answering 503",
+                self.what,
+                extra=self._fields(_STOPPING),
+            )
             refusal = _STOPPING
         except Exception:
             # A bug (in parsing, say) is logged and answered 503, as a failed record is.
-            logger.exception("%s not recorded (unexpected error), answering 503", self.what)
+            logger.exception(
+                "%s not recorded (unexpected error), answering 503",
+                self.what,
+                extra=self._fields(_UNEXPECTED),
+            )
             refusal = _UNEXPECTED
+        if seen is not None:  # the answer is decided: the span ends as it is sent
+            seen.end(refusal)
         # Answer on the loop's next turn: callbacks that arrive together are then all recorded
         # first and all answered together, so the server reads and writes its sockets in batches
         # (less CPU per callback under concurrent load, for one more turn of the loop each).
@@ -147,14 +187,25 @@ class Endpoint:
         raise NotImplementedError
 
     def _refused(self, scope: Scope, refusal: Refusal, detail: object = None) -> Refusal:
-        """Log ``refusal`` (WARNING: a sender with a wrong token or a bad body shows here)."""
+        """Log ``refusal`` (WARNING: a sender with a wrong token or a bad body shows here). The
+        detail (a parse error's message, which may quote the body) has its numbers masked."""
         client = scope.get("client")
         origin = f" from {client[0]}" if client else ""
-        why = refusal.reason if detail is None else f"{refusal.reason}: {detail}"
+        why = refusal.reason if detail is None else f"{refusal.reason}: {mask_numbers(str(detail))}"
         logger.warning(
-            "%s refused (%s %s)%s: %s", self.what, refusal.status, refusal.error, origin, why
+            "%s refused (%s %s)%s: %s",
+            self.what,
+            refusal.status,
+            refusal.error,
+            origin,
+            why,
+            extra=self._fields(refusal),
         )
         return refusal
+
+    def _fields(self, refusal: Refusal) -> dict[str, object]:
+        """The ``extra=`` of a record about a request answered ``refusal``."""
+        return log_fields(self.operation, http_status=refusal.status, outcome=refusal.outcome)
 
     async def _read(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         """The whole body; :class:`BodyTooLarge` past the limit, :class:`ClientGone`."""
@@ -176,7 +227,8 @@ class Endpoint:
             chunks.append(chunk)
 
     async def _record(self, record: Callable[[_T], Awaitable[object]], items: _T) -> Refusal | None:
-        """``await record(items)`` under the record deadline; None once it returned."""
+        """``await record(items)`` under the record deadline; None once it returned (or what it
+        returned when that is a :class:`Refusal`: a 204 with an outcome of its own)."""
         # The deadline's bookkeeping inline, with one loop lookup: it runs for every request.
         loop = get_running_loop()
         task = current_task(loop)
@@ -188,25 +240,39 @@ class Endpoint:
         watched = deadline.newest
         watched.add(task)
         try:
-            await record(items)
+            recorded = await record(items)
         except asyncio.CancelledError:
             if not deadline.expired(task):
                 raise  # not ours: the server is stopping
             task.uncancel()
-            logger.error("%s not recorded within %s s, answering 503", self.what, deadline.seconds)
+            logger.error(
+                "%s not recorded within %s s, answering 503",
+                self.what,
+                deadline.seconds,
+                extra=self._fields(self._too_slow),
+            )
             return self._failed(self._too_slow)
         except StoreError as exc:
-            logger.error("%s not recorded, answering 503: %s", self.what, exc)
+            logger.error(
+                "%s not recorded, answering 503: %s",
+                self.what,
+                mask_numbers(str(exc)),
+                extra=self._fields(_STORE_FAILED),
+            )
             return self._failed(_STORE_FAILED)
         except Exception:
             # Never a 500: 503 says "try later".
-            logger.exception("%s not recorded (unexpected error), answering 503", self.what)
+            logger.exception(
+                "%s not recorded (unexpected error), answering 503",
+                self.what,
+                extra=self._fields(_UNEXPECTED),
+            )
             return self._failed(_UNEXPECTED)
         finally:
             watched.discard(task)
         if self.failed_at is not None:
             self.failed_at = None
-        return None
+        return recorded if type(recorded) is Refusal else None
 
     def _failed(self, refusal: Refusal) -> Refusal:
         self.failed_at = time.monotonic()

@@ -18,6 +18,8 @@ from ._live import LiveBuffer
 from ._models import DeliveryInfoList, SendResult
 from ._poller import ReconciliationPoller
 from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate
+from ._telemetry import log_fields
+from ._telemetry_delivery import DeliveryTelemetry, schedule_trace
 from ._updates import updates_from_send
 from .stores import Store, open_store
 
@@ -71,6 +73,7 @@ class DeliveryTracker(Lifecycle):
         self._clock = clock
         self._live = LiveBuffer(self.store, live_buffer)
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self._telemetry = DeliveryTelemetry(retention=retention)
         self._poller = (
             ReconciliationPoller(
                 self.store,
@@ -83,6 +86,7 @@ class DeliveryTracker(Lifecycle):
                 clock=clock,
                 sleep=sleep,
                 rng=rng or random.Random(),
+                telemetry=self._telemetry,
             )
             if client is not None
             else None
@@ -158,10 +162,16 @@ class DeliveryTracker(Lifecycle):
         """
         self._check_usable()
         now = self._clock()
-        events = await self.ingest(updates_from_send(sent, now))
+        updates = updates_from_send(sent, now)
+        self._telemetry.track(sent, now)  # before the send's events are counted
+        events = await self.ingest(updates)
         if self._reconciled:
             await self.store.schedule(
-                sent.request_id, sent.sender, tracked_at=now, poll_at=now + self.reconcile_after
+                sent.request_id,
+                sent.sender,
+                tracked_at=now,
+                poll_at=now + self.reconcile_after,
+                **schedule_trace(sent),  # the send's span context, for the poll's span
             )
         return events
 
@@ -185,13 +195,15 @@ class DeliveryTracker(Lifecycle):
         if not batch:
             return []
         try:
-            return await self.store.apply_events(batch)
+            events = await self.store.apply_events(batch)
         except (AttributeError, TypeError) as exc:
             # Checked only when the store failed (it recorded nothing of the call): a check of
             # every update up front would be paid on the hot path.
             if all(isinstance(update, DeliveryUpdate) for update in batch):
                 raise
             raise InvalidUpdateError("ingest takes DeliveryUpdate objects only", "update") from exc
+        self._telemetry.ingested(batch, events)
+        return events
 
     def _logged(self, events: Sequence[DeliveryEvent]) -> None:
         """The store's listener: what it recorded goes to the consumers and the waiters."""
@@ -228,7 +240,11 @@ class DeliveryTracker(Lifecycle):
                 try:
                     batch = await reader.next(cursor)
                 except StoreUnavailableError as exc:
-                    logger.warning("events paused, store unavailable: %s", exc)
+                    logger.warning(
+                        "events paused, store unavailable: %s",
+                        exc,
+                        extra=log_fields("events", outcome="paused", error=type(exc).__name__),
+                    )
                     with contextlib.suppress(TimeoutError):  # a close ends the wait at once
                         await asyncio.wait_for(self._closing.wait(), outage)
                     outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)

@@ -62,6 +62,7 @@ from ._receiving import (
     Refusal,
     parse_json,
 )
+from ._telemetry_receiver import INVALID, ReceiverTelemetry
 from ._tracker import DeliveryTracker
 from ._webhook import (
     cached_url_ids,
@@ -93,7 +94,7 @@ holding SQLite's write lock, a full disk), and a load balancer that took the rec
 no callback to tell it recovered: after this long the probe alone decides again."""
 
 
-_NOT_A_CALLBACK = Refusal(422, "not_a_callback", "not a delivery-info callback")
+_NOT_A_CALLBACK = Refusal(422, "not_a_callback", "not a delivery-info callback", INVALID)
 
 
 class CallbackEndpoint(Endpoint):
@@ -112,7 +113,11 @@ class CallbackEndpoint(Endpoint):
     ) -> None:
         if not tokens or not all(isinstance(t, str) and t for t in tokens):
             raise ValueError("A receiver needs a non-empty security token; it never accepts all.")
-        super().__init__(max_body_size=max_body_size, record_deadline=record_deadline)
+        super().__init__(
+            max_body_size=max_body_size,
+            record_deadline=record_deadline,
+            telemetry=ReceiverTelemetry(),  # opensms.callback, opensms.receiver.callbacks
+        )
         self._tracker = tracker
         self._tokens = [encode_token(t) for t in tokens]
         self._clock = clock
@@ -129,7 +134,10 @@ class CallbackEndpoint(Endpoint):
         except BodyTooLarge:
             return self._refused(scope, self._too_large)
         except ClientGone:
-            logger.info("callback abandoned: the sender closed the connection mid-body")
+            logger.info(
+                "callback abandoned: the sender closed the connection mid-body",
+                extra=self._fields(CLIENT_GONE),
+            )
             return CLIENT_GONE  # nobody reads this answer
         try:
             payload = parse_json(body)
@@ -157,6 +165,8 @@ def create_receiver_app(
     record_deadline: float = DEFAULT_RECORD_DEADLINE,
     health_path: str = "/healthz",
     manage_tracker: bool = True,
+    metrics: bool = False,
+    metrics_path: str = "/metrics",
 ) -> Starlette:
     """A Starlette app that records delivery-info callbacks into ``tracker`` and inbound messages
     into ``inbox``: either or both (``create_receiver_app(None, inbox=inbox,
@@ -185,6 +195,14 @@ def create_receiver_app(
     a callback could not be recorded (for a few seconds, or until one is), or when a store does
     not answer a small read (its newest cursor) within a second. The read is made at most once a
     second, however often a load balancer asks.
+
+    ``metrics=True`` serves OpenTelemetry's metrics for Prometheus at ``GET metrics_path``; it
+    needs the ``prometheus`` extra (``opentelemetry-exporter-prometheus``), else it raises
+    :class:`~opensms_async.MissingDependencyError`. When no OpenTelemetry SDK meter provider is
+    set yet, it sets one exporting to Prometheus; otherwise give yours a
+    ``PrometheusMetricReader``. Each process exports its own counts: do not scrape a port
+    shared by ``uvicorn --workers N`` (a scrape reaches one worker); run one process per port,
+    or push OTLP to a collector.
     """
     endpoints = _endpoints(
         tracker, security_token, path, inbox, inbound_path, inbound_security_token,
@@ -207,9 +225,14 @@ def create_receiver_app(
                 await owner.aclose()
 
     routes = [Route(p, endpoint, methods=["POST"]) for p, (_, _, endpoint) in endpoints.items()]
+    routes.append(Route(health_path, health.route, methods=["GET"]))
+    if metrics:
+        from ._telemetry_prometheus import metrics_route
+
+        routes.append(metrics_route(metrics_path))
     return _ReceiverApp(
         {p: endpoint for p, (_, _, endpoint) in endpoints.items()},
-        routes=[*routes, Route(health_path, health.route, methods=["GET"])],
+        routes=routes,
         lifespan=lifespan,
     )
 

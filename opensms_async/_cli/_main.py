@@ -14,6 +14,7 @@ from types import ModuleType
 
 from .. import __version__
 from .._exceptions import OpenSMSError, ValidationError
+from .._telemetry import log_fields
 from . import (
     _completion,
     _convert,
@@ -110,7 +111,9 @@ def _failed(out: Output, exc: Exception) -> int:
     elif isinstance(exc, OpenSMSError):
         code, message = EXIT_FAILED, str(exc)
     else:
-        logger.debug("unexpected error", exc_info=exc)
+        logger.debug(
+            "unexpected error", exc_info=exc, extra=log_fields("cli", error=type(exc).__name__)
+        )
         code = EXIT_FAILED
         message = (
             f"unexpected {type(exc).__name__}: {exc} (please report it; -vv shows the traceback)"

@@ -21,6 +21,7 @@ from .._tracker import DeliveryTracker
 from ..receiver import DEFAULT_RECORD_DEADLINE
 from ._base import (
     ENV_SECURITY_TOKEN,
+    EXIT_FAILED,
     EXIT_USAGE,
     CommandError,
     Commands,
@@ -100,6 +101,13 @@ def register(commands: Commands) -> None:
         metavar="SECONDS",
         help="answer 503 to a callback not recorded by then",
     )
+    receive.add_argument(
+        "--metrics-port",
+        type=port,
+        metavar="PORT",
+        help="also serve OpenTelemetry's metrics for Prometheus on http://HOST:PORT/metrics "
+        "(needs: pip install 'opensms-async[prometheus]')",
+    )
     add_reconcile_option(
         receive,
         help="wait between two polls of a request still not final, doubling each time (its "
@@ -145,6 +153,9 @@ async def _receive(args: argparse.Namespace, out: Output) -> int:
     from ..receiver import create_receiver_app
 
     tokens, inbound_tokens = _tokens(args)
+    # Before anything opens: a missing exporter is a one-line error, and the meter provider is
+    # set before the tracker and the receiver first look for one.
+    metrics = _metrics_app() if args.metrics_port is not None else None
     deadline = args.record_deadline
     # Longer than the deadline: a shutdown cancels no record, only bodies still arriving.
     graceful = math.ceil(deadline + _SHUTDOWN_MARGIN)
@@ -178,11 +189,26 @@ async def _receive(args: argparse.Namespace, out: Output) -> int:
         try:
             async with listening(app, args.host, args.port, graceful_shutdown=graceful) as server:
                 _announce(out, server.url, args, tracker, inbox, client)
+                if metrics is not None:
+                    exporting = await stack.enter_async_context(
+                        listening(metrics, args.host, args.metrics_port)
+                    )
+                    out.note(f"metrics for Prometheus on {exporting.url}/metrics")
                 code = await until_stopped()
         finally:
             for printer in printers:  # after the shutdown: what the last callbacks logged prints
                 printer.cancel()
     return code
+
+
+def _metrics_app() -> object:
+    from .._exceptions import MissingDependencyError
+    from .._telemetry_prometheus import metrics_app
+
+    try:
+        return metrics_app()
+    except MissingDependencyError as exc:
+        raise CommandError(f"--metrics-port: {exc}", EXIT_FAILED) from exc
 
 
 async def _printers(

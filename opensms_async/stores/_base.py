@@ -64,6 +64,9 @@ class PendingRequest:
     tracked_at: float
     next_poll_at: float
     attempts: int = 0
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the send's span, when it was traced: the poller's span links to
+    it, in whichever process the poll happens."""
 
 
 @runtime_checkable
@@ -71,9 +74,17 @@ class Schedule(Protocol):
     """The requests still to poll, with leases so that one poller (or replica) takes each."""
 
     async def schedule(
-        self, request_id: str, sender: str, *, tracked_at: float, poll_at: float
+        self,
+        request_id: str,
+        sender: str,
+        *,
+        tracked_at: float,
+        poll_at: float,
+        traceparent: str | None = None,
     ) -> None:
-        """Add a request to the polling schedule (keeping an existing entry's attempts)."""
+        """Add a request to the polling schedule (keeping an existing entry's attempts, and its
+        ``traceparent`` if it has one). ``traceparent`` is given only while tracing is on; a
+        store keeps it with the entry and gives it back in :meth:`claim_due`."""
 
     async def claim_due(
         self, now: float, *, limit: int = 100, lease: float = 60.0

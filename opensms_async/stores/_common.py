@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from .._exceptions import InvalidCursorError
+from .._telemetry import log_fields
 
 __all__ = ["Listeners", "Wakeup", "parse_cursor", "read_start", "read_waiting"]
 
@@ -116,5 +117,8 @@ class Listeners(Generic[_T]):
         for listener in self._listeners:
             try:
                 listener(items)
-            except Exception:
-                logger.exception("a store listener failed (the write stays recorded)")
+            except Exception as exc:
+                logger.exception(
+                    "a store listener failed (the write stays recorded)",
+                    extra=log_fields("store.listen", outcome="error", error=type(exc).__name__),
+                )

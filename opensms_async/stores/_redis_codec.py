@@ -222,12 +222,14 @@ def read_entries(reply: Any) -> list[tuple[Any, Any]]:
 
 
 def pending_from_row(row: Sequence[bytes | str]) -> PendingRequest:
-    """One row of the claim script's reply as :class:`PendingRequest`."""
-    request_id, sender, tracked_at, next_poll_at, attempts = (text(v) for v in row)
+    """One row of the claim script's reply as :class:`PendingRequest` (its sixth value, the
+    traceparent, "" for none)."""
+    request_id, sender, tracked_at, next_poll_at, attempts, traceparent = (text(v) for v in row)
     return PendingRequest(
         request_id=request_id,
         sender=sender,
         tracked_at=float(tracked_at),
         next_poll_at=float(next_poll_at),
         attempts=int(attempts),
+        traceparent=traceparent or None,
     )

@@ -19,6 +19,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from .._exceptions import StoreError, StoreUnavailableError
+from .._telemetry import log_fields
 from . import _redis_codec as codec
 from . import _redis_config as config
 
@@ -90,7 +91,7 @@ async def check_server(
     config.check_version(info.get("redis_version"))
     warning = config.check_policy(policy, where, allow_eviction=allow_eviction)
     if warning is not None:
-        logger.warning("%s", warning)
+        logger.warning("%s", warning, extra=log_fields("store.open", outcome="warning"))
 
 
 async def eviction_policy(redis: Redis) -> str | None:

@@ -24,6 +24,7 @@ from typing import Final
 from redis.asyncio import Redis
 
 from .._exceptions import StoreError
+from .._telemetry import log_fields
 from . import _redis_scripts as scripts
 from ._redis_codec import Keys, text
 
@@ -84,7 +85,11 @@ class Expiry:
                     await self.sweep()
             except StoreError as exc:
                 if is_open():
-                    logger.warning("expiry of Redis store keys postponed: %s", exc)
+                    logger.warning(
+                        "expiry of Redis store keys postponed: %s",
+                        exc,
+                        extra=log_fields("store.expiry", outcome="retry", error=type(exc).__name__),
+                    )
             if not is_open() or (migrated and self._retention is None):
                 return
             await asyncio.sleep(interval)
@@ -125,7 +130,11 @@ class Expiry:
         async with self._bounded("record the key layout"):
             await self._redis.set(self._keys.layout, _LAYOUT)
         if moved:
-            logger.info("%d Redis keys of an earlier version traded their TTL for the index", moved)
+            logger.info(
+                "%d Redis keys of an earlier version traded their TTL for the index",
+                moved,
+                extra=log_fields("store.migrate", outcome="ok"),
+            )
         return moved
 
     def _request_keys(self, names: Iterable[str]) -> tuple[list[str], list[str]]:

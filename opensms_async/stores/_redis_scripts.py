@@ -235,13 +235,15 @@ SCHEDULE: Final = (
     _EXPIRY
     + r"""
 -- KEYS[1]: the schedule (sorted set); KEYS[2]: the request's entry (hash); KEYS[3]: the expiry
--- index. ARGV: request id, sender, tracked at, poll at, retention in ms (0: keep for good).
--- An existing entry keeps its attempts, its earliest tracked_at and its lease.
+-- index. ARGV: request id, sender, tracked at, poll at, retention in ms (0: keep for good), the
+-- send's traceparent ("" for none). An existing entry keeps its attempts, its earliest
+-- tracked_at, its lease and its traceparent.
 local entry = redis.call("HMGET", KEYS[2], "tracked_at", "leased_until")
 local tracked = ARGV[3]
 if entry[1] and tonumber(entry[1]) < tonumber(tracked) then tracked = entry[1] end
 redis.call("HSET", KEYS[2], "sender", ARGV[2], "tracked_at", tracked, "next_poll_at", ARGV[4])
 redis.call("HSETNX", KEYS[2], "attempts", "0")
+if ARGV[6] and ARGV[6] ~= "" then redis.call("HSETNX", KEYS[2], "traceparent", ARGV[6]) end
 local score = ARGV[4]
 if entry[2] and tonumber(entry[2]) > tonumber(score) then score = entry[2] end
 redis.call("ZADD", KEYS[1], score, ARGV[1])
@@ -257,12 +259,14 @@ CLAIM_DUE: Final = (
 -- KEYS[1]: the schedule (sorted set, score = when due, lease included); KEYS[2]: the expiry index.
 -- ARGV: now, limit, lease end, retention in ms (0: keep for good), key prefix of the entries.
 -- Leases the due entries (earliest first) by moving their score to the lease end; drops members
--- whose entry is gone. Returns {request id, sender, tracked at, next poll at, attempts} rows.
+-- whose entry is gone. Returns {request id, sender, tracked at, next poll at, attempts,
+-- traceparent ("" for none)} rows.
 local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, ARGV[2])
 local claimed, clock = {}, nil
 for _, request_id in ipairs(due) do
   local key = ARGV[5] .. request_id
-  local e = redis.call("HMGET", key, "sender", "tracked_at", "next_poll_at", "attempts")
+  local e = redis.call("HMGET", key, "sender", "tracked_at", "next_poll_at", "attempts",
+    "traceparent")
   if not e[1] then
     redis.call("ZREM", KEYS[1], request_id)
   else
@@ -272,7 +276,7 @@ for _, request_id in ipairs(due) do
     redis.call("ZADD", KEYS[1], score, request_id)
     clock = clock or now_ms()
     keep(KEYS[2], request_id, key, tonumber(ARGV[4]), clock)
-    claimed[#claimed + 1] = {request_id, e[1], e[2], e[3], e[4] or "0"}
+    claimed[#claimed + 1] = {request_id, e[1], e[2], e[3], e[4] or "0", e[5] or ""}
   end
 end
 return claimed

@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from .._telemetry import log_fields
+
 __all__ = ["Retention"]
 
 logger = logging.getLogger("opensms_async.stores.sqlite")
@@ -144,9 +146,18 @@ class Retention:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                logger.warning("SQLite retention step failed (%s); retrying in %.0fs", exc, _RETRY)
+                logger.warning(
+                    "SQLite retention step failed (%s); retrying in %.0fs",
+                    exc,
+                    _RETRY,
+                    extra=log_fields("store.retention", outcome="retry", error=type(exc).__name__),
+                )
             else:
-                logger.exception("SQLite retention step failed; retrying in %.0fs", _RETRY)
+                logger.exception(
+                    "SQLite retention step failed; retrying in %.0fs",
+                    _RETRY,
+                    extra=log_fields("store.retention", outcome="retry", error=type(exc).__name__),
+                )
             self._forget_progress()
             return
         self.steps += 1

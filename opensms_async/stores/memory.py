@@ -57,14 +57,17 @@ class _Request:
 class _Pending:
     """A request on the polling schedule, with its lease."""
 
-    __slots__ = ("attempts", "leased_until", "next_poll_at", "sender", "tracked_at")
+    __slots__ = ("attempts", "leased_until", "next_poll_at", "sender", "traceparent", "tracked_at")
 
-    def __init__(self, sender: str, tracked_at: float, next_poll_at: float) -> None:
+    def __init__(
+        self, sender: str, tracked_at: float, next_poll_at: float, traceparent: str | None
+    ) -> None:
         self.sender = sender
         self.tracked_at = tracked_at
         self.next_poll_at = next_poll_at
         self.attempts = 0
         self.leased_until: float | None = None
+        self.traceparent = traceparent
 
 
 class _Schedule:
@@ -84,12 +87,20 @@ class _Schedule:
         self.ready: list[tuple[float, str]] = []
         self.leased: list[tuple[float, str]] = []
 
-    def add(self, request_id: str, sender: str, tracked_at: float, poll_at: float) -> None:
-        """Schedule a request; an existing entry keeps its attempts and lease."""
+    def add(
+        self,
+        request_id: str,
+        sender: str,
+        tracked_at: float,
+        poll_at: float,
+        traceparent: str | None = None,
+    ) -> None:
+        """Schedule a request; an existing entry keeps its attempts, lease and traceparent."""
         entry = self.entries.get(request_id)
         if entry is None:
-            self.entries[request_id] = _Pending(sender, tracked_at, poll_at)
+            self.entries[request_id] = _Pending(sender, tracked_at, poll_at, traceparent)
         else:
+            entry.traceparent = entry.traceparent or traceparent
             entry.sender = sender
             entry.tracked_at = min(entry.tracked_at, tracked_at)
             entry.next_poll_at = poll_at
@@ -396,12 +407,18 @@ class MemoryStore(Lifecycle):
     # --- polling schedule --------------------------------------------------------------------
 
     async def schedule(
-        self, request_id: str, sender: str, *, tracked_at: float, poll_at: float
+        self,
+        request_id: str,
+        sender: str,
+        *,
+        tracked_at: float,
+        poll_at: float,
+        traceparent: str | None = None,
     ) -> None:
         """Add a request to the polling schedule (an existing entry keeps attempts and lease)."""
         self._check_usable()
         _check_time(poll_at)
-        self._schedule.add(request_id, sender, tracked_at, poll_at)
+        self._schedule.add(request_id, sender, tracked_at, poll_at, traceparent)
 
     async def claim_due(
         self, now: float, *, limit: int = 100, lease: float = 60.0
@@ -443,4 +460,5 @@ def _pending(request_id: str, entry: _Pending) -> PendingRequest:
         tracked_at=entry.tracked_at,
         next_poll_at=entry.next_poll_at,
         attempts=entry.attempts,
+        traceparent=entry.traceparent,
     )

@@ -73,6 +73,7 @@ from redis.typing import KeyT, StreamIdT
 from .._exceptions import StoreError, StoreUnavailableError
 from .._lifecycle import OPEN, Lifecycle
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate
+from .._telemetry import log_fields
 from . import _redis_codec as codec
 from . import _redis_config as config
 from . import _redis_errors as errors
@@ -379,6 +380,7 @@ class RedisStore(Lifecycle):
                 " or flushed): created again from the oldest retained event",
                 group,
                 self._where,
+                extra=log_fields("store.read_events", outcome="recreated"),
             )
             await self._create_group(group, "0")
             result = await call()
@@ -480,15 +482,23 @@ class RedisStore(Lifecycle):
     # --- polling schedule --------------------------------------------------------------------
 
     async def schedule(
-        self, request_id: str, sender: str, *, tracked_at: float, poll_at: float
+        self,
+        request_id: str,
+        sender: str,
+        *,
+        tracked_at: float,
+        poll_at: float,
+        traceparent: str | None = None,
     ) -> None:
-        """Add a request to the polling schedule (an existing entry keeps attempts and lease)."""
+        """Add a request to the polling schedule (an existing entry keeps attempts, lease and
+        traceparent)."""
         args: _Args = [
             _text_arg(request_id, "request_id"),
             _text_arg(sender, "sender"),
             codec.number(tracked_at, "tracked_at"),
             codec.number(poll_at, "poll_at"),
             self._retention_ms,
+            _text_arg(traceparent or "", "traceparent"),
         ]
         self._ready()
         async with self._bounded("schedule a poll"):

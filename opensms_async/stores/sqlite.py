@@ -80,7 +80,7 @@ _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS pending (
         request_id TEXT PRIMARY KEY, sender TEXT NOT NULL, tracked_at REAL NOT NULL,
         next_poll_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, leased_until REAL,
-        written_at REAL NOT NULL)""",
+        written_at REAL NOT NULL, traceparent TEXT)""",
     "CREATE INDEX IF NOT EXISTS pending_due ON pending (next_poll_at)",
     # Schedule entries are few and written per send and per poll, not per callback: an index
     # finds the expired ones directly. States are swept instead (see _sqlite_retention).
@@ -119,13 +119,19 @@ _INSERT_EVENT: Final = """INSERT INTO events (request_id, address, status, previ
 _SELECT_EVENTS: Final = """SELECT cursor, request_id, address, status, previous, source,
     parts_delivered, sms_parts, conflict, at FROM events WHERE cursor > ? ORDER BY cursor LIMIT ?"""
 _SCHEDULE: Final = """INSERT INTO pending (request_id, sender, tracked_at, next_poll_at,
-    written_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET
+    written_at, traceparent) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET
     sender = excluded.sender, tracked_at = min(tracked_at, excluded.tracked_at),
-    next_poll_at = excluded.next_poll_at, written_at = excluded.written_at"""
+    next_poll_at = excluded.next_poll_at, written_at = excluded.written_at,
+    traceparent = coalesce(traceparent, excluded.traceparent)"""
+_ADD_TRACEPARENT: Final = "ALTER TABLE pending ADD COLUMN traceparent TEXT"
+"""The send's span context with a schedule entry (OpenTelemetry, issue 13): a nullable column
+added to the files of earlier releases when opened, with no new schema version, since those
+releases name the columns they read and write and so ignore it."""
 _RESCHEDULE: Final = """UPDATE pending SET next_poll_at = ?, attempts = ?, leased_until = NULL,
     written_at = ? WHERE request_id = ?"""
 _LEASE: Final = "UPDATE pending SET leased_until = ?, written_at = ? WHERE request_id = ?"
-_SELECT_DUE: Final = """SELECT request_id, sender, tracked_at, next_poll_at, attempts FROM pending
+_SELECT_DUE: Final = """SELECT request_id, sender, tracked_at, next_poll_at, attempts, traceparent
+    FROM pending
     WHERE next_poll_at <= ? AND (leased_until IS NULL OR leased_until <= ?)
     ORDER BY next_poll_at, request_id LIMIT ?"""
 
@@ -323,10 +329,17 @@ class SQLiteStore(Lifecycle):
     # --- polling schedule --------------------------------------------------------------------
 
     async def schedule(
-        self, request_id: str, sender: str, *, tracked_at: float, poll_at: float
+        self,
+        request_id: str,
+        sender: str,
+        *,
+        tracked_at: float,
+        poll_at: float,
+        traceparent: str | None = None,
     ) -> None:
-        """Add a request to the polling schedule (an existing entry keeps attempts and lease)."""
-        params = (request_id, sender, tracked_at, poll_at, self._clock())
+        """Add a request to the polling schedule (an existing entry keeps attempts, lease and
+        traceparent)."""
+        params = (request_id, sender, tracked_at, poll_at, self._clock(), traceparent)
         await self._ready().call(partial(_execute, _SCHEDULE, params), "write")
 
     async def claim_due(
@@ -467,6 +480,8 @@ def _create_schema(conn: _Connection, now: float) -> None:
             )
         for statement in _SCHEMA:
             conn.execute(statement)
+        if "traceparent" not in _columns(conn, "pending"):
+            conn.execute(_ADD_TRACEPARENT)
         conn.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -474,6 +489,11 @@ def _create_schema(conn: _Connection, now: float) -> None:
     except BaseException:
         rollback(conn)
         raise
+
+
+def _columns(conn: _Connection, table: str) -> set[str]:
+    """The column names of ``table`` (a name of ours, never user-given)."""
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
 def _schema_version(conn: _Connection) -> str | None:
