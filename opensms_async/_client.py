@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
@@ -38,7 +37,7 @@ from ._constants import (
     KEEPALIVE_EXPIRY,
     USER_AGENT,
 )
-from ._converter import WireFormatError, decode_json, structure, unstructure
+from ._converter import WireFormatError, decode_json, encode_json, structure, unstructure
 from ._errors_map import make_status_error
 from ._exceptions import (
     APIConnectionError,
@@ -502,7 +501,7 @@ class OpenSMSClient(Lifecycle):
         if self._state is CLOSED:
             raise self._unusable()
         retries = self.max_retries if max_retries is None else max_retries
-        content = None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
+        content = None if json_body is None else encode_json(json_body)
         attempt = 0
         while True:
             try:
