@@ -8,7 +8,6 @@ import math
 import os
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -52,6 +51,7 @@ from ._exceptions import (
     RateLimitError,
     ValidationError,
 )
+from ._ids import new_correlator
 from ._inbound import (
     ConversionRequest,
     InboundSmsMessageList,
@@ -70,7 +70,7 @@ from ._models import (
     request_id_from_url,
 )
 from ._retry import parse_retry_after, retry_delay, should_retry_status
-from ._segments import count_segments
+from ._segments import count_parts
 from ._transport import Wire, attempt_deadline
 
 __all__ = ["OpenSMSClient"]
@@ -229,7 +229,7 @@ class OpenSMSClient(Lifecycle):
             _check_https(notify_url, "notify_url")
         _check_flag(asynchronous, "asynchronous")
         _check_flag(final_delivery, "final_delivery")
-        correlator = client_correlator or str(uuid.uuid4())
+        correlator = client_correlator or new_correlator()
         body = OutboundMessageRequest(
             address=list(recipients),
             sender_address=sender,
@@ -247,9 +247,7 @@ class OpenSMSClient(Lifecycle):
             "POST", path, json_body=payload, expected=(200, 201), max_retries=max_retries
         )
         echoed = self._parse(response, "outboundSMSMessageRequest", OutboundMessageRequest)
-        return _send_result(
-            response, echoed, sender, recipients, correlator, count_segments(text).parts
-        )
+        return _send_result(response, echoed, sender, recipients, correlator, count_parts(text))
 
     async def get_delivery_infos(
         self, sender: str, request_id: str, *, max_retries: int | None = None
