@@ -195,10 +195,15 @@ def _header_pairs(headers: httpx.Headers) -> list[tuple[str, str]]:
     """The request's header lines as they are, decoded as httpx decodes them.
 
     Not the ``Mapping`` itself: its ``items()`` works out the encoding anew for each header
-    and joins repeated ones; aiohttp sends each pair as its own line, as httpcore does.
+    and joins repeated ones; aiohttp sends each pair as its own line, as httpcore does. ASCII is
+    tried first: httpx's guess decodes every header once to check it, then again to use it.
     """
-    encoding = headers.encoding
-    return [(name.decode(encoding), value.decode(encoding)) for name, value in headers.raw]
+    raw = headers.raw
+    try:  # ASCII (the usual case) reads the same in whichever encoding httpx would pick
+        return [(name.decode("ascii"), value.decode("ascii")) for name, value in raw]
+    except UnicodeDecodeError:
+        encoding = headers.encoding
+        return [(name.decode(encoding), value.decode(encoding)) for name, value in raw]
 
 
 async def _body(answer: aiohttp.ClientResponse, request: httpx.Request) -> httpx.AsyncByteStream:

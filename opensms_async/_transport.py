@@ -21,7 +21,7 @@ import httpx
 from ._constants import ACCEPT_ENCODING, DECODE_PIECE
 from ._exceptions import APIConnectionError, APITimeoutError, ResponseTooLargeError
 
-__all__ = ["Wire", "attempt_deadline", "connection_cause"]
+__all__ = ["Wire", "attempt_deadline", "connection_cause", "transport_timeouts"]
 
 _MAX_CAUSE = 200
 """Characters of a transport error's own text kept in a message."""
@@ -38,6 +38,20 @@ def attempt_deadline(timeout: httpx.Timeout) -> float | None:
     phases = (timeout.connect, timeout.read, timeout.write, timeout.pool)
     bounded = [phase for phase in phases if phase is not None]
     return max(bounded) if bounded else None
+
+
+def transport_timeouts(timeout: httpx.Timeout, deadline: float | None) -> dict[str, float | None]:
+    """The per-phase timeouts handed to the transport with each request of a :class:`Wire`.
+
+    httpx's, but with no read timeout when the deadline is no longer than it: a wait between
+    reads cannot outlast the whole exchange, so the deadline always fires first and the read
+    timer (rearmed by aiohttp at every chunk received) would only cost time.
+    """
+    phases = timeout.as_dict()
+    read = phases.get("read")
+    if deadline is not None and read is not None and read >= deadline:
+        phases["read"] = None
+    return phases
 
 
 class Wire:
@@ -81,7 +95,7 @@ class Wire:
         self._raw_headers = [
             (name.encode(), value.encode()) for name, value in self._headers.items()
         ]
-        self._extensions = {"timeout": http.timeout.as_dict()}
+        self._extensions = {"timeout": transport_timeouts(http.timeout, deadline)}
 
     def __repr__(self) -> str:
         return f"Wire(deadline={self.deadline!r}, max_response_size={self.max_response_size!r})"

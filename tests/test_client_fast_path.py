@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from opensms_async import AiohttpTransport
+from opensms_async import AiohttpTransport, APITimeoutError, OpenSMSClient
 from opensms_async._constants import READ_AT_ONCE
+from opensms_async._transport import transport_timeouts
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +110,48 @@ async def test_a_long_answer_is_streamed() -> None:
             assert await response.aread() == body
         finally:
             await transport.aclose()
+
+
+async def test_a_utf8_header_goes_out_as_its_bytes() -> None:
+    """A header value given as UTF-8 bytes reaches the server as those bytes."""
+    async with (
+        raw_heads(answer_of(b"{}")) as (url, heads),
+        httpx.AsyncClient(transport=AiohttpTransport()) as http,
+    ):
+        await http.get(url + "/x", headers={"X-Name": "café".encode()})
+        await http.get(url + "/x", headers={"X-Name": "plain"})
+    assert "X-Name: café".encode() in heads[0].split(b"\r\n")
+    assert b"X-Name: plain" in heads[1].split(b"\r\n")
+
+
+def test_the_read_timeout_is_left_to_a_shorter_deadline() -> None:
+    """A read timeout no shorter than the deadline is not armed (the deadline fires first); a
+    shorter one is kept, as are the other phases."""
+    default = transport_timeouts(httpx.Timeout(30.0, connect=5.0), 30.0)
+    assert default == {"connect": 5.0, "read": None, "write": 30.0, "pool": 30.0}
+    short = transport_timeouts(httpx.Timeout(5.0, read=0.5), 60.0)
+    assert short == {"connect": 5.0, "read": 0.5, "write": 5.0, "pool": 5.0}
+    unbounded = transport_timeouts(httpx.Timeout(None, read=2.0), None)
+    assert unbounded["read"] == 2.0
+
+
+async def test_a_silent_server_hits_the_deadline_without_a_read_timeout() -> None:
+    """timeout=0.5 (so a 0.5 s deadline): a server that never answers gives APITimeoutError
+    naming the deadline, well within 15 s."""
+
+    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.read(1 << 16)
+            await asyncio.sleep(60)
+        writer.close()
+
+    server = await asyncio.start_server(never, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        client = OpenSMSClient(api_key="k", base_url=url, timeout=0.5, max_retries=0)
+        async with client, asyncio.timeout(15):
+            with pytest.raises(APITimeoutError, match="deadline"):
+                await client.get_subscription()
+    finally:
+        server.close()
+        await server.wait_closed()
