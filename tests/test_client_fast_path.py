@@ -118,7 +118,7 @@ async def test_a_utf8_header_goes_out_as_its_bytes() -> None:
         raw_heads(answer_of(b"{}")) as (url, heads),
         httpx.AsyncClient(transport=AiohttpTransport()) as http,
     ):
-        await http.get(url + "/x", headers={"X-Name": "café".encode()})
+        await http.get(url + "/x", headers={b"X-Name": "café".encode()})
         await http.get(url + "/x", headers={"X-Name": "plain"})
     assert "X-Name: café".encode() in heads[0].split(b"\r\n")
     assert b"X-Name: plain" in heads[1].split(b"\r\n")
