@@ -17,10 +17,12 @@ that it names every module.
     _constants              defaults shared by the client, the tracker and the receiver
     _exceptions             the error tree, rooted at OpenSMSError
     _models                 the wire's models (attrs) and DeliveryStatus
+    _json                   JSON in and out without json.loads/json.dumps's wrappers
     _converter              the one cattrs converter: models to and from camelCase JSON
     _inbound                the wire's models of inbound SMS and conversions
     _addressing             recipient and sender rules: tel: URIs, E.164, path segments
     _segments               SMS segment counting: GSM-7 and UCS-2
+    _ids                    random identifiers of a send: the clientCorrelator
     _retry                  the retry policy as pure functions
     _gate                   the one gate every delivery update passes, field by field
     _state                  delivery states, updates, events and the merge rule

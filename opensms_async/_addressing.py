@@ -234,6 +234,10 @@ def sender_path_segment(sender: str) -> str:
     Every byte outside RFC 3986's unreserved set is encoded: ``tel:+32123`` ->
     ``tel%3A%2B32123``, ``ALPHA NUM`` -> ``ALPHA%20NUM``.
     """
+    if sender.startswith("tel:"):  # what normalize_sender makes of a number: no quote() needed
+        digits = sender[5:] if sender[4:5] == "+" else sender[4:]
+        if digits.isascii() and digits.isdigit():
+            return ("tel%3A%2B" if len(digits) < len(sender) - 4 else "tel%3A") + digits
     return quote(sender, safe="")
 
 

@@ -24,7 +24,7 @@ import httpcore
 import httpx
 import yarl
 
-from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY
+from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY, READ_AT_ONCE
 
 __all__ = ["AiohttpTransport", "environment_proxies", "httpx_transport_patched"]
 
@@ -106,7 +106,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return f"AiohttpTransport(max_connections={self._max_connections})"
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` and return the response with its body still to be streamed."""
+        """Send ``request`` and return the response, its body read when small, else streamed."""
         if httpx_transport_patched():
             return await self._httpx_transport().handle_async_request(request)
         session = self._session or self._open()
@@ -119,7 +119,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 request.method,
                 # As httpx encoded it: yarl would otherwise re-normalise it ("%3A" to ":").
                 yarl.URL(str(request.url), encoded=True),
-                headers=request.headers,
+                headers=_header_pairs(request.headers),
                 data=content or None,
                 allow_redirects=False,
                 timeout=self._timeout(request.extensions.get("timeout")),
@@ -130,7 +130,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             answer.status,
             headers=answer.raw_headers,
-            stream=_Body(answer, request),
+            stream=await _body(answer, request),
             request=request,
             extensions={
                 "http_version": b"HTTP/1.1",
@@ -189,6 +189,38 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
             self._fallback = httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits)
         return self._fallback
+
+
+def _header_pairs(headers: httpx.Headers) -> list[tuple[str, str]]:
+    """The request's header lines as they are, decoded as httpx decodes them.
+
+    Not the ``Mapping`` itself: its ``items()`` works out the encoding anew for each header
+    and joins repeated ones; aiohttp sends each pair as its own line, as httpcore does. ASCII is
+    tried first: httpx's guess decodes every header once to check it, then again to use it.
+    """
+    raw = headers.raw
+    try:  # ASCII (the usual case) reads the same in whichever encoding httpx would pick
+        return [(name.decode("ascii"), value.decode("ascii")) for name, value in raw]
+    except UnicodeDecodeError:
+        encoding = headers.encoding
+        return [(name.decode(encoding), value.decode(encoding)) for name, value in raw]
+
+
+async def _body(answer: aiohttp.ClientResponse, request: httpx.Request) -> httpx.AsyncByteStream:
+    """The answer's body: read whole now when it declares a small length, else a stream.
+
+    An answer of a known length up to ``READ_AT_ONCE`` bytes (every API answer in practice) is
+    read in one call, the connection going back to the pool at once; one that declares no length
+    or a longer one is streamed, so that the client's size bound stops it early. Either way the
+    bytes are raw: the client inflates them, counting the decoded size.
+    """
+    length = answer.headers.get("Content-Length", "")
+    if not (length.isascii() and length.isdigit() and int(length) <= READ_AT_ONCE):
+        return _Body(answer, request)
+    try:
+        return httpx.ByteStream(await answer.read())
+    except Exception as exc:
+        raise _httpx_error(exc, request, connecting=False) from exc
 
 
 class _Body(httpx.AsyncByteStream):

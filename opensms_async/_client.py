@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -38,7 +36,7 @@ from ._constants import (
     KEEPALIVE_EXPIRY,
     USER_AGENT,
 )
-from ._converter import WireFormatError, decode_json, structure, unstructure
+from ._converter import WireFormatError, decode_json, encode_json, structure, unstructure
 from ._errors_map import make_status_error
 from ._exceptions import (
     APIConnectionError,
@@ -53,6 +51,7 @@ from ._exceptions import (
     RateLimitError,
     ValidationError,
 )
+from ._ids import new_correlator
 from ._inbound import (
     ConversionRequest,
     InboundSmsMessageList,
@@ -71,7 +70,7 @@ from ._models import (
     request_id_from_url,
 )
 from ._retry import parse_retry_after, retry_delay, should_retry_status
-from ._segments import count_segments
+from ._segments import count_parts
 from ._telemetry import HTTP_STATUS_CODE, Call, client_calls, current_traceparent
 from ._transport import Wire, attempt_deadline
 
@@ -232,7 +231,7 @@ class OpenSMSClient(Lifecycle):
             _check_https(notify_url, "notify_url")
         _check_flag(asynchronous, "asynchronous")
         _check_flag(final_delivery, "final_delivery")
-        correlator = client_correlator or str(uuid.uuid4())
+        correlator = client_correlator or new_correlator()
         body = OutboundMessageRequest(
             address=list(recipients),
             sender_address=sender,
@@ -252,7 +251,7 @@ class OpenSMSClient(Lifecycle):
             )
             echoed = self._parse(response, "outboundSMSMessageRequest", OutboundMessageRequest)
             result = _send_result(
-                response, echoed, sender, recipients, correlator, count_segments(text).parts
+                response, echoed, sender, recipients, correlator, count_parts(text)
             )
             call.request_id = result.request_id
         return result
@@ -531,7 +530,7 @@ class OpenSMSClient(Lifecycle):
         if self._state is CLOSED:
             raise self._unusable()
         retries = self.max_retries if max_retries is None else max_retries
-        content = None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
+        content = None if json_body is None else encode_json(json_body)
         attempt = 0
         while True:
             call.attempt, call.status = attempt + 1, None

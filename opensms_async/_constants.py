@@ -51,5 +51,9 @@ far above any answer the API gives, and far below what a gzip bomb would inflate
 ACCEPT_ENCODING = "gzip, deflate"
 """The content codings the client asks for: the ones it can inflate with a bound on the output."""
 
+READ_AT_ONCE = 64 * 1024
+"""Raw body bytes the default transport reads in one call when an answer declares a length up to
+this (an API answer is rarely above a few KB); a longer or unknown length is streamed."""
+
 DECODE_PIECE = 64 * 1024
 """Most bytes one inflate step may produce, so a compressed chunk never balloons in memory."""

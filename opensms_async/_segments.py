@@ -23,6 +23,7 @@ __all__ = [
     "GSM7_EXTENSION",
     "UCS2",
     "SegmentCount",
+    "count_parts",
     "count_segments",
     "is_gsm7",
     "split_segments",
@@ -149,6 +150,20 @@ def count_segments(text: str) -> SegmentCount:
         remaining=remaining,
         characters=len(text),
     )
+
+
+def count_parts(text: str) -> int:
+    """``count_segments(text).parts``, without counting units for a text that fits one SMS
+    whatever its characters: after normalisation none costs more than 2 units (a GSM-7 escape,
+    a UTF-16 surrogate pair), so up to 35 characters always fit, and up to 80 GSM-7 ones."""
+    normal = _normalise(text)
+    if not normal:
+        return 0
+    if 2 * len(normal) <= _UCS2_SINGLE:
+        return 1
+    if 2 * len(normal) <= _GSM7_SINGLE and _GSM7_ALL.issuperset(normal):
+        return 1
+    return count_segments(text).parts
 
 
 def split_segments(text: str) -> list[str]:

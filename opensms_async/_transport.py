@@ -21,7 +21,7 @@ import httpx
 from ._constants import ACCEPT_ENCODING, DECODE_PIECE
 from ._exceptions import APIConnectionError, APITimeoutError, ResponseTooLargeError
 
-__all__ = ["Wire", "attempt_deadline", "connection_cause"]
+__all__ = ["Wire", "attempt_deadline", "connection_cause", "transport_timeouts"]
 
 _MAX_CAUSE = 200
 """Characters of a transport error's own text kept in a message."""
@@ -38,6 +38,20 @@ def attempt_deadline(timeout: httpx.Timeout) -> float | None:
     phases = (timeout.connect, timeout.read, timeout.write, timeout.pool)
     bounded = [phase for phase in phases if phase is not None]
     return max(bounded) if bounded else None
+
+
+def transport_timeouts(timeout: httpx.Timeout, deadline: float | None) -> dict[str, float | None]:
+    """The per-phase timeouts handed to the transport with each request of a :class:`Wire`.
+
+    httpx's, but with no read timeout when the deadline is no longer than it: a wait between
+    reads cannot outlast the whole exchange, so the deadline always fires first and the read
+    timer (rearmed by aiohttp at every chunk received) would only cost time.
+    """
+    phases = timeout.as_dict()
+    read = phases.get("read")
+    if deadline is not None and read is not None and read >= deadline:
+        phases["read"] = None
+    return phases
 
 
 class Wire:
@@ -81,7 +95,7 @@ class Wire:
         self._raw_headers = [
             (name.encode(), value.encode()) for name, value in self._headers.items()
         ]
-        self._extensions = {"timeout": http.timeout.as_dict()}
+        self._extensions = {"timeout": transport_timeouts(http.timeout, deadline)}
 
     def __repr__(self) -> str:
         return f"Wire(deadline={self.deadline!r}, max_response_size={self.max_response_size!r})"
@@ -115,7 +129,8 @@ class Wire:
         """The request ``httpx.Request(content=...)`` makes, with the headers it would add
         (``Host``, ``Content-Length``) given up front as bytes: that saves most of its cost,
         spent normalising and searching header names one by one."""
-        url = httpx.URL(url)
+        if not isinstance(url, httpx.URL):  # the client's URLs are parsed once, in its cache
+            url = httpx.URL(url)
         raw = [(b"Host", url.netloc), *self._raw_headers]
         raw += [(name.encode(), value.encode()) for name, value in headers.items()]
         body = content or b""
@@ -161,7 +176,7 @@ class Wire:
         try:
             await _read_body(response, self.max_response_size)
         finally:
-            await response.aclose()  # a no-op once read; else drops the connection mid-body
+            await _close(response)  # once read, the stream's close is a no-op or a release
         if self.direct:  # what httpx's send would have recorded
             response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
         return response
@@ -277,6 +292,19 @@ async def _read_body(response: httpx.Response, limit: int) -> None:
         raise httpx.DecodingError(str(exc), request=response.request) from None
     # httpx has no public way to hand a response bytes read outside it; this is what aread() does.
     response._content = b"".join(pieces)
+
+
+async def _close(response: httpx.Response) -> None:
+    """``response.aclose()``: drops the connection of a body not read to its end.
+
+    Without the context manager ``aclose`` wraps around it, which only labels an httpx error with
+    its request (:meth:`Wire.send` names the request itself) and costs as much as the close.
+    """
+    if not response.is_closed:
+        response.is_closed = True
+        stream = response.stream
+        if isinstance(stream, httpx.AsyncByteStream):  # a sync one was refused when read
+            await stream.aclose()
 
 
 def _check_size(response: httpx.Response, size: int, limit: int) -> None:

@@ -1,0 +1,39 @@
+"""JSON in and out of the client, minus the wrappers of ``json.loads`` and ``json.dumps``.
+
+Both sit on the path of every request: ``json.dumps(..., ensure_ascii=False)`` builds a new
+encoder per call, and ``json.loads`` of bytes guesses the encoding and strips the text before
+parsing. The answers are the same as theirs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["dumps", "loads"]
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+"""``json.dumps(obj, ensure_ascii=False)``'s encoder, built once (it holds only its settings)."""
+
+_DECODER = json.JSONDecoder()
+_WHITESPACE = " \t\n\r"
+
+
+def dumps(obj: Any) -> bytes:
+    """``json.dumps(obj, ensure_ascii=False).encode()``: UTF-8, non-ASCII text as it is."""
+    return _ENCODER.encode(obj).encode()
+
+
+def loads(data: bytes | str) -> Any:
+    """``json.loads(data)``, raising what it raises.
+
+    Bytes opening with ``{`` and no NUL byte after it are UTF-8 to ``json.loads`` (no BOM, not
+    UTF-16/32): decoded as it would, then parsed with nothing but JSON whitespace allowed after
+    the document. Anything else takes the standard path, which decides.
+    """
+    if isinstance(data, bytes) and data[:1] == b"{" and data[1:2] != b"\x00":
+        text = data.decode("utf-8", "surrogatepass")
+        document, end = _DECODER.raw_decode(text)
+        if end == len(text) or not text[end:].strip(_WHITESPACE):
+            return document
+    return json.loads(data)
