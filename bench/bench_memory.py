@@ -1,8 +1,8 @@
 """Bytes per tracked recipient in a ``MemoryStore`` (target: at most 400 B at 1M recipients).
 
 Each recipient gets what ``tracker.track()`` writes: one ``source="send"`` update (hence one
-logged event), sent in one ``apply`` per request with the request's sender and timestamp shared.
-Everything the store keeps alive is counted, including the address strings.
+logged event), sent in one ``apply_events`` per request with the request's sender and timestamp
+shared. Everything the store keeps alive is counted, including the address strings.
 
     .venv/bin/python bench/bench_memory.py                    # 10,000 requests x 100 recipients
     .venv/bin/python bench/bench_memory.py --requests 1000    # quicker
@@ -33,6 +33,7 @@ TARGET_BYTES = 400
 async def fill(store: MemoryStore, requests: int, recipients: int) -> None:
     """Track ``requests`` requests of ``recipients`` distinct recipients each."""
     number = 33_600_000_000
+    await store.open()
     for _ in range(requests):
         request_id, now = str(uuid.uuid4()), time.time()
         updates = []
@@ -49,7 +50,7 @@ async def fill(store: MemoryStore, requests: int, recipients: int) -> None:
                     received_at=now,
                 )
             )
-        await store.apply(updates)
+        await store.apply_events(updates)
 
 
 def max_rss_bytes() -> int:

@@ -29,6 +29,7 @@ HOUR = 3600.0
 async def measure(pending: int, calls: int) -> dict[str, float]:
     """Fill a store with ``pending`` requests due in an hour or later, then time claim_due."""
     store = MemoryStore()
+    await store.open()
     started = time.perf_counter()
     for n in range(pending):
         await store.schedule(f"req-{n:07d}", "tel:+3212345", tracked_at=NOW, poll_at=NOW + HOUR + n)

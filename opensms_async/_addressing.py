@@ -26,6 +26,7 @@ from ._segments import GSM7_BASIC, GSM7_EXTENSION
 
 __all__ = [
     "check_text",
+    "inbound_address",
     "is_alphanumeric_sender",
     "normalize_address",
     "normalize_inbound_number",
@@ -41,6 +42,7 @@ MAX_ALPHANUMERIC_SENDER = 11
 """Longest alphanumeric sender the spec allows."""
 
 _E164_RE = re.compile(r"(?i:tel:)?\+([1-9][0-9]{0,14})")
+_INBOUND_NUMBER_RE = re.compile(r"(?i:tel:)?\+?([1-9][0-9]{0,14})")
 _NUMERIC_SENDER_RE = re.compile(r"(?i:tel:)?(\+(?=[1-9]))?([0-9]{1,15})")
 _TEL_RE = re.compile(r"(?i:tel:)")
 _DOT_SEGMENTS = (".", "..")
@@ -200,6 +202,22 @@ def _inbound_problem(value: object) -> str:
     if not _looks_numeric(stripped):
         return "it is not a number"
     return _numeric_problem(stripped)
+
+
+def inbound_address(value: str) -> str:
+    """An address of an inbound message in the form the inbox keeps and compares.
+
+    BICS writes inbound numbers as bare international digits (``"32470000000"``): a number of 1
+    to 15 digits not starting with 0, with or without ``tel:`` and ``+``, becomes
+    ``tel:+<digits>`` (a short code too, since bare digits cannot tell one apart). Anything else
+    (a name, a national number starting with 0) is kept as given, minus surrounding whitespace:
+    an inbound message is never refused for its address.
+    """
+    if value.isascii() and value.isdigit() and len(value) <= 15 and value[0] != "0":
+        return "tel:+" + value  # BICS's form, once or twice per inbound callback: no regex
+    stripped = value.strip()
+    match = _INBOUND_NUMBER_RE.fullmatch(stripped)
+    return stripped if match is None else "tel:+" + match.group(1)
 
 
 def is_alphanumeric_sender(sender: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import math
@@ -12,8 +11,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -62,6 +60,7 @@ from ._inbound import (
     MessageIds,
     parse_refused_ids,
 )
+from ._lifecycle import CLOSED, Lifecycle
 from ._limiter import RateLimiter
 from ._models import (
     DeliveryInfoList,
@@ -82,17 +81,11 @@ logger = logging.getLogger("opensms_async")
 T = TypeVar("T")
 
 
-class _Lifecycle(enum.Enum):
-    UNOPENED = 1
-    OPENED = 2
-    CLOSED = 3
-
-
 _URL_CACHE_SIZE = 256
 """Parsed request URLs a client keeps (see ``OpenSMSClient._url``)."""
 
 
-class OpenSMSClient:
+class OpenSMSClient(Lifecycle):
     """Async client for the BICS OpenSMS API; use it as ``async with OpenSMSClient() as client``.
 
     Credentials: ``api_key`` (default: env ``OPENSMS_API_KEY``) sent as ``Authorization: Bearer``,
@@ -174,32 +167,27 @@ class OpenSMSClient:
         self._urls: dict[str, httpx.URL] = {}
         self._sleep = sleep
         self._random = random
-        self._state = _Lifecycle.UNOPENED
 
     def __repr__(self) -> str:
         return f"OpenSMSClient(base_url={self.base_url!r}, auth={self._auth!r})"
 
-    async def __aenter__(self) -> Self:
-        if self._state is not _Lifecycle.UNOPENED:
-            raise RuntimeError("An OpenSMSClient can be opened once; create a new one instead.")
-        self._state = _Lifecycle.OPENED
-        if self._owns_http:
-            await self._http.__aenter__()
-        return self
+    async def open(self) -> None:
+        """Open the HTTP client (unless it was passed in); a client opens once.
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        ``async with OpenSMSClient(...) as client`` calls it. As httpx's, a client may also be
+        used without opening it; once closed, it refuses every call.
+        """
+        await super().open()
 
     async def aclose(self) -> None:
         """Close the underlying HTTP client (unless it was passed in); safe to call twice."""
-        if self._state is _Lifecycle.CLOSED:
-            return
-        self._state = _Lifecycle.CLOSED
+        await super().aclose()
+
+    async def _open(self) -> None:
+        if self._owns_http:
+            await self._http.__aenter__()
+
+    async def _aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
 
@@ -511,8 +499,8 @@ class OpenSMSClient:
         secrets: tuple[str, ...] = (),
         gone_is_done: bool = False,
     ) -> httpx.Response:
-        if self._state is _Lifecycle.CLOSED:
-            raise RuntimeError("This OpenSMSClient is closed.")
+        if self._state is CLOSED:
+            raise self._unusable()
         retries = self.max_retries if max_retries is None else max_retries
         content = None if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
         attempt = 0

@@ -7,20 +7,29 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final, TypeAlias
 
 from ._addressing import normalize_address
 from ._constants import MAX_RETRY_AFTER
 from ._exceptions import InvalidAddressError, NotFoundError, OpenSMSError, RateLimitError
 from ._models import DeliveryInfoList
 from ._state import DeliveryUpdate, Source
-from .stores import PendingRequest
+from .stores import PendingRequest, Store
 
-if TYPE_CHECKING:
-    from ._client import OpenSMSClient
-    from ._tracker import DeliveryTracker
+__all__ = [
+    "MAX_RATE_LIMIT_PAUSE",
+    "RATE_LIMIT_PAUSE",
+    "Fetch",
+    "Ingest",
+    "ReconciliationPoller",
+    "poll_delay",
+]
 
-__all__ = ["MAX_RATE_LIMIT_PAUSE", "RATE_LIMIT_PAUSE", "ReconciliationPoller", "poll_delay"]
+Fetch: TypeAlias = Callable[[str, str], Awaitable[DeliveryInfoList]]
+"""``fetch(sender, request_id)``: one poll of a request's delivery infos, without retries (the
+client's ``get_delivery_infos`` with ``max_retries=0``); raises the client's errors."""
+Ingest: TypeAlias = Callable[[list[DeliveryUpdate]], Awaitable[object]]
+"""``ingest(updates)``: record what a poll answered (the tracker's ``ingest``)."""
 
 logger = logging.getLogger("opensms_async.poller")
 
@@ -59,16 +68,20 @@ def rate_limit_pause(retry_after: float | None, streak: int) -> float:
 
 
 class ReconciliationPoller:
-    """Claims due requests from the store and polls them, at most ``concurrency`` at a time.
+    """Claims due requests from the store's schedule and polls them with ``fetch``, at most
+    ``concurrency`` at a time, handing what each poll answers to ``ingest``.
 
     A 429 pauses every poll (see :func:`rate_limit_pause`): the polls then in flight finish,
     the other claimed requests are put back until the pause ends, and none is claimed meanwhile.
+    The poller is handed what it needs (the tracker's store and ``ingest``, the client's fetch),
+    so that it depends on neither the tracker nor the client.
     """
 
     def __init__(
         self,
-        tracker: DeliveryTracker,
-        client: OpenSMSClient,
+        store: Store,
+        fetch: Fetch,
+        ingest: Ingest,
         *,
         reconcile_after: float,
         max_interval: float,
@@ -78,8 +91,9 @@ class ReconciliationPoller:
         sleep: Callable[[float], Awaitable[None]],
         rng: random.Random,
     ) -> None:
-        self._tracker = tracker
-        self._client = client
+        self._store = store
+        self._fetch = fetch
+        self._ingest = ingest
         self._base = reconcile_after
         self._max_interval = max(max_interval, reconcile_after)
         self._retention = retention
@@ -112,7 +126,7 @@ class ReconciliationPoller:
                 await self._sleep(pause)
                 continue
             try:
-                due = await self._tracker.store.claim_due(
+                due = await self._store.claim_due(
                     self._clock(), limit=_CLAIM_BATCH, lease=self._lease()
                 )
             except Exception as exc:  # the poller must outlive any one failure
@@ -146,7 +160,7 @@ class ReconciliationPoller:
 
     async def poll(self, request: PendingRequest) -> None:
         """Poll one request, merge what it says, and schedule the next poll or stop."""
-        store = self._tracker.store
+        store = self._store
         now = self._clock()
         states = await store.get_request(request.request_id)
         if states and all(state.is_final for state in states):
@@ -161,9 +175,7 @@ class ReconciliationPoller:
             return
         self.polls += 1
         try:
-            infos = await self._client.get_delivery_infos(
-                request.sender, request.request_id, max_retries=0
-            )
+            infos = await self._fetch(request.sender, request.request_id)
         except RateLimitError as exc:
             self._rate_limited(exc.retry_after)
             await self._after_pause(request)
@@ -176,7 +188,7 @@ class ReconciliationPoller:
                 await self._later(request)
             return
         self._streak = 0
-        await self._tracker.ingest(self._updates(request, infos, now))
+        await self._ingest(self._updates(request, infos, now))
         states = await store.get_request(request.request_id)
         if states and all(state.is_final for state in states):
             await store.unschedule(request.request_id)
@@ -194,13 +206,13 @@ class ReconciliationPoller:
 
     async def _after_pause(self, request: PendingRequest) -> None:
         # Not polled, so not an attempt: its own backoff stays where it was.
-        await self._tracker.store.reschedule(
+        await self._store.reschedule(
             request.request_id, next_poll_at=self._paused_until, attempts=request.attempts
         )
 
     async def _later(self, request: PendingRequest) -> None:
         delay = poll_delay(request.attempts, self._base, self._max_interval, self._rng)
-        await self._tracker.store.reschedule(
+        await self._store.reschedule(
             request.request_id, next_poll_at=self._clock() + delay, attempts=request.attempts + 1
         )
 

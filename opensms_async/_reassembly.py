@@ -23,14 +23,17 @@ The rule, in plain words:
    number the open group already holds comes again under a different ``messageId`` (the same
    part re-sent keeps its id). In both cases the open group is yielded first, incomplete.
 4. **Complete.** Once parts 1 to total are all held, they are yielded as one message: the texts
-   in part order with no separator, the ``message_id`` of part 1, ``complete=True``.
+   in part order with no separator, the ``message_id``, ``source`` and ``date_time`` of part 1,
+   ``complete=True``; the group's record goes.
 5. **Timeout.** When a group's window ends (:func:`expire`, or the next part of its key), what
    has come is yielded with ``complete=False``: texts in part order, ``message_id`` of the lowest
-   part present. A part arriving after that starts a group of its own, yielded when its own
-   window ends (or completed, when it turns out to open a new message): never dropped.
-6. **Duplicates.** A part whose ``messageId`` the group holds, or yielded less than ``timeout``
-   seconds ago, is ignored. Duplicates later than that (BICS retries for three days) are for the
-   caller's record of ``messageId`` s seen, which every inbound message passes first.
+   part present; the record goes. A part arriving after that starts a group of its own, yielded
+   when its own window ends (or completed, when it turns out to open a new message): never
+   dropped.
+6. **Duplicates** are the caller's to catch, with its record of the ``messageId`` s seen, which
+   every part passes before it reaches a group (the inbox's stores check it in the same atomic
+   step, and remember an id for days, as long as BICS retries). A group still ignores a part whose
+   ``messageId`` it holds, so that a caller without such a record never joins a part twice.
 
 What no rule can tell apart: a message whose parts never all came, followed within its window by
 a new message under the same key whose first part fills a gap of the old one. That needs the
@@ -55,11 +58,11 @@ __all__ = [
     "Outcome",
     "Part",
     "PartGroup",
-    "Recent",
     "add_part",
     "deadline",
     "expire",
     "group_key",
+    "join",
     "single",
 ]
 
@@ -81,7 +84,8 @@ class Part:
     """One inbound message or message part, as reassembly needs it.
 
     ``reference``, ``number`` and ``total`` are the wire's ``udhMessageId``, ``concatPart`` and
-    ``concatTotal`` (None when absent).
+    ``concatTotal`` (None when absent). ``source`` (``"callback"`` or ``"poll"``) and
+    ``date_time`` (the wire's ``dateTime``, as given) are carried through to what is yielded.
     """
 
     message_id: str
@@ -91,28 +95,17 @@ class Part:
     reference: int | None = None
     number: int | None = None
     total: int | None = None
-
-
-@attrs.frozen
-class Recent:
-    """A ``messageId`` yielded lately under a key, remembered until ``forget_at``."""
-
-    message_id: str
-    forget_at: float
+    source: str = "callback"
+    date_time: str | None = None
 
 
 @attrs.frozen
 class PartGroup:
-    """All that is kept for one key: the parts held (in part order) and the ids yielded lately.
-
-    ``opened_at`` is when the first held part came (None when none is held); the window ends
-    ``timeout`` seconds later.
-    """
+    """The parts held under one key (in part order) and when the first of them came."""
 
     key: GroupKey
     parts: tuple[Part, ...] = ()
-    opened_at: float | None = None
-    recent: tuple[Recent, ...] = ()
+    opened_at: float = 0.0
 
 
 @attrs.frozen
@@ -121,7 +114,7 @@ class Assembled:
 
     ``parts`` counts the parts present, ``total`` the parts announced (1 for a message that came
     whole); ``part_ids`` are the ``messageId`` s it holds, in part order; ``received_at`` is when
-    its first part came.
+    its first part came; ``source`` and ``date_time`` are its first part's.
     """
 
     message_id: str
@@ -133,6 +126,8 @@ class Assembled:
     complete: bool
     part_ids: tuple[str, ...]
     received_at: float
+    source: str = "callback"
+    date_time: str | None = None
 
 
 @attrs.frozen
@@ -168,6 +163,8 @@ def single(part: Part, now: float) -> Assembled:
         complete=True,
         part_ids=(part.message_id,),
         received_at=now,
+        source=part.source,
+        date_time=part.date_time,
     )
 
 
@@ -187,72 +184,39 @@ def add_part(
     key = group_key(part)
     if key is None:
         return Outcome(group, (single(part, now),))
+    yielded: tuple[Assembled, ...] = ()
+    if group is not None:
+        if group.key != key:
+            raise ValueError(f"part {part.message_id!r} does not belong to the group {group.key}")
+        if any(held.message_id == part.message_id for held in group.parts):
+            return Outcome(group, duplicate=True)
+        if now >= group.opened_at + timeout or any(h.number == part.number for h in group.parts):
+            yielded, group = (join(group),), None  # its window ended, or a new message begins
     if group is None:
-        group = PartGroup(key)
-    elif group.key != key:
-        raise ValueError(f"part {part.message_id!r} does not belong to the group of {group.key}")
-    step = _flush_if_due(_forget(group, now), now, timeout)
-    group, yielded = step.group or PartGroup(key), step.messages
-    if _holds(group, part.message_id):
-        return Outcome(group, yielded, duplicate=True)
-    if any(held.number == part.number for held in group.parts):
-        flushed = _flush(group, now, timeout)  # a recycled reference: a new message begins
-        group, yielded = flushed.group or PartGroup(key), yielded + flushed.messages
-    group = _hold(group, part, now)
+        group = PartGroup(key, opened_at=now)
+    group = _hold(group, part)
     if len(group.parts) == key[3]:
-        done = _flush(group, now, timeout)
-        return Outcome(done.group, yielded + done.messages)
+        return Outcome(None, (*yielded, join(group)))
     return Outcome(group, yielded)
 
 
 def expire(group: PartGroup, now: float, *, timeout: float = DEFAULT_REASSEMBLY_TIMEOUT) -> Outcome:
-    """Yield what a group whose window has ended holds (incomplete), and forget old ids.
-
-    The group comes back None once it holds nothing and remembers nothing: delete its record.
-    """
-    step = _flush_if_due(_forget(group, now), now, timeout)
-    if step.group is not None and not step.group.parts and not step.group.recent:
-        return Outcome(None, step.messages)
-    return step
-
-
-def deadline(group: PartGroup, *, timeout: float = DEFAULT_REASSEMBLY_TIMEOUT) -> float | None:
-    """The earliest time at which :func:`expire` would change ``group``, or None if never."""
-    times = [recent.forget_at for recent in group.recent]
-    if group.opened_at is not None:
-        times.append(group.opened_at + timeout)
-    return min(times, default=None)
-
-
-def _forget(group: PartGroup, now: float) -> PartGroup:
-    recent = tuple(r for r in group.recent if r.forget_at > now)
-    return group if len(recent) == len(group.recent) else attrs.evolve(group, recent=recent)
-
-
-def _holds(group: PartGroup, message_id: str) -> bool:
-    held = any(part.message_id == message_id for part in group.parts)
-    return held or any(recent.message_id == message_id for recent in group.recent)
-
-
-def _hold(group: PartGroup, part: Part, now: float) -> PartGroup:
-    parts = tuple(sorted((*group.parts, part), key=lambda p: p.number or 0))
-    opened_at = now if group.opened_at is None else group.opened_at
-    return attrs.evolve(group, parts=parts, opened_at=opened_at)
-
-
-def _flush_if_due(group: PartGroup, now: float, timeout: float) -> Outcome:
-    if group.opened_at is not None and now >= group.opened_at + timeout:
-        return _flush(group, now, timeout)
+    """Yield what a group whose window has ended holds (incomplete) and delete it (None); a
+    group whose window has not ended comes back as it is."""
+    if now >= group.opened_at + timeout:
+        return Outcome(None, (join(group),))
     return Outcome(group)
 
 
-def _flush(group: PartGroup, now: float, timeout: float) -> Outcome:
-    """Yield the held parts as one message (complete when all came) and remember their ids."""
-    if not group.parts or group.opened_at is None:
-        return Outcome(group)
+def deadline(group: PartGroup, *, timeout: float = DEFAULT_REASSEMBLY_TIMEOUT) -> float:
+    """When the window of ``group`` ends: :func:`expire` yields it from then on."""
+    return group.opened_at + timeout
+
+
+def join(group: PartGroup) -> Assembled:
+    """The parts a group holds as one message (complete when all came)."""
     first = group.parts[0]
-    ids = tuple(part.message_id for part in group.parts)
-    message = Assembled(
+    return Assembled(
         message_id=first.message_id,
         sender=first.sender,
         destination=first.destination,
@@ -260,8 +224,13 @@ def _flush(group: PartGroup, now: float, timeout: float) -> Outcome:
         parts=len(group.parts),
         total=group.key[3],
         complete=len(group.parts) == group.key[3],
-        part_ids=ids,
+        part_ids=tuple(part.message_id for part in group.parts),
         received_at=group.opened_at,
+        source=first.source,
+        date_time=first.date_time,
     )
-    recent = group.recent + tuple(Recent(i, now + timeout) for i in ids)
-    return Outcome(PartGroup(group.key, recent=recent), (message,))
+
+
+def _hold(group: PartGroup, part: Part) -> PartGroup:
+    parts = tuple(sorted((*group.parts, part), key=lambda p: p.number or 0))
+    return attrs.evolve(group, parts=parts)

@@ -8,7 +8,17 @@ from collections.abc import Callable
 
 from ._constants import INITIAL_RETRY_DELAY, MAX_RETRY_AFTER, MAX_RETRY_DELAY
 
-__all__ = ["parse_retry_after", "retry_delay", "should_retry_status"]
+__all__ = [
+    "RATE_LIMIT_PAUSE",
+    "parse_retry_after",
+    "rate_limit_pause",
+    "retry_delay",
+    "should_retry_status",
+]
+
+RATE_LIMIT_PAUSE = 1.0
+"""Seconds a poller waits after a 429 without ``Retry-After``; doubled at each further 429 in a
+row, up to ``MAX_RETRY_AFTER``."""
 
 
 def should_retry_status(status_code: int) -> bool:
@@ -60,3 +70,21 @@ def retry_delay(
         return retry_after if retry_after <= max_retry_after else None
     ceiling = min(maximum, initial * 2.0**attempt)
     return random() * ceiling
+
+
+def rate_limit_pause(
+    retry_after: float | None, streak: int, *, maximum: float = MAX_RETRY_AFTER
+) -> float:
+    """Seconds a poller holds every poll after the ``streak``-th 429 in a row (counting from 1).
+
+    A 429 says the account is over its quota, so it holds the whole poller, not one request: for
+    ``Retry-After`` as given, or longer once the backoff of a streak of 429s (1, 2, 4... seconds)
+    has passed it, so a server answering "0" is not hammered; never beyond ``maximum``, so a huge
+    ``Retry-After`` cannot stop polling for good. (The inbound poller's rule; the delivery
+    poller has the same one of its own.)
+    """
+    backoff = RATE_LIMIT_PAUSE * 2.0 ** min(max(streak, 1) - 1, 30)
+    wanted = backoff
+    if retry_after is not None and retry_after >= 0:  # NaN is no hint either
+        wanted = max(retry_after, backoff)
+    return min(wanted, maximum)

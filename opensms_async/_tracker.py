@@ -8,14 +8,14 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from ._addressing import normalize_address
 from ._constants import RECEIPT_RETENTION, SHARED_STORE_RECHECK
 from ._exceptions import StoreError, StoreUnavailableError
+from ._lifecycle import OPEN, Lifecycle
 from ._live import LiveBuffer
-from ._models import DeliveryStatus, SendResult
+from ._models import DeliveryInfoList, DeliveryStatus, SendResult
 from ._poller import ReconciliationPoller
 from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source
 from .stores import Store, open_store
@@ -31,7 +31,7 @@ _OUTAGE_BACKOFF = 0.25
 _MAX_OUTAGE_BACKOFF = 5.0
 
 
-class DeliveryTracker:
+class DeliveryTracker(Lifecycle):
     """Tracks the delivery state of every recipient and streams state advances as events.
 
     ``store`` is a :class:`~opensms_async.stores.Store` or a URL (``memory://``,
@@ -43,7 +43,8 @@ class DeliveryTracker:
     the events kept in memory for ``events()`` consumers that are behind (further behind, they
     read the store's log).
 
-    Use it as ``async with DeliveryTracker(...) as tracker``.
+    Use it as ``async with DeliveryTracker(...) as tracker`` (or ``open()`` and ``aclose()``); a
+    tracker opens once.
     """
 
     def __init__(
@@ -70,8 +71,9 @@ class DeliveryTracker:
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._poller = (
             ReconciliationPoller(
-                self,
-                client,
+                self.store,
+                self._fetch,
+                self.ingest,
                 reconcile_after=reconcile_after,
                 max_interval=max_poll_interval,
                 retention=retention,
@@ -83,35 +85,21 @@ class DeliveryTracker:
             if client is not None
             else None
         )
-        self._opened = False
-        self._closed = asyncio.Event()
+        self._started = False
+        """True once open() began: from then on aclose() closes the store."""
+        self._closing = asyncio.Event()
+        """Set by aclose(): ends the waits of events() at once (the state says it is closed)."""
 
     def __repr__(self) -> str:
         polling = self._poller is not None
         return f"DeliveryTracker(store={type(self.store).__name__}, polling={polling})"
 
-    @property
-    def is_open(self) -> bool:
-        """True between opening and closing."""
-        return self._opened and not self._closed.is_set()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def open(self) -> None:
         """Open the store and start the poller; a tracker opens once."""
-        if self._opened:
-            raise RuntimeError("A DeliveryTracker can be opened once; create a new one instead.")
-        self._opened = True
+        await super().open()
+
+    async def _open(self) -> None:
+        self._started = True
         await self.store.open()
         await self._live.start()
         if self._poller is not None:
@@ -119,9 +107,12 @@ class DeliveryTracker:
 
     async def aclose(self) -> None:
         """Stop the poller, end every ``events()`` iterator and close the store; idempotent."""
-        if not self._opened or self._closed.is_set():
-            return
-        self._closed.set()
+        await super().aclose()
+
+    async def _aclose(self) -> None:
+        if not self._started:
+            return  # never opened: the store is not ours to close yet
+        self._closing.set()
         self._live.wake()
         if self._poller is not None:
             await self._poller.stop()
@@ -132,7 +123,14 @@ class DeliveryTracker:
                 if not future.done():
                     future.set_result(None)
         self._waiters.clear()
-        await self.store.close()
+        await self.store.aclose()
+
+    async def _fetch(self, sender: str, request_id: str) -> DeliveryInfoList:
+        """One poll for the reconciliation poller, without the client's retries (the poller
+        backs off itself)."""
+        if self.client is None:  # pragma: no cover - the poller exists only with a client
+            raise RuntimeError("a tracker without a client polls nothing")
+        return await self.client.get_delivery_infos(sender, request_id, max_retries=0)
 
     # --- recording -----------------------------------------------------------------------
 
@@ -141,7 +139,7 @@ class DeliveryTracker:
 
         Returns the events this caused (a first sighting is one), oldest first.
         """
-        self._check_open()
+        self._check_usable()
         now = self._clock()
         known = {normalize_address(info.address): info for info in sent.delivery_infos}
         updates = [
@@ -172,7 +170,7 @@ class DeliveryTracker:
         advances nothing causes none); raises ``StoreError`` when it could not record them.
         Updates to one pair apply in the order given.
         """
-        self._check_open()
+        self._check_usable()
         batch = updates if isinstance(updates, list | tuple) else list(updates)
         if not batch:
             return []
@@ -186,10 +184,12 @@ class DeliveryTracker:
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient (any accepted address form), or None if never seen."""
+        self._check_usable()
         return await self.store.get(request_id, normalize_address(address))
 
     async def get_request(self, request_id: str) -> list[DeliveryState]:
         """The states of every recipient seen for a request."""
+        self._check_usable()
         return await self.store.get_request(request_id)
 
     async def events(self, since: str | None = None) -> AsyncIterator[DeliveryEvent]:
@@ -201,13 +201,13 @@ class DeliveryTracker:
         store is unavailable (Redis restarting, say) it waits and resumes after the last event
         it yielded, so nothing is skipped.
         """
-        self._check_open()
+        self._check_usable()
         cursor = since
         outage = _OUTAGE_BACKOFF
         live = self._live
         reader = live.attach()
         try:
-            while not self._closed.is_set():
+            while self._state is OPEN:
                 changed = live.changed  # taken before reading, so no publish slips between
                 try:
                     batch = await live.read(reader, cursor)
@@ -217,7 +217,7 @@ class DeliveryTracker:
                 except StoreUnavailableError as exc:
                     logger.warning("events paused, store unavailable: %s", exc)
                     with contextlib.suppress(TimeoutError):  # a close ends the wait at once
-                        await asyncio.wait_for(self._closed.wait(), outage)
+                        await asyncio.wait_for(self._closing.wait(), outage)
                     outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
                     continue
                 outage = _OUTAGE_BACKOFF
@@ -236,14 +236,14 @@ class DeliveryTracker:
         ``RuntimeError`` ("This DeliveryTracker is closed.") when the tracker closes first, as
         any call on a closed tracker does. A caller cancelled meanwhile sees ``CancelledError``.
         """
-        self._check_open()
+        self._check_usable()
         key = (request_id, normalize_address(address))
         async with asyncio.timeout(timeout):
             while True:
                 state = await self._read_open(key)
                 if state is not None and state.is_final:
                     return state
-                self._check_open()  # closed during the read: nobody would wake this waiter
+                self._check_usable()  # closed during the read: nobody would wake this waiter
                 future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self._waiters.setdefault(key, []).append(future)
                 try:
@@ -258,11 +258,11 @@ class DeliveryTracker:
 
     async def _read_open(self, key: tuple[str, str]) -> DeliveryState | None:
         """The state of a pair, or the closed error if the tracker closes before or during."""
-        self._check_open()
+        self._check_usable()
         try:
             return await self.store.get(*key)
         except StoreError:
-            self._check_open()  # a store closed under the read says "closed", not "failed"
+            self._check_usable()  # a store closed under the read says "closed", not "failed"
             raise
 
     def _wake_waiters(self, events: Sequence[DeliveryEvent]) -> None:
@@ -281,9 +281,3 @@ class DeliveryTracker:
             futures.remove(future)
             if not futures:
                 del self._waiters[key]
-
-    def _check_open(self) -> None:
-        if not self._opened:
-            raise RuntimeError("Open the tracker first: async with DeliveryTracker(...) as tracker")
-        if self._closed.is_set():
-            raise RuntimeError("This DeliveryTracker is closed.")

@@ -1,4 +1,7 @@
-"""The callback receiver: a Starlette app that records BICS delivery-info callbacks.
+"""The callback receiver: a Starlette app that records BICS delivery-info callbacks, and BICS's
+inbound-message callbacks into an :class:`~opensms_async.Inbox` (``_inbound_receiver.py``: the
+token is ``Authorization: Bearer``, checked before the body is read; 422 for a body without a
+``messageId``; a duplicate is answered 204, since it is recorded already).
 
 The endpoint is a thin edge over the framework-free core in ``_webhook.py``: read the bytes
 (refusing bodies over the limit before reading them all) → find and check the token (constant-time,
@@ -29,13 +32,10 @@ still arriving, say) is answered 503 by the endpoint itself rather than 500 by u
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import json
 import logging
 import math
 import time
-from asyncio import current_task, get_running_loop
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -45,7 +45,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ._exceptions import StoreError
+from ._inbound_receiver import InboundEndpoint
+from ._inbox import Inbox
+from ._lifecycle import Lifecycle
+from ._receiving import (
+    CLIENT_GONE,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_RECORD_DEADLINE,
+    NO_TOKEN,
+    NOT_JSON,
+    WRONG_TOKEN,
+    BodyTooLarge,
+    ClientGone,
+    Endpoint,
+    Refusal,
+    parse_json,
+)
 from ._tracker import DeliveryTracker
 from ._webhook import (
     CallbackPayloadError,
@@ -60,17 +75,12 @@ __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_RECORD_DEADLINE",
     "CallbackEndpoint",
+    "InboundEndpoint",
     "create_receiver_app",
 ]
 
 logger = logging.getLogger("opensms_async.receiver")
 
-DEFAULT_MAX_BODY_SIZE = 64 * 1024
-DEFAULT_RECORD_DEADLINE = 2.0
-"""Seconds a callback's record may take before it is answered 503: BICS waits a few seconds."""
-
-_DEADLINE_SLICES = 16
-"""The deadline's resolution: a record is abandoned between 15/16 of the deadline and all of it."""
 _PROBE_TIMEOUT = 1.0
 """Longest a health check waits for the store to answer its read."""
 _PROBE_TTL = 1.0
@@ -83,59 +93,13 @@ holding SQLite's write lock, a full disk), and a load balancer that took the rec
 no callback to tell it recovered: after this long the probe alone decides again."""
 
 
-class _BodyTooLarge(Exception):
-    pass
+_NOT_A_CALLBACK = Refusal(422, "not_a_callback", "not a delivery-info callback")
 
 
-class _ClientGone(Exception):
-    pass
+class CallbackEndpoint(Endpoint):
+    """The raw ASGI endpoint behind the delivery callback route (see :class:`Endpoint`)."""
 
-
-class _Refusal:
-    """An answer other than 204: its status, and a short JSON body saying why.
-
-    Built once (module constants, or per endpoint for what names its settings): a refusal costs
-    no encoding, and the body is a fixed phrase, never anything the sender sent.
-    """
-
-    __slots__ = ("body", "error", "headers", "reason", "status")
-
-    def __init__(self, status: int, error: str, reason: str) -> None:
-        self.status = status
-        self.error = error
-        self.reason = reason
-        self.body = json.dumps({"error": error, "reason": reason}).encode()
-        self.headers = (
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(self.body)).encode()),
-        )
-
-    def __repr__(self) -> str:
-        return f"_Refusal({self.status}, {self.error!r}, {self.reason!r})"
-
-
-_NOT_JSON = _Refusal(400, "not_json", "the body is not JSON")
-_CLIENT_GONE = _Refusal(400, "incomplete", "the connection closed before the body ended")
-_NO_TOKEN = _Refusal(401, "unauthorized", "missing security token")
-_WRONG_TOKEN = _Refusal(401, "unauthorized", "wrong security token")
-_NOT_A_CALLBACK = _Refusal(422, "not_a_callback", "not a delivery-info callback")
-_STORE_FAILED = _Refusal(503, "not_recorded", "the store could not record it; retry later")
-_STOPPING = _Refusal(503, "not_recorded", "the server is stopping; retry later")
-_UNEXPECTED = _Refusal(503, "not_recorded", "an unexpected error; retry later")
-
-
-def _refused(scope: Scope, refusal: _Refusal, detail: object = None) -> _Refusal:
-    """Log ``refusal`` (WARNING: a sender with a wrong token or a bad body shows here)."""
-    client = scope.get("client")
-    origin = f" from {client[0]}" if client else ""
-    why = refusal.reason if detail is None else f"{refusal.reason}: {detail}"
-    logger.warning("callback refused (%s %s)%s: %s", refusal.status, refusal.error, origin, why)
-    return refusal
-
-
-class CallbackEndpoint:
-    """The raw ASGI endpoint behind the callback route (below Starlette's Request/Response,
-    where it pays: this is the hot path of the receiver)."""
+    what = "callback"
 
     def __init__(
         self,
@@ -148,237 +112,62 @@ class CallbackEndpoint:
     ) -> None:
         if not tokens or not all(isinstance(t, str) and t for t in tokens):
             raise ValueError("A receiver needs a non-empty security token; it never accepts all.")
-        if not (isinstance(record_deadline, int | float) and 0 < record_deadline < math.inf):
-            raise ValueError(f"record_deadline must be a positive number, not {record_deadline!r}")
+        super().__init__(max_body_size=max_body_size, record_deadline=record_deadline)
         self._tracker = tracker
         self._tokens = [encode_token(t) for t in tokens]
-        self._max = max_body_size
         self._clock = clock
         self._url_ids = cached_url_ids()
-        self._deadline = _Deadline(record_deadline)
-        self._too_large = _Refusal(413, "too_large", f"the body is over {max_body_size} bytes")
-        self._too_slow = _Refusal(
-            503, "not_recorded", f"not recorded within {record_deadline:g} s; retry later"
-        )
-        self.failed_at: float | None = None
-        """``time.monotonic()`` when the last record attempt failed; None once one succeeded."""
 
     def __repr__(self) -> str:
         return f"CallbackEndpoint(tokens={len(self._tokens)}, max_body_size={self._max})"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            refusal = await self._handle(scope, receive)
-        except asyncio.CancelledError:
-            # Cancelled before an answer: uvicorn's graceful shutdown ran out (a body still
-            # arriving, a record still running). uvicorn would answer 500; the callback was not
-            # recorded, so it is a 503, and this request ends here: the cancellation is consumed.
-            logger.warning("callback not recorded (the server is stopping), answering 503")
-            refusal = _STOPPING
-        except Exception:
-            # A bug (in parsing, say) is logged and answered 503, as a failed record is.
-            logger.exception("callback not recorded (unexpected error), answering 503")
-            refusal = _UNEXPECTED
-        # Answer on the loop's next turn. Callbacks that arrive together are then all recorded
-        # first and all answered together, so the server reads and writes its sockets in
-        # batches: under concurrent load that cuts the server's CPU per callback by about a
-        # third (bench/bench_receiver.py), for one more turn of the loop (~10 µs) per answer.
-        try:  # noqa: SIM105 - the hot path: a try costs nothing, contextlib.suppress does
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            pass  # answer what was decided: a recorded callback still gets its 204
-        if refusal is None:  # recorded: 204, no body
-            await send({"type": "http.response.start", "status": 204, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": refusal.status,
-                "headers": list(refusal.headers),
-            }
-        )
-        await send({"type": "http.response.body", "body": refusal.body})
-
-    async def _handle(self, scope: Scope, receive: Receive) -> _Refusal | None:
+    async def _handle(self, scope: Scope, receive: Receive) -> Refusal | None:
         """None once the callback is recorded, else the refusal to answer."""
         headers = dict(scope["headers"])
         try:
             body = await self._read(headers, receive)
-        except _BodyTooLarge:
-            return _refused(scope, self._too_large)
-        except _ClientGone:
+        except BodyTooLarge:
+            return self._refused(scope, self._too_large)
+        except ClientGone:
             logger.info("callback abandoned: the sender closed the connection mid-body")
-            return _CLIENT_GONE  # nobody reads this answer
+            return CLIENT_GONE  # nobody reads this answer
         try:
-            payload = _json(body)
+            payload = parse_json(body)
         except (ValueError, RecursionError):
-            return _refused(scope, _NOT_JSON)
+            return self._refused(scope, NOT_JSON)
         presented = find_token(payload, headers.get(b"authorization"))
         if not token_matches(presented, self._tokens):
-            return _refused(scope, _NO_TOKEN if presented is None else _WRONG_TOKEN)
+            return self._refused(scope, NO_TOKEN if presented is None else WRONG_TOKEN)
         try:
             updates = parse_callback(payload, received_at=self._clock(), url_ids=self._url_ids)
         except CallbackPayloadError as exc:
-            return _refused(scope, _NOT_A_CALLBACK, exc)
-        return await self._record(updates)
-
-    async def _read(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        declared = headers.get(b"content-length")
-        if declared is not None and _declared_over(declared, self._max):
-            raise _BodyTooLarge
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone  # nothing to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max:
-                raise _BodyTooLarge
-            if not message.get("more_body", False):
-                return b"".join([*chunks, chunk]) if chunks else chunk  # mostly one message
-            chunks.append(chunk)
-
-    async def _record(self, updates: Any) -> _Refusal | None:
-        # The deadline's bookkeeping inline, with one loop lookup: it runs for every callback.
-        loop = get_running_loop()
-        task = current_task(loop)
-        if task is None:  # pragma: no cover - an ASGI app always runs in a task
-            raise RuntimeError("the receiver runs in an asyncio task")
-        deadline = self._deadline
-        if deadline.timer is None or deadline.loop is not loop:
-            deadline.start(loop)
-        watched = deadline.newest
-        watched.add(task)
-        try:
-            await self._tracker.ingest(updates)
-        except asyncio.CancelledError:
-            if not deadline.expired(task):
-                raise  # not ours: the server is stopping
-            task.uncancel()
-            logger.error("callback not recorded within %s s, answering 503", deadline.seconds)
-            return self._failed(self._too_slow)
-        except StoreError as exc:
-            logger.error("callback not recorded, answering 503: %s", exc)
-            return self._failed(_STORE_FAILED)
-        except Exception:
-            # Never a 500: BICS would drop the callback either way, and 503 says "try later".
-            logger.exception("callback not recorded (unexpected error), answering 503")
-            return self._failed(_UNEXPECTED)
-        finally:
-            watched.discard(task)
-        if self.failed_at is not None:
-            self.failed_at = None
-        return None
-
-    def _failed(self, refusal: _Refusal) -> _Refusal:
-        self.failed_at = time.monotonic()
-        return refusal
-
-
-class _Deadline:
-    """Cancels the records still running ``seconds`` after they started, with one timer for all.
-
-    An ``asyncio.timeout`` per callback costs a timer handle per callback: 14% more instructions
-    per callback in the receiver's server (uvicorn, uvloop; counted with valgrind), where this
-    costs 1.3%. Instead, a record joins :attr:`newest`, the newest of ``_DEADLINE_SLICES`` sets,
-    and leaves it when done; a timer that ticks every slice of the deadline while any record is
-    in flight retires the oldest set, cancelling what is still in it. A record is thus abandoned
-    between 15/16 of the deadline and the deadline.
-    """
-
-    __slots__ = ("_expired", "_ring", "_slice", "loop", "newest", "seconds", "timer")
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._slice = seconds / _DEADLINE_SLICES
-        self._ring: collections.deque[set[asyncio.Task[Any]]] = collections.deque(
-            set() for _ in range(_DEADLINE_SLICES)
-        )
-        self.newest = self._ring[-1]
-        """The set a record starting now joins (and discards itself from when it ends)."""
-        self._expired: set[asyncio.Task[Any]] = set()
-        self.timer: asyncio.TimerHandle | None = None
-        """The pending tick; None when nothing is in flight."""
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start ticking on ``loop``, before a record joins :attr:`newest` with no timer running."""
-        if loop is not self.loop:  # what was in flight on another (ended) loop is gone
-            for watched in self._ring:
-                watched.clear()
-            self._expired.clear()
-            self.loop = loop
-        # Otherwise nothing is in flight: the timer stops only once every set is empty.
-        self.timer = loop.call_later(self._slice, self._tick)
-
-    def expired(self, task: asyncio.Task[Any]) -> bool:
-        """True (once) if this deadline cancelled ``task``."""
-        if task in self._expired:
-            self._expired.discard(task)
-            return True
-        return False
-
-    def _tick(self) -> None:
-        ring = self._ring
-        oldest = ring.popleft()
-        self.newest = set()
-        ring.append(self.newest)
-        # A record that swallowed its cancellation never asked expired(): forget it.
-        self._expired = {task for task in self._expired if not task.done()}
-        for task in oldest:
-            self._expired.add(task)
-            task.cancel()
-        if any(ring) and self.loop is not None:
-            self.timer = self.loop.call_later(self._slice, self._tick)
-        else:
-            self.timer = None
-
-
-_DECODER = json.JSONDecoder()
-_JSON_WHITESPACE = " \t\n\r"
-
-
-def _json(body: bytes) -> object:
-    """``json.loads(body)``, minus the wrappers that cost as much as the parse of a callback.
-
-    A body opening with ``{`` and no NUL byte after it is UTF-8 to ``json.loads`` (no BOM, not
-    UTF-16/32); parsed whole with nothing but JSON whitespace after it (senders often end with a
-    newline), the answer is the same. Anything else takes the standard path, which decides.
-    """
-    if body[:1] == b"{" and body[1:2] != b"\x00":
-        text = body.decode("utf-8", "surrogatepass")
-        payload, end = _DECODER.raw_decode(text)
-        if end == len(text) or not text[end:].strip(_JSON_WHITESPACE):
-            return payload
-    return json.loads(body)
-
-
-def _declared_over(declared: bytes, limit: int) -> bool:
-    """True for a Content-Length that is not a decimal number, or one over ``limit``."""
-    digits = declared.lstrip(b"0")
-    # Never int() thousands of digits: Python refuses them (ValueError), and they are over anyway.
-    return not declared.isdigit() or len(digits) > 18 or int(digits or b"0") > limit
+            return self._refused(scope, _NOT_A_CALLBACK, exc)
+        return await self._record(self._tracker.ingest, updates)
 
 
 def create_receiver_app(
-    tracker: DeliveryTracker,
-    security_token: str | Sequence[str],
+    tracker: DeliveryTracker | None,
+    security_token: str | Sequence[str] | None = None,
     path: str = "/sms/callback",
     *,
+    inbox: Inbox | None = None,
+    inbound_path: str = "/sms/inbound",
+    inbound_security_token: str | Sequence[str] | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     record_deadline: float = DEFAULT_RECORD_DEADLINE,
     health_path: str = "/healthz",
     manage_tracker: bool = True,
 ) -> Starlette:
-    """A Starlette app that records delivery-info callbacks into ``tracker``.
+    """A Starlette app that records delivery-info callbacks into ``tracker`` and inbound messages
+    into ``inbox``: either or both (``create_receiver_app(None, inbox=inbox,
+    inbound_security_token="in-tok")`` receives inbound messages only, with no delivery token).
 
-    ``security_token`` is the subscription's token; give a list of two to rotate without downtime.
-    Run it alone (``uvicorn``) or mount it in an existing Starlette/FastAPI app. Run alone with
-    ``manage_tracker=True``, its lifespan opens the tracker if it is not open yet and closes what
-    it opened; a mounted app's lifespan does not run, so open the tracker in your own lifespan.
+    ``security_token`` is the delivery subscription's token, ``inbound_security_token`` the
+    inbound subscription's (BICS sends it as ``Authorization: Bearer``); give a list of two to
+    rotate without downtime. Run it alone (``uvicorn``) or mount it in an existing
+    Starlette/FastAPI app. Run alone with ``manage_tracker=True``, its lifespan opens the tracker
+    and the inbox if they are not open yet and closes what it opened; a mounted app's lifespan
+    does not run, so open them in your own lifespan.
 
     A callback gets 204 (no body) only once the store has recorded it; every other answer has
     a short JSON body, ``{"error": ..., "reason": ...}``, and is logged as a WARNING with its
@@ -386,48 +175,96 @@ def create_receiver_app(
     ``record_deadline`` seconds (default 2; BICS waits a few seconds for an answer) is abandoned
     and the callback answered 503, whatever the store: a hung Redis, a SQLite file locked by
     another process. The abandoned write may still land after the 503; that is harmless, since
-    the merge is idempotent and a state only advances. Run under uvicorn, give its graceful
-    shutdown (``timeout_graceful_shutdown``) more than ``record_deadline``, so that the records
-    in flight at shutdown finish; whatever it still cancels is answered 503, never 500.
+    the merge is idempotent and a state only advances (and an inbound message recorded late is
+    a duplicate when BICS retries it). Run under uvicorn, give its graceful shutdown
+    (``timeout_graceful_shutdown``) more than ``record_deadline``, so that the records in flight
+    at shutdown finish; whatever it still cancels is answered 503, never 500.
 
-    ``GET health_path`` answers 200 ``{"status": "ok"}`` while the store can record, and 503
-    with a ``status`` and a short ``reason`` otherwise: before the tracker is open, after a
-    callback could not be recorded (for a few seconds, or until one is), or when the store does
+    ``GET health_path`` answers 200 ``{"status": "ok"}`` while the stores can record, and 503
+    with a ``status`` and a short ``reason`` otherwise: before the tracker or inbox is open, after
+    a callback could not be recorded (for a few seconds, or until one is), or when a store does
     not answer a small read (its newest cursor) within a second. The read is made at most once a
     second, however often a load balancer asks.
     """
-    tokens = [security_token] if isinstance(security_token, str) else list(security_token)
-    endpoint = CallbackEndpoint(
-        tracker, tokens, max_body_size=max_body_size, record_deadline=record_deadline
-    )
-    health = _Health(tracker, endpoint)
+    endpoints = _endpoints(
+        tracker, security_token, path, inbox, inbound_path, inbound_security_token,
+        max_body_size=max_body_size, record_deadline=record_deadline,
+    )  # fmt: skip
+    managed: list[Lifecycle] = [owner for owner, _, _ in endpoints.values()]
+    health = _Health(list(endpoints.values()))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened_here = manage_tracker and not tracker.is_open
-        if opened_here:
-            await tracker.open()
+        opened: list[Lifecycle] = []
         try:
+            for owner in managed:
+                if manage_tracker and not owner.is_open:
+                    await owner.open()
+                    opened.append(owner)
             yield
         finally:
-            if opened_here:
-                await tracker.aclose()
+            for owner in reversed(opened):
+                await owner.aclose()
 
+    routes = [Route(p, endpoint, methods=["POST"]) for p, (_, _, endpoint) in endpoints.items()]
     return _ReceiverApp(
-        endpoint,
-        path,
-        routes=[
-            Route(path, endpoint, methods=["POST"]),
-            Route(health_path, health.route, methods=["GET"]),
-        ],
+        {p: endpoint for p, (_, _, endpoint) in endpoints.items()},
+        routes=[*routes, Route(health_path, health.route, methods=["GET"])],
         lifespan=lifespan,
     )
 
 
-class _Health:
-    """What the health route answers: can the store record now?
+_Target = tuple[Lifecycle, Any, Endpoint]
+"""What a route serves: the tracker or inbox (opened by the lifespan), its store (probed by the
+health route), and its endpoint."""
 
-    Two signals: how the last record went (a failed one means "no" for
+
+def _endpoints(
+    tracker: DeliveryTracker | None,
+    security_token: str | Sequence[str] | None,
+    path: str,
+    inbox: Inbox | None,
+    inbound_path: str,
+    inbound_security_token: str | Sequence[str] | None,
+    *,
+    max_body_size: int,
+    record_deadline: float,
+) -> dict[str, _Target]:
+    """Each path's target; ValueError for settings that cannot work together."""
+    if tracker is None and inbox is None:
+        raise ValueError("create_receiver_app needs a tracker, an inbox, or both")
+    if tracker is None and security_token is not None:
+        raise ValueError("security_token is the delivery callbacks' token: it needs a tracker")
+    if inbox is None and inbound_security_token is not None:
+        raise ValueError("inbound_security_token is the inbound messages' token: it needs an inbox")
+    if tracker is not None and inbox is not None and path == inbound_path:
+        raise ValueError(f"the callback and inbound paths must differ, both are {path!r}")
+    targets: dict[str, _Target] = {}
+    if tracker is not None:
+        callback = CallbackEndpoint(
+            tracker, _tokens(security_token), max_body_size=max_body_size,
+            record_deadline=record_deadline,
+        )  # fmt: skip
+        targets[path] = (tracker, tracker.store, callback)
+    if inbox is not None:
+        inbound = InboundEndpoint(
+            inbox, _tokens(inbound_security_token), max_body_size=max_body_size,
+            record_deadline=record_deadline,
+        )  # fmt: skip
+        targets[inbound_path] = (inbox, inbox.store, inbound)
+    return targets
+
+
+def _tokens(token: str | Sequence[str] | None) -> list[str]:
+    if token is None:
+        return []
+    return [token] if isinstance(token, str) else list(token)
+
+
+class _Health:
+    """What the health route answers: can the stores record now?
+
+    Two signals per store: how the last record went (a failed one means "no" for
     ``_FAILED_RECORD_MEMORY`` seconds, or until a record succeeds), and a bounded read of the
     store (``last_cursor()`` within ``_PROBE_TIMEOUT``), whose outcome is kept for
     ``_PROBE_TTL``: concurrent checks share one read, so a load balancer never hammers the store.
@@ -435,16 +272,15 @@ class _Health:
     sees what only writes meet (SQLite's write lock held by another process, a full disk).
     """
 
-    def __init__(self, tracker: DeliveryTracker, endpoint: CallbackEndpoint) -> None:
-        self._tracker = tracker
-        self._endpoint = endpoint
+    def __init__(self, targets: list[_Target]) -> None:
+        self._targets = targets
         self._reason: str | None = None
         self._fresh_until = -math.inf
         self._probe: asyncio.Future[str | None] | None = None
 
     async def route(self, request: Request) -> Response:
         """The health route's endpoint."""
-        if not self._tracker.is_open:
+        if not all(owner.is_open for owner, _, _ in self._targets):
             return JSONResponse({"status": "starting"}, status_code=503)
         reason = await self.problem()
         if reason is None:
@@ -452,10 +288,11 @@ class _Health:
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
 
     async def problem(self) -> str | None:
-        """Why the store cannot record now (a fixed phrase, nothing from the store), or None."""
-        failed_at = self._endpoint.failed_at
-        if failed_at is not None and time.monotonic() - failed_at < _FAILED_RECORD_MEMORY:
-            return "the last callback could not be recorded"
+        """Why a store cannot record now (a fixed phrase, nothing from the store), or None."""
+        for _, _, endpoint in self._targets:
+            failed_at = endpoint.failed_at
+            if failed_at is not None and time.monotonic() - failed_at < _FAILED_RECORD_MEMORY:
+                return f"the last {endpoint.what} could not be recorded"
         if time.monotonic() < self._fresh_until:
             return self._reason
         probe = self._probe
@@ -468,7 +305,8 @@ class _Health:
         reason: str | None = None
         try:
             async with asyncio.timeout(_PROBE_TIMEOUT):
-                await self._tracker.store.last_cursor()
+                for _, store, _ in self._targets:
+                    await store.last_cursor()
         except TimeoutError:
             reason = f"the store did not answer within {_PROBE_TIMEOUT:g} s"
         except Exception as exc:  # its message could name a host: only its kind is said
@@ -479,32 +317,29 @@ class _Health:
 
 
 class _ReceiverApp(Starlette):
-    """Starlette, except that a POST to the callback path goes straight to the endpoint.
+    """Starlette, except that a POST to an endpoint's path goes straight to the endpoint.
 
     Starlette's middleware stack and router cost about as much as the endpoint's own work
     (``bench/bench_receiver.py``), and add nothing to an endpoint that answers every error itself.
-    Mounted in a parent app (``Mount("/sms", receiver)``), the callback path is matched below the
-    mount's prefix, as Starlette's router would match it. Anything else (another path or method,
-    middleware added with ``add_middleware``) goes through Starlette as usual.
+    Mounted in a parent app (``Mount("/sms", receiver)``), the endpoints' paths are matched below
+    the mount's prefix, as Starlette's router would match them. Anything else (another path or
+    method, middleware added with ``add_middleware``) goes through Starlette as usual.
     """
 
-    def __init__(self, endpoint: CallbackEndpoint, path: str, **kwargs: Any) -> None:
+    def __init__(self, endpoints: dict[str, Endpoint], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._endpoint = endpoint
-        self._path = path
+        self._endpoints = endpoints
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._is_callback(scope):
-            scope["app"] = self
-            await self._endpoint(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST" and not self.user_middleware:
+            root = scope.get("root_path")
+            path = _below(scope["path"], root) if root else scope["path"]
+            endpoint = self._endpoints.get(path)
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
-
-    def _is_callback(self, scope: Scope) -> bool:
-        if scope["type"] != "http" or scope["method"] != "POST" or self.user_middleware:
-            return False
-        root = scope.get("root_path")
-        return (_below(scope["path"], root) if root else scope["path"]) == self._path
 
 
 def _below(path: str, root: str) -> str:

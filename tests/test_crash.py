@@ -61,7 +61,7 @@ async def stored_pairs(store_url: str) -> set[tuple[str, str]]:
                 found.add((state.request_id, state.address))
         return found
     finally:
-        await store.close()
+        await store.aclose()
 
 
 async def scheduled(store_url: str) -> list[str]:
@@ -72,7 +72,7 @@ async def scheduled(store_url: str) -> list[str]:
         due = await store.claim_due(time.time(), limit=100, lease=0.0)
         return [request.request_id for request in due]
     finally:
-        await store.close()
+        await store.aclose()
 
 
 # --- the scenario ---------------------------------------------------------------------------
@@ -186,7 +186,7 @@ async def test_redis_server_killed_mid_load_loses_no_acknowledged_callback(
         try:
             await store.schedule("before-kill", SENDER, tracked_at=time.time(), poll_at=0.0)
         finally:
-            await store.close()
+            await store.aclose()
         bodies = {i: callback_body(i) for i in range(CALLBACKS)}
         async with receiver_process(redis.url, tmp_path, name="receiver") as receiver:
 
@@ -223,7 +223,7 @@ async def test_redis_server_killed_mid_load_loses_no_acknowledged_callback(
         try:
             events = await store.read_events(None, limit=100_000)
         finally:
-            await store.close()
+            await store.aclose()
         logged = [(e.request_id, e.address) for e in events]
         assert sorted(logged) == sorted(pair(i) for i in bodies)  # every callback, each once
     finally:

@@ -61,6 +61,7 @@ async def test_schedule_matches_the_plain_rule_over_a_long_random_run(seed: int)
     changes to so few entries also rebuild the heaps several times on the way."""
     rng = random.Random(seed)
     store, model = MemoryStore(), ModelSchedule()
+    await store.open()
     ids = [f"req-{n:02d}" for n in range(40)]
     now = 0.0
     claims = 0
@@ -90,27 +91,27 @@ async def test_claim_due_with_many_pending_none_due_costs_next_to_nothing() -> N
     """With 200,000 requests pending and none due, a thousand claim_due calls (the poller's
     ticks) take well under a second in all: they no longer scan every entry (a scan took about
     25 ms a call, 25 s for these). The bound is 100 times what the heap needs."""
-    store = MemoryStore()
-    for n in range(200_000):
-        await store.schedule(f"req-{n:06d}", SENDER, tracked_at=0.0, poll_at=3600.0 + n)
-    spent = 0.0
-    for _ in range(1000):
-        started = time.perf_counter()
-        assert await store.claim_due(10.0, limit=64) == []
-        spent += time.perf_counter() - started
-        if spent > 1.0:  # no need to wait for the rest: it is a scan
-            break
-    assert spent < 1.0, f"claim_due took {spent * 1000:.0f} ms for at most 1000 calls"
-    [first] = await store.claim_due(3600.0, limit=64)
-    assert first.request_id == "req-000000"
+    async with MemoryStore() as store:
+        for n in range(200_000):
+            await store.schedule(f"req-{n:06d}", SENDER, tracked_at=0.0, poll_at=3600.0 + n)
+        spent = 0.0
+        for _ in range(1000):
+            started = time.perf_counter()
+            assert await store.claim_due(10.0, limit=64) == []
+            spent += time.perf_counter() - started
+            if spent > 1.0:  # no need to wait for the rest: it is a scan
+                break
+        assert spent < 1.0, f"claim_due took {spent * 1000:.0f} ms for at most 1000 calls"
+        [first] = await store.claim_due(3600.0, limit=64)
+        assert first.request_id == "req-000000"
 
 
 async def test_a_nan_poll_time_is_refused() -> None:
     """A NaN poll time raises ValueError instead of hiding other requests from claim_due."""
-    store = MemoryStore()
-    with pytest.raises(ValueError, match="NaN"):
-        await store.schedule("req-1", SENDER, tracked_at=0.0, poll_at=float("nan"))
-    await store.schedule("req-1", SENDER, tracked_at=0.0, poll_at=1.0)
-    with pytest.raises(ValueError, match="NaN"):
-        await store.reschedule("req-1", next_poll_at=float("nan"), attempts=1)
-    assert [p.request_id for p in await store.claim_due(1.0)] == ["req-1"]
+    async with MemoryStore() as store:
+        with pytest.raises(ValueError, match="NaN"):
+            await store.schedule("req-1", SENDER, tracked_at=0.0, poll_at=float("nan"))
+        await store.schedule("req-1", SENDER, tracked_at=0.0, poll_at=1.0)
+        with pytest.raises(ValueError, match="NaN"):
+            await store.reschedule("req-1", next_poll_at=float("nan"), attempts=1)
+        assert [p.request_id for p in await store.claim_due(1.0)] == ["req-1"]

@@ -28,15 +28,21 @@ TEXTS = st.lists(st.text(min_size=1, max_size=6), min_size=2, max_size=8)
 
 
 class Driver:
-    """Keeps the groups by key, as an inbox would in its store, and collects what is yielded."""
+    """Keeps the groups by key and the ids seen, as an inbox does in its store, and collects what
+    is yielded."""
 
     def __init__(self, timeout: float = T) -> None:
         self.timeout = timeout
         self.groups: dict[GroupKey, PartGroup] = {}
+        self.seen: set[str] = set()
         self.out: list[Assembled] = []
         self.duplicates = 0
 
     def add(self, part: Part, now: float) -> None:
+        if part.message_id in self.seen:  # the caller's record, passed before any group
+            self.duplicates += 1
+            return
+        self.seen.add(part.message_id)
         key = group_key(part)
         outcome = add_part(self.groups.get(key) if key else None, part, now, timeout=self.timeout)
         self._keep(key, outcome.group, outcome.messages)
@@ -178,7 +184,7 @@ def test_timeout_yields_what_came_and_a_late_part_is_yielded_too() -> None:
     assert first.received_at == 0.0
     driver.add(two, T + 1)
     group = driver.groups[group_key(two)]  # type: ignore[index]
-    assert deadline(group, timeout=T) == 2 * T  # the yielded ids are forgotten first
+    assert deadline(group, timeout=T) == 2 * T + 1  # its own window
     (_, late) = driver.finish(T + 1 + T)
     assert (late.message_id, late.text, late.parts, late.complete) == ("m-2", "lo ", 1, False)
     assert late.received_at == T + 1
@@ -208,15 +214,25 @@ def test_a_repeated_part_number_under_a_new_id_starts_a_new_message() -> None:
     ]
 
 
-def test_duplicates_after_completion_are_ignored_within_the_window() -> None:
-    """A part re-posted after its message was yielded is ignored while its id is remembered."""
+def test_a_group_ignores_a_part_it_holds() -> None:
+    """Without the caller's record of ids, a part sent twice still joins its group once."""
+    one, two = parts_of(["a", "b"])
+    first = add_part(None, one, 0.0)
+    again = add_part(first.group, one, 1.0)
+    assert again.duplicate and again.messages == () and again.group == first.group
+    done = add_part(again.group, two, 2.0)
+    assert [m.text for m in done.messages] == ["ab"]
+
+
+def test_duplicates_after_completion_are_the_callers_record() -> None:
+    """A part re-posted after its message was yielded is caught by the ids seen, not a group."""
     one, two = parts_of(["a", "b"])
     driver = Driver()
     driver.add(one, 0.0)
     driver.add(two, 1.0)
-    driver.add(one, 1.0 + T - 0.001)
+    driver.add(one, 1.0 + 3 * T)
     assert driver.duplicates == 1
-    assert [m.text for m in driver.finish(2 * T)] == ["ab"]
+    assert [m.text for m in driver.finish(5 * T)] == ["ab"]
 
 
 def test_different_senders_destinations_or_totals_never_mix() -> None:
@@ -283,18 +299,27 @@ def test_a_part_of_another_key_is_refused() -> None:
         add_part(group, other, 1.0)
 
 
-def test_records_are_forgotten_once_nothing_is_held_or_remembered() -> None:
-    """deadline says when to call expire; the record is deleted once its ids are forgotten."""
+def test_records_go_once_their_message_is_yielded() -> None:
+    """deadline says when to call expire; a yielded group (whole or not) leaves no record."""
     one, two = parts_of(["a", "b"])
     group = add_part(None, one, 10.0).group
     assert group is not None
     assert deadline(group) == 10.0 + 600.0
+    assert expire(group, 609.0).group == group
+    late = expire(group, 610.0)
+    assert late.group is None and [(m.text, m.complete) for m in late.messages] == [("a", False)]
     done = add_part(group, two, 20.0)
-    assert [m.text for m in done.messages] == ["ab"]
-    assert done.group is not None and done.group.parts == ()
-    assert deadline(done.group) == 20.0 + 600.0
-    assert expire(done.group, 619.0).group == done.group
-    assert expire(done.group, 620.0).group is None
+    assert done.group is None and [(m.text, m.complete) for m in done.messages] == [("ab", True)]
+
+
+def test_source_and_date_time_are_the_first_parts() -> None:
+    """A joined message carries the source and dateTime of its part 1, whatever came first."""
+    one, two = parts_of(["a", "b"])
+    one = attrs.evolve(one, source="poll", date_time="2021-11-24T09:13:40.639")
+    two = attrs.evolve(two, source="callback", date_time="2021-11-24T09:13:41.000")
+    group = add_part(None, two, 0.0).group
+    (message,) = add_part(group, one, 1.0).messages
+    assert (message.source, message.date_time) == ("poll", "2021-11-24T09:13:40.639")
 
 
 @settings(max_examples=100, deadline=None)

@@ -397,7 +397,7 @@ async def stored_pairs(store_url: str, indices: set[int]) -> set[int]:
     try:
         return {i for i in indices if await store.get(*pair(i)) is not None}
     finally:
-        await store.close()
+        await store.aclose()
 
 
 async def wait_acked(result: Flow, count: int) -> None:

@@ -28,7 +28,7 @@ async def test_a_read_that_reaches_its_wait_after_close_raises_at_once(redis_url
     store._redis.xrange = slow_xrange  # type: ignore[method-assign]
     reader = asyncio.create_task(store.read_events(None, timeout=30.0))
     await looking.wait()
-    closing = asyncio.create_task(store.close())
+    closing = asyncio.create_task(store.aclose())
     await asyncio.sleep(0)
     release.set()
     with pytest.raises(StoreError):

@@ -146,7 +146,7 @@ async def test_hung_redis_ends_a_blocking_read_and_close(own_server: RedisServer
     pending = asyncio.ensure_future(store.apply([up(S.MESSAGE_WAITING)]))
     await asyncio.sleep(0.1)
     start = time.monotonic()
-    await asyncio.wait_for(store.close(), 40.0)
+    await asyncio.wait_for(store.aclose(), 40.0)
     closing = time.monotonic() - start
     print(f"\nhung redis: blocked reader failed after {waited:.1f} s, close took {closing:.1f} s")
     assert closing < DEFAULT_TIMEOUT + MARGIN
@@ -256,7 +256,7 @@ async def test_connection_errors_and_cli_show_no_password(
         store = RedisStore(url)
         with pytest.raises(StoreUnavailableError) as info:
             await store.open()
-        await store.close()
+        await store.aclose()
         assert not leaks(error_texts(info.value) + repr(store), password)
     for password in PASSWORDS[:3]:
         for url in [*hostile_urls(password), f"redis://:{quote(password, safe='')}@127.0.0.1:1/0"]:
@@ -359,7 +359,7 @@ async def test_close_right_after_open_ends_the_background_sweep(redis_url: str) 
         await store.open()
         await asyncio.sleep(pause)
         async with asyncio.timeout(WAIT):
-            await store.close()
+            await store.aclose()
 
 
 @pytest.mark.integration
@@ -461,7 +461,7 @@ async def test_an_allkeys_policy_is_refused_on_open(
         assert "noeviction" in str(info.value) and "allow_eviction" in str(info.value)
         with pytest.raises(StoreError, match="not open"):
             await store.get("r", ADDR)
-        await store.close()
+        await store.aclose()
         for risky in (
             RedisStore(server.url, allow_eviction=True),
             RedisStore.from_url(server.url + "?allow_eviction=true"),

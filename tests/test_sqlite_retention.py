@@ -319,7 +319,7 @@ async def test_a_failed_migration_leaves_the_version_1_file_as_it_was(tmp_path: 
     store = SQLiteStore(path)
     with pytest.raises(StoreError, match="pending_written"):
         await store.open()
-    await store.close()
+    await store.aclose()
     assert schema_version(path) == "1"
     assert "written_at" not in columns(path, "states")
     assert "written_at" not in columns(path, "pending")
@@ -338,7 +338,7 @@ async def test_a_file_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     with pytest.raises(StoreError, match="schema version 3"):
         await store.open()
-    await store.close()
+    await store.aclose()
     assert schema_version(path) == "3"
 
 

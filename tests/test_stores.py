@@ -73,7 +73,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     instance = make_store(request.param, tmp_path, request)
     await instance.open()
     yield instance
-    await instance.close()
+    await instance.aclose()
 
 
 def up(
@@ -511,8 +511,8 @@ async def test_open_and_close_are_idempotent(
     store = make_store(kind, tmp_path, request)
     await store.open()
     await store.open()
-    await store.close()
-    await store.close()
+    await store.aclose()
+    await store.aclose()
     with pytest.raises(StoreError):
         await store.apply([up(S.MESSAGE_WAITING)])
     with pytest.raises(StoreError):
@@ -528,7 +528,7 @@ async def test_close_wakes_a_waiting_reader(
     await store.open()
     reader = asyncio.create_task(store.read_events(None, timeout=WAIT))
     await asyncio.sleep(0.05)
-    await store.close()
+    await store.aclose()
     with pytest.raises(StoreError):
         await asyncio.wait_for(reader, 2.0)
 
@@ -538,54 +538,56 @@ async def test_close_wakes_a_waiting_reader(
 
 async def test_memory_retention_drops_the_oldest_events() -> None:
     """Past ``max_events`` the oldest events go; an old cursor resumes at the oldest retained."""
-    store = MemoryStore(max_events=3)
-    for i in range(5):
-        await store.apply([up(S.MESSAGE_WAITING, f"tel:+3361000000{i}")])
-    retained = await store.read_events(None)
-    assert [e.cursor for e in retained] == ["3", "4", "5"]
-    assert await store.read_events("1") == retained
-    assert await store.read_events("3") == retained[1:]
-    assert await store.last_cursor() == "5"
+    async with MemoryStore(max_events=3) as store:
+        for i in range(5):
+            await store.apply([up(S.MESSAGE_WAITING, f"tel:+3361000000{i}")])
+        retained = await store.read_events(None)
+        assert [e.cursor for e in retained] == ["3", "4", "5"]
+        assert await store.read_events("1") == retained
+        assert await store.read_events("3") == retained[1:]
+        assert await store.last_cursor() == "5"
 
 
 async def test_memory_retention_stays_bounded() -> None:
     """A long run keeps the log within ``max_events`` plus its trimming slack."""
-    store = MemoryStore(max_events=10)
-    for i in range(2000):
-        await store.apply([up(S.MESSAGE_WAITING, f"tel:+33{i:010d}")])
-    assert [e.cursor for e in await read_all(store)] == [str(n) for n in range(1991, 2001)]
-    assert len(store._log.shapes) <= 10 + 64
+    async with MemoryStore(max_events=10) as store:
+        for i in range(2000):
+            await store.apply([up(S.MESSAGE_WAITING, f"tel:+33{i:010d}")])
+        assert [e.cursor for e in await read_all(store)] == [str(n) for n in range(1991, 2001)]
+        assert len(store._log.shapes) <= 10 + 64
 
 
 async def test_memory_states_share_interned_shapes() -> None:
     """Recipients in the same state share one shape tuple and the request id string."""
-    store = MemoryStore()
-    await store.apply([up(S.MESSAGE_WAITING, f"tel:+3360000000{i}", sender=SENDER) for i in (1, 2)])
-    rows = list(store._requests[REQ].rows.values())
-    assert rows[0][1] is rows[1][1]
-    assert store._log.request_ids[0] is store._log.request_ids[1]
+    async with MemoryStore() as store:
+        await store.apply(
+            [up(S.MESSAGE_WAITING, f"tel:+3360000000{i}", sender=SENDER) for i in (1, 2)]
+        )
+        rows = list(store._requests[REQ].rows.values())
+        assert rows[0][1] is rows[1][1]
+        assert store._log.request_ids[0] is store._log.request_ids[1]
 
 
 async def test_memory_states_are_invisible_to_the_garbage_collector() -> None:
     """A million tracked recipients must not make every full collection walk a million rows:
     the rows hold plain values only, so the collector stops tracking them."""
-    store = MemoryStore()
-    gc.collect()
-    before = len(gc.get_objects())
-    for start in range(0, 5000, 100):
-        await store.apply_events(
-            [
-                up(status, f"tel:+33{i:010d}", sender=SENDER)
-                for i in range(start, start + 100)
-                for status in (S.MESSAGE_WAITING, S.DELIVERY_UNCERTAIN)
-            ]
+    async with MemoryStore() as store:
+        gc.collect()
+        before = len(gc.get_objects())
+        for start in range(0, 5000, 100):
+            await store.apply_events(
+                [
+                    up(status, f"tel:+33{i:010d}", sender=SENDER)
+                    for i in range(start, start + 100)
+                    for status in (S.MESSAGE_WAITING, S.DELIVERY_UNCERTAIN)
+                ]
+            )
+        gc.collect()
+        tracked = len(gc.get_objects()) - before
+        assert tracked < 100, f"{tracked} objects tracked for 5,000 recipients of one request"
+        assert (await store.get(REQ, "tel:+330000000001")) == DeliveryState(
+            REQ, "tel:+330000000001", S.DELIVERY_UNCERTAIN, sender=SENDER, updated_at=0.0
         )
-    gc.collect()
-    tracked = len(gc.get_objects()) - before
-    assert tracked < 100, f"{tracked} objects tracked for 5,000 recipients of one request"
-    assert (await store.get(REQ, "tel:+330000000001")) == DeliveryState(
-        REQ, "tel:+330000000001", S.DELIVERY_UNCERTAIN, sender=SENDER, updated_at=0.0
-    )
 
 
 def test_memory_default_and_invalid_max_events() -> None:
@@ -737,7 +739,7 @@ async def open_fails(path: Path | str) -> str:
         await store.open()
     with pytest.raises(StoreError):
         await store.apply([up(S.MESSAGE_WAITING)])
-    await store.close()
+    await store.aclose()
     return str(info.value)
 
 
@@ -890,7 +892,7 @@ def test_open_store_hands_redis_urls_to_the_redis_store(
 def test_open_store_redis_module_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the Redis store module, a redis:// URL is refused clearly, password hidden."""
     monkeypatch.setitem(sys.modules, "opensms_async.stores.redis", None)
-    with pytest.raises(InvalidStoreURLError, match="Redis store") as info:
+    with pytest.raises(InvalidStoreURLError, match="RedisStore") as info:
         open_store("redis://:hunter2@localhost/0")
     assert "hunter2" not in str(info.value)
 
@@ -959,7 +961,7 @@ async def test_redis_replicas_racing_on_one_pair_log_each_advance_once(redis_url
         await check_event_chains(stores[2], log, pairs)
     finally:
         for store in stores:
-            await store.close()
+            await store.aclose()
 
 
 @pytest.mark.integration
@@ -1034,7 +1036,7 @@ async def test_redis_open_fails_clearly(tmp_path: Path) -> None:
             assert "wrong" not in str(info.value)
             with pytest.raises(StoreError, match="not open"):
                 await store.get(REQ, ADDR)
-            await store.close()
+            await store.aclose()
     finally:
         server.stop()
 

@@ -33,7 +33,6 @@ async def _completion(args: argparse.Namespace, out: Output) -> int:
         raise CommandError(
             "completion needs shtab: pip install 'opensms-async[cli]'", EXIT_FAILED
         ) from None
-    from ._main import build_parser
-
-    out.line(shtab.complete(build_parser(), shell=args.shell).rstrip("\n"))
+    # The whole parser, handed over by _main (set_defaults): no import of the module above.
+    out.line(shtab.complete(args.root_parser, shell=args.shell).rstrip("\n"))
     return 0

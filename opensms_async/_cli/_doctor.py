@@ -177,7 +177,7 @@ async def _store(url: str) -> Check:
         try:
             cursor = await store.last_cursor()
         finally:
-            await store.close()
+            await store.aclose()
     except StoreError as exc:
         return Check("store", False, f"{url}: {exc}", "is the store running and reachable?")
     newest = f"newest event {cursor}" if cursor is not None else "no events yet"

@@ -90,7 +90,7 @@ async def _events(args: argparse.Namespace, out: Output) -> int:
     try:
         await print_log(store, args.since, out, follow=args.follow)
     finally:
-        await store.close()
+        await store.aclose()
     return 0
 
 

@@ -68,6 +68,7 @@ def build_parser() -> Parser:
         version=f"opensms {__version__} (Python {platform.python_version()})",
     )
     add_global_options(parser, in_command=False)
+    parser.set_defaults(root_parser=parser)  # for completion, which prints the whole parser
     commands = Commands(parser.add_subparsers(title="commands", metavar="COMMAND"))
     for group in GROUPS:
         group.register(commands)

@@ -49,7 +49,7 @@ class Store(Protocol):
     async def open(self) -> None:
         """Connect, create the schema; idempotent."""
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Flush and release resources; idempotent."""
 
     async def apply(self, updates: Sequence[DeliveryUpdate]) -> list[Applied]:

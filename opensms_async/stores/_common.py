@@ -1,38 +1,12 @@
-"""Small pieces the stores share: ``async with``, cursor parsing, waking readers."""
+"""Small pieces the stores share: cursor parsing, waking readers."""
 
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
-from typing import Self
 
 from .._exceptions import InvalidCursorError
 
-__all__ = ["OpenClose", "Wakeup", "parse_cursor"]
-
-
-class OpenClose:
-    """``async with store``: :meth:`open` on the way in, :meth:`close` on the way out."""
-
-    async def open(self) -> None:
-        """Connect and prepare; idempotent."""
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        """Release what :meth:`open` took; idempotent."""
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+__all__ = ["Wakeup", "parse_cursor"]
 
 
 def parse_cursor(cursor: str) -> int:

@@ -21,7 +21,7 @@ from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .._exceptions import InvalidStoreURLError, StoreError
-from ._url import _options, _positive_int, _redact
+from ._url_options import options, positive_int, positive_seconds, redact
 
 __all__ = [
     "BLOCK_SLICE",
@@ -122,30 +122,30 @@ def check_policy(policy: str | None, where: str, *, allow_eviction: bool) -> str
 def split_url(url: str) -> tuple[str, dict[str, Any]]:
     """A URL without the store's options, and those options as keyword arguments."""
     parts, shown = _parse(url)
-    options = _options(shown, parts.query, set(_STORE_OPTIONS | _CONNECTION_OPTIONS))
+    given = options(shown, parts.query, _STORE_OPTIONS | _CONNECTION_OPTIONS)
     kwargs: dict[str, Any] = {}
-    if "prefix" in options:
-        kwargs["prefix"] = options.pop("prefix")
+    if "prefix" in given:
+        kwargs["prefix"] = given.pop("prefix")
         if not kwargs["prefix"]:
             raise InvalidStoreURLError(f"prefix must not be empty in {shown!r}")
     for name in ("retention", "timeout"):
-        if name in options:
-            kwargs[name] = _seconds(shown, name, options.pop(name))
-    if "max_events" in options:
-        kwargs["max_events"] = _positive_int(shown, "max_events", options.pop("max_events"))
-    if "allow_eviction" in options:
-        flag = options.pop("allow_eviction").lower()
+        if name in given:
+            kwargs[name] = positive_seconds(shown, name, given.pop(name))
+    if "max_events" in given:
+        kwargs["max_events"] = positive_int(shown, "max_events", given.pop("max_events"))
+    if "allow_eviction" in given:
+        flag = given.pop("allow_eviction").lower()
         if flag not in _YES | _NO:
             raise InvalidStoreURLError(f"allow_eviction must be true or false in {shown!r}")
         kwargs["allow_eviction"] = flag in _YES
-    return urlunsplit(parts._replace(query=urlencode(options))), kwargs
+    return urlunsplit(parts._replace(query=urlencode(given))), kwargs
 
 
 def _parse(url: str) -> tuple[SplitResult, str]:
     """``urlsplit(url)`` and the URL as errors may show it; InvalidStoreURLError if malformed."""
     if not isinstance(url, str):
         raise InvalidStoreURLError(f"a Redis URL must be a string, not {type(url).__name__}")
-    shown = _redact(url)
+    shown = redact(url)
     parts, port_ok = _split(url)
     if parts is None or "@" in parts.path or "@" in parts.query or "#" in url:
         # Split wrong, most likely at an unencoded "/", "?" or "#" of a password.
@@ -179,22 +179,12 @@ def _malformed(shown: str) -> str:
     )
 
 
-def _seconds(shown: str, name: str, value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise InvalidStoreURLError(f"{name} must be a positive number of seconds in {shown!r}")
-    return seconds
-
-
 def make_client(url: str, *, socket_timeout: float) -> Redis:
     """A client with its own bounded pool, retries of broken connections only, and the URL's
     connection options (its ``socket_timeout`` and ``socket_connect_timeout`` default to
     ``socket_timeout``)."""
     parts, shown = _parse(url)
-    _options(shown, parts.query, set(_CONNECTION_OPTIONS))
+    options(shown, parts.query, _CONNECTION_OPTIONS)
     retry = Retry(
         EqualJitterBackoff(cap=0.25, base=0.02), _RETRIES, supported_errors=(RedisConnectionError,)
     )

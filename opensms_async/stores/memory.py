@@ -24,12 +24,15 @@ import heapq
 from array import array
 from collections.abc import Sequence
 from typing import Final, TypeAlias
+from urllib.parse import urlsplit
 
-from .._exceptions import StoreError
+from .._exceptions import InvalidStoreURLError, StoreError
+from .._lifecycle import OPEN, Lifecycle
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, build_event
 from ._base import Applied, PendingRequest
-from ._common import OpenClose, Wakeup, parse_cursor
+from ._common import Wakeup, parse_cursor
 from ._memo import EventShape, MergeMemo, StateShape, state_from_shape
+from ._url_options import options, positive_int, redact
 
 __all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore"]
 
@@ -208,7 +211,7 @@ class _EventLog:
         )
 
 
-class MemoryStore(OpenClose):
+class MemoryStore(Lifecycle):
     """A :class:`~opensms_async.stores.Store` in process memory, for tests and single processes.
 
     Nothing survives the process. ``max_events`` bounds the event log (default
@@ -216,10 +219,13 @@ class MemoryStore(OpenClose):
     is older than the retained log resumes from the oldest retained event. States and the polling
     schedule are not bounded; they go when the process does.
 
-    Cursors are decimal strings counting from ``"1"``; they restart with every new store.
+    Cursors are decimal strings counting from ``"1"``; they restart with every new store. Use it
+    as ``async with MemoryStore() as store`` (or ``open()`` and ``aclose()``), like every store.
     """
 
     shared: bool = False
+    _open_twice = True
+    _lifecycle_error = StoreError
 
     def __init__(self, *, max_events: int = DEFAULT_MAX_EVENTS) -> None:
         if max_events < 1:
@@ -229,7 +235,18 @@ class MemoryStore(OpenClose):
         self._memo = MergeMemo()  # per store, like its interned shapes: no module-level cache
         self._schedule = _Schedule()
         self._wakeup = Wakeup()
-        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryStore:
+        """The store ``memory://`` names (option ``?max_events=N``); InvalidStoreURLError for
+        anything else."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "memory" or parts.netloc or parts.path not in ("", "/"):
+            raise InvalidStoreURLError(f"a memory store URL has no host or path: {redact(url)!r}")
+        given = options(url, parts.query, {"max_events"})
+        if "max_events" not in given:
+            return cls()
+        return cls(max_events=positive_int(url, "max_events", given["max_events"]))
 
     def __repr__(self) -> str:
         return f"MemoryStore(max_events={self._log.max_events})"
@@ -239,13 +256,8 @@ class MemoryStore(OpenClose):
         """How many events the log retains."""
         return self._log.max_events
 
-    async def open(self) -> None:
-        """Nothing to connect; refuses a closed store."""
-        self._check_open()
-
-    async def close(self) -> None:
-        """Refuse further use (:class:`StoreError`) and wake waiting readers; idempotent."""
-        self._closed = True
+    async def _aclose(self) -> None:
+        # Nothing to release: further use raises StoreError, and waiting readers wake to see it.
         self._wakeup.fire()
 
     # --- states ------------------------------------------------------------------------------
@@ -269,14 +281,14 @@ class MemoryStore(OpenClose):
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen."""
-        self._check_open()
+        self._check_usable()
         request = self._requests.get(request_id)
         row = None if request is None else request.rows.get(address)
         return None if request is None or row is None else _state(request.request_id, row)
 
     async def get_request(self, request_id: str) -> list[DeliveryState]:
         """The states of every recipient seen for a request, sorted by address."""
-        self._check_open()
+        self._check_usable()
         request = self._requests.get(request_id)
         if request is None:
             return []
@@ -291,7 +303,8 @@ class MemoryStore(OpenClose):
         This loop is the in-process hot path (``bench/bench_merge.py``), hence written out in
         one piece with its lookups bound to locals.
         """
-        self._check_open()
+        if self._state is not OPEN:
+            raise self._unusable()
         requests, log, memo = self._requests, self._log, self._memo
         known_steps, learn = memo.steps, memo.step
         log_request, log_address = log.request_ids.append, log.addresses.append
@@ -373,7 +386,7 @@ class MemoryStore(OpenClose):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            self._check_open()
+            self._check_usable()
             events = self._log.read(start, limit)
             remaining = deadline - loop.time()
             if events or remaining <= 0:
@@ -382,7 +395,7 @@ class MemoryStore(OpenClose):
 
     async def last_cursor(self) -> str | None:
         """The cursor of the newest logged event, or None for an empty log."""
-        self._check_open()
+        self._check_usable()
         last = self._log.next_cursor - 1
         return str(last) if last >= self._log.first_retained else None
 
@@ -396,7 +409,7 @@ class MemoryStore(OpenClose):
         self, request_id: str, sender: str, *, tracked_at: float, poll_at: float
     ) -> None:
         """Add a request to the polling schedule (an existing entry keeps attempts and lease)."""
-        self._check_open()
+        self._check_usable()
         _check_time(poll_at)
         self._schedule.add(request_id, sender, tracked_at, poll_at)
 
@@ -407,23 +420,19 @@ class MemoryStore(OpenClose):
 
         Costs O(log n) per request taken, and nothing more when none is due.
         """
-        self._check_open()
+        self._check_usable()
         return [_pending(rid, entry) for rid, entry in self._schedule.claim(now, limit, lease)]
 
     async def reschedule(self, request_id: str, *, next_poll_at: float, attempts: int) -> None:
         """Set a request's next poll time and attempts and release its lease (no-op if gone)."""
-        self._check_open()
+        self._check_usable()
         _check_time(next_poll_at)
         self._schedule.release(request_id, next_poll_at, attempts)
 
     async def unschedule(self, request_id: str) -> None:
         """Stop polling a request (no-op if it is not scheduled)."""
-        self._check_open()
+        self._check_usable()
         self._schedule.remove(request_id)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError("this MemoryStore is closed")
 
 
 def _state(request_id: str, row: _Row) -> DeliveryState:

@@ -62,7 +62,7 @@ import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Any, Final, Literal, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 import attrs
 from redis import exceptions as redis_errors
@@ -70,14 +70,14 @@ from redis.asyncio import Redis
 from redis.typing import KeyT, StreamIdT
 
 from .._exceptions import StoreError, StoreUnavailableError
+from .._lifecycle import OPEN, Lifecycle
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate
 from . import _redis_codec as codec
 from . import _redis_config as config
 from . import _redis_scripts as scripts
 from ._base import Applied, PendingRequest
-from ._common import OpenClose
 from ._redis_expiry import Expiry
-from ._url import _redact
+from ._url_options import redact
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -117,7 +117,7 @@ class _Call:
     """Loop time when its caller gets StoreUnavailableError if Redis has not answered."""
 
 
-class RedisStore(OpenClose):
+class RedisStore(Lifecycle):
     """A :class:`~opensms_async.stores.Store` in Redis, shared by any number of replicas.
 
     ``client`` is a ``redis://`` or ``rediss://`` URL (connection options only in its query; the
@@ -136,6 +136,8 @@ class RedisStore(OpenClose):
     """
 
     shared: bool = True
+    _open_twice = True
+    _lifecycle_error = StoreError
 
     def __init__(
         self,
@@ -159,7 +161,7 @@ class RedisStore(OpenClose):
         self._retention_ms = 0 if retention is None else max(1, round(retention * 1000))
         self._keys = codec.Keys(prefix)
         if isinstance(client, str):
-            self._where = _redact(client)
+            self._where = redact(client)
             self._redis = config.make_client(client, socket_timeout=self.timeout)
             # A blocked read must outlast its BLOCK on the socket, or every wait would time out.
             blocking_timeout = config.BLOCK_SLICE + self.timeout
@@ -180,7 +182,7 @@ class RedisStore(OpenClose):
         self._reschedule = self._redis.register_script(scripts.RESCHEDULE)
         self._unschedule = self._redis.register_script(scripts.UNSCHEDULE)
         self._expiry = Expiry(
-            self._redis, self._keys, self.retention, self._bounded, lambda: self._status == "open"
+            self._redis, self._keys, self.retention, self._bounded, lambda: self._state is OPEN
         )
         self._maintainer: asyncio.Task[None] | None = None
         self._groups: set[str] = set()
@@ -191,7 +193,6 @@ class RedisStore(OpenClose):
         self._timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._reads: set[asyncio.Future[Any]] = set()
-        self._status: Literal["new", "open", "closed"] = "new"
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -220,10 +221,9 @@ class RedisStore(OpenClose):
         (``allkeys-*``) unless ``allow_eviction``, and once the store was closed. A policy that
         cannot be read (``CONFIG`` and ``INFO`` both refused) or is unknown is logged as a warning.
         """
-        if self._status == "closed":
-            raise StoreError("this RedisStore is closed; create a new one")
-        if self._status == "open":
-            return
+        await super().open()
+
+    async def _open(self) -> None:
         async with self._bounded("connect"):
             await self._redis.ping()
             info = await self._redis.info("server")
@@ -232,7 +232,7 @@ class RedisStore(OpenClose):
         warning = config.check_policy(policy, self._where, allow_eviction=self.allow_eviction)
         if warning is not None:
             logger.warning("%s", warning)
-        self._status = "open"
+        # Runs once open() has returned: the state is OPEN by then (no await in between).
         self._maintainer = asyncio.create_task(self._expiry.run())
 
     async def _eviction_policy(self) -> str | None:
@@ -249,12 +249,12 @@ class RedisStore(OpenClose):
                 return codec.text(value)
         return None
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Finish the queued applies, end waiting reads (StoreError) and close the connections
         this store opened; idempotent."""
-        if self._status == "closed":
-            return
-        self._status = "closed"
+        await super().aclose()
+
+    async def _aclose(self) -> None:
         if self._maintainer is not None:
             self._maintainer.cancel()
             await asyncio.wait((self._maintainer,))  # each of its calls is bounded by timeout
@@ -720,10 +720,8 @@ class RedisStore(OpenClose):
         return cursor
 
     def _ready(self) -> None:
-        if self._status == "closed":
-            raise StoreError("this RedisStore is closed")
-        if self._status != "open":
-            raise StoreError("this RedisStore is not open; await store.open() first")
+        if self._state is not OPEN:
+            raise self._unusable()
 
 
 # --- batches -----------------------------------------------------------------------------------

@@ -41,15 +41,18 @@ import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Final, Literal, TypeAlias, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
 from .._constants import RECEIPT_RETENTION
-from .._exceptions import StoreError, StoreUnavailableError
+from .._exceptions import InvalidStoreURLError, StoreError, StoreUnavailableError
+from .._lifecycle import OPEN, Lifecycle
 from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
 from ._base import Applied, PendingRequest
-from ._common import OpenClose, Wakeup, parse_cursor
+from ._common import Wakeup, parse_cursor
 from ._memo import EventShape, MergeMemo, StateShape, Step, state_from_shape
 from ._sqlite_retention import Retention
+from ._url_options import options, positive_int, positive_seconds, redact
 
 __all__ = ["DEFAULT_MAX_EVENTS", "DEFAULT_RETENTION", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -137,7 +140,7 @@ _Merged: TypeAlias = tuple[DeliveryUpdate, Step, float, int]
 """What merging one update did: the update, the step, ``updated_at`` after it, the event cursor."""
 
 
-class SQLiteStore(OpenClose):
+class SQLiteStore(Lifecycle):
     """A :class:`~opensms_async.stores.Store` in one SQLite file (WAL mode), for one process.
 
     ``path`` is the database file (created when missing; its directory must exist), or
@@ -157,11 +160,13 @@ class SQLiteStore(OpenClose):
     tenth of the retention (at most an hour) after it expired. ``clock`` (Unix seconds, called on
     the writer thread) is what retention counts with.
 
-    Use it as ``async with SQLiteStore(path) as store`` or call :meth:`open` and :meth:`close`.
+    Use it as ``async with SQLiteStore(path) as store`` or call :meth:`open` and :meth:`aclose`.
     Cursors are the events' decimal row ids; they keep increasing across reopenings and trimming.
     """
 
     shared: bool = False
+    _open_twice = True
+    _lifecycle_error = StoreError
 
     def __init__(
         self,
@@ -191,7 +196,32 @@ class SQLiteStore(OpenClose):
         self._writer: _Writer | None = None
         self._started: asyncio.Future[None] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
-        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """The store a ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
+        ``sqlite:///:memory:`` URL names, with options ``synchronous`` (NORMAL or FULL),
+        ``retention`` (seconds) and ``max_events``; InvalidStoreURLError for anything else."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "sqlite" or parts.netloc:
+            raise InvalidStoreURLError(
+                f"a SQLite URL has no host: {redact(url)!r} (relative: sqlite:///file.db,"
+                " absolute: sqlite:////path/file.db)"
+            )
+        path = unquote(parts.path[1:])  # the third slash ends the empty host
+        if not path or path.endswith("/"):
+            raise InvalidStoreURLError(f"a SQLite URL needs a file name: {url!r}")
+        given = options(url, parts.query, {"synchronous", "retention", "max_events"})
+        synchronous = given.pop("synchronous", "NORMAL").upper()
+        if synchronous not in _SYNCHRONOUS:
+            raise InvalidStoreURLError(f"synchronous must be NORMAL or FULL in {url!r}")
+        retention = DEFAULT_RETENTION
+        if "retention" in given:
+            retention = positive_seconds(url, "retention", given["retention"])
+        max_events = DEFAULT_MAX_EVENTS
+        if "max_events" in given:
+            max_events = positive_int(url, "max_events", given["max_events"])
+        return cls(path, synchronous=synchronous, retention=retention, max_events=max_events)
 
     def __repr__(self) -> str:
         return (
@@ -205,8 +235,9 @@ class SQLiteStore(OpenClose):
         Raises :class:`StoreError` when the file is not a database (or one of another schema
         version) or cannot be opened for writing, and once the store was closed.
         """
-        if self._closed:
-            raise StoreError("this SQLiteStore is closed; create a new one")
+        await super().open()
+
+    async def _open(self) -> None:
         if self._started is None:
             loop = asyncio.get_running_loop()
             retention = Retention(self.retention, self.max_events, self._clock)
@@ -215,15 +246,15 @@ class SQLiteStore(OpenClose):
                 retention, self._clock,
             )  # fmt: skip
             self._started = self._writer.start()
-            # A store dropped without close() still stops its thread.
+            # A store dropped without aclose() still stops its thread.
             self._finalizer = weakref.finalize(self, self._writer.stop_nowait)
         await asyncio.shield(self._started)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Finish the queued work, close the file and stop the thread; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        await super().aclose()
+
+    async def _aclose(self) -> None:
         self._wakeup.fire()
         if self._started is None or self._writer is None or self._finalizer is None:
             return
@@ -327,14 +358,10 @@ class SQLiteStore(OpenClose):
         await self._ready().call(partial(_execute, sql, (request_id,)), "write")
 
     def _ready(self) -> _Writer:
-        if self._closed:
-            raise StoreError("this SQLiteStore is closed")
-        started = self._started
-        if self._writer is None or started is None or not started.done() or started.cancelled():
-            raise StoreError("this SQLiteStore is not open; await store.open() first")
-        if started.exception() is not None:
-            raise StoreError("this SQLiteStore failed to open")
-        return self._writer
+        writer = self._writer
+        if self._state is not OPEN or writer is None:
+            raise self._unusable()
+        return writer
 
 
 class _Job:
