@@ -58,7 +58,7 @@ async def caller(store: SQLiteStore, k: int, stop: asyncio.Event, out: list[floa
     while not stop.is_set():
         update = DeliveryUpdate(f"live-{k}", f"tel:+33{n:09d}", "MessageWaiting", sender=SENDER)
         started = time.perf_counter()
-        await store.apply([update])
+        await store.apply_events([update])
         out.append(time.perf_counter() - started)
         n += 1
 

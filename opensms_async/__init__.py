@@ -22,7 +22,9 @@ that it names every module.
     _addressing             recipient and sender rules: tel: URIs, E.164, path segments
     _segments               SMS segment counting: GSM-7 and UCS-2
     _retry                  the retry policy as pure functions
+    _gate                   the one gate every delivery update passes, field by field
     _state                  delivery states, updates, events and the merge rule
+    _updates                delivery updates from the API's infos: a poll, a send
     _webhook                a delivery callback's token check and structural parse
     _reassembly             the rules joining the parts of long inbound messages
     _inbound_message        InboundMessage, and its form in a store's log
@@ -78,18 +80,22 @@ that it names every module.
     _cli._base              what every command shares: parser, options, credentials, exit codes
     _cli._bulk_file         send-many's files: rows in (CSV or JSON lines), results out
     _cli._completion        opensms completion SHELL: a completion script from the parser
+    _cli._convert           opensms convert: report a conversion, by address or reference
     _cli._doctor            opensms doctor: is this set-up ready, one line per check
     _cli._events            opensms events: a store's event log as JSON lines
+    _cli._inbound           opensms inbound subscription create | get | delete, inbound poll
+    _cli._inbox             opensms inbox: a store's inbound log as JSON lines
     _cli._local             opensms simulate and opensms demo: all on this machine
     _cli._main              main(): parse, log, run the command, one line per failure
     _cli._messages          opensms send, status and segments: one message at a time
     _cli._output            how commands print: results on stdout, notes on stderr
     _cli._progress          a long command's progress on stderr
-    _cli._receive           opensms receive: the callback receiver, events as JSON lines
+    _cli._receive           opensms receive: the receiver, events and inbound as JSON lines
     _cli._send_many         opensms send-many FILE: every message of a file, resumable
     _cli._stores            store URLs as the commands take them
     _cli._subscription      opensms subscription create | get | delete
     _demo                   opensms demo: the whole story over real sockets
+    _demo_inbound           opensms demo's two-way half: a reply in parts, made whole once
     _server                 serving an ASGI app on a real socket for a block
     testing                 the simulator and pytest fixtures, public
     testing._access         who may call the simulated API
@@ -125,6 +131,7 @@ from ._exceptions import (
     InvalidMessageError,
     InvalidSenderError,
     InvalidStoreURLError,
+    InvalidUpdateError,
     NotAcceptableError,
     NotFoundError,
     OpenSMSError,
@@ -186,6 +193,7 @@ __all__ = [
     "InvalidMessageError",
     "InvalidSenderError",
     "InvalidStoreURLError",
+    "InvalidUpdateError",
     "MergeOutcome",
     "Message",
     "NotAcceptableCallback",

@@ -3,7 +3,9 @@
 The simulator and the receiver listen on 127.0.0.1; the store is SQLite in a temporary folder.
 Callbacks arrive shuffled, some twice, some never; the reconciliation poller recovers the lost
 ones. The summary counts what happened (from the simulator's records of each callback and the
-events the tracker yielded), so that its numbers add up.
+events the tracker yielded), so that its numbers add up. Then the two-way half
+(:mod:`._demo_inbound`): a reply in shuffled parts, one posted twice and one retried after a 503,
+comes out of the inbox once and whole; the same receiver serves both routes, on one store.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from typing import TextIO
 import attrs
 
 from ._client import OpenSMSClient
+from ._demo_inbound import INBOUND_PATH, FlakyInboundStore, chosen_parts, inbound_story
+from ._inbox import Inbox
 from ._server import serve
 from ._state import DeliveryEvent, DeliveryState
 from ._tracker import DeliveryTracker
 from .receiver import create_receiver_app
+from .stores.inbound import open_inbound_store
 from .testing import CallbackAttempt, Simulator, run_simulator
 
 __all__ = ["Tally", "run_demo", "tally"]
@@ -56,14 +61,17 @@ next steps
   opensms simulate                  this simulator in its own shell (it prints its base URL and key)
   opensms send / status / receive   the CLI against it: opensms --help, opensms doctor
   examples/event_stream.py          this story as a program of your own
+  examples/inbox_stream.py          the two-way story as a program of your own
   README.md, "Receiving callbacks"  a receiver behind your https proxy, subscribed at BICS"""
 
 
 async def run_demo(*, seed: int = 7, drop_rate: float = 0.3, out: TextIO) -> int:
-    """Run the demo and print its story to ``out``; returns the exit code (0 when all final)."""
-    token = secrets.token_urlsafe(16)
+    """Run the demo and print its story to ``out``; returns the exit code (0 when every
+    recipient is final and the reply came out of the inbox once, whole)."""
+    token, inbound_token = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="opensms-demo-") as folder:
         store_url = f"sqlite:///{Path(folder) / 'demo.db'}"
+        inbound_store = FlakyInboundStore(open_inbound_store(store_url), chosen_parts(seed)[1])
         async with run_simulator(
             seed=seed,
             callback_drop_rate=drop_rate,
@@ -76,14 +84,26 @@ async def run_demo(*, seed: int = 7, drop_rate: float = 0.3, out: TextIO) -> int
                 DeliveryTracker(
                     store=store_url, client=client, reconcile_after=RECONCILE_AFTER
                 ) as tracker,
+                Inbox(store=inbound_store) as inbox,
             ):
-                app = create_receiver_app(tracker, token, path=CALLBACK_PATH, manage_tracker=False)
+                app = create_receiver_app(
+                    tracker, token, path=CALLBACK_PATH, inbox=inbox, inbound_path=INBOUND_PATH,
+                    inbound_security_token=inbound_token, manage_tracker=False,
+                )  # fmt: skip
                 async with serve(app) as receiver:
                     sim.simulator.route_callbacks_to(receiver.url + CALLBACK_PATH)
-                    print(f"receiver       {receiver.url}{CALLBACK_PATH}", file=out)
+                    print(
+                        f"receiver       {receiver.url}{CALLBACK_PATH} and {INBOUND_PATH}", file=out
+                    )
                     print(f"store          {store_url} (a temporary SQLite file)\n", file=out)
                     print(_INTRO.format(dup=0.2, drop=drop_rate, after=RECONCILE_AFTER), file=out)
-                    return await _story(client, tracker, token, out, sim.simulator)
+                    code = await _story(client, tracker, token, out, sim.simulator)
+                    whole = await inbound_story(
+                        client, inbox, inbound_store, inbound_token, sim.simulator, out,
+                        seed=seed, receiver_url=receiver.url + INBOUND_PATH,
+                    )  # fmt: skip
+    print(_NEXT_STEPS, file=out)
+    return code if whole else 1
 
 
 async def _story(
@@ -116,7 +136,6 @@ async def _story(
     await asyncio.gather(consumer, return_exceptions=True)
     _finals(finals, events, out)
     _summary(tally(sim.callback_attempts, events, finals), out)
-    print(_NEXT_STEPS, file=out)
     return 0 if all(state.is_final for state in finals) else 1
 
 

@@ -10,7 +10,8 @@ Callers catch :class:`OpenSMSError`; nothing from httpx escapes the client::
     │   ├── InvalidCallbackURLError             a subscription URL that is not https://
     │   ├── InvalidBaseURLError                 an API base URL that is not absolute http(s)
     │   ├── InvalidStoreURLError                a store URL no backend understands
-    │   └── InvalidCursorError                  an event cursor this store never gave
+    │   ├── InvalidCursorError                  an event cursor this store never gave
+    │   └── InvalidUpdateError                  a delivery update no store may record
     ├── APIConnectionError                      the request did not get a response
     │   └── APITimeoutError
     ├── APIResponseValidationError              a 2xx whose body is not what the API promises
@@ -50,6 +51,7 @@ __all__ = [
     "InvalidMessageError",
     "InvalidSenderError",
     "InvalidStoreURLError",
+    "InvalidUpdateError",
     "NotAcceptableError",
     "NotFoundError",
     "OpenSMSError",
@@ -68,7 +70,8 @@ class OpenSMSError(Exception):
 
 
 class ValidationError(OpenSMSError, ValueError):
-    """Input refused on the client side, before any request was made."""
+    """Input refused on the SDK's side: before any request was made, or before anything was
+    recorded."""
 
 
 class InvalidAddressError(ValidationError):
@@ -97,6 +100,21 @@ class InvalidStoreURLError(ValidationError):
 
 class InvalidCursorError(ValidationError):
     """An event cursor (``since=``) not of its store's form (``"42"``, ``"<ms>-<seq>"``)."""
+
+
+class InvalidUpdateError(ValidationError):
+    """A delivery update that no store may record; ``field`` names what is wrong.
+
+    Raised as a :class:`~opensms_async.DeliveryUpdate` is built, whoever builds it: the receiver
+    from a callback (it answers 422), the poller from a poll (it skips that entry), ``track()``
+    from a send's response, or your own code before ``ingest``. So nothing of a batch holding
+    one is ever recorded. ``ingest`` raises it too for anything else than a ``DeliveryUpdate``.
+    """
+
+    def __init__(self, message: str, field: str = "update") -> None:
+        super().__init__(message)
+        self.field = field
+        """The update's field refused (``address``, ``status``...), or ``update`` for the whole."""
 
 
 class APIConnectionError(OpenSMSError):

@@ -1,10 +1,16 @@
-"""The live event buffer behind ``DeliveryTracker.events()``: one event object for every consumer.
+"""Where ``DeliveryTracker.events()`` reads: the live buffer of this process, or the shared log.
 
-A store builds each event once; the tracker publishes it here, and every consumer iterating
-``events()`` takes the same object from this buffer rather than asking the store again. The
-buffer keeps an event only while a consumer still has to read it, and never more than ``size``
-events: a consumer further behind than that reads from the store's log instead (never blocking
-the receiver, never losing an event), then comes back here once it has caught up.
+For a store no other process appends to (memory, SQLite), the store builds each event once and
+hands it to the tracker's listener, which publishes it here; every consumer iterating ``events()``
+takes the same object from this buffer rather than asking the store again. The buffer keeps an
+event only while a consumer still has to read it, and never more than ``size`` events: a consumer
+further behind than that reads from the store's log instead (never blocking the receiver, never
+losing an event), then comes back here once it has caught up.
+
+For a shared store (Redis), other replicas append to the log too: a :class:`StoreReader` reads the
+log itself, one blocking read per wake-up, and yields what that read returned. So does a store
+whose cursors are not ``consecutive``: the buffer relies on consecutive cursors to tell that it
+holds an unbroken run of the log.
 
 Dropping events as soon as every consumer has passed them matters for speed, not only memory:
 an event that dies young is never seen by the garbage collector's older generations, which at a
@@ -16,14 +22,27 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
 from ._constants import SHARED_STORE_RECHECK
 from ._state import DeliveryEvent
 from .stores import Store
 
-__all__ = ["LiveBuffer", "Reader"]
+__all__ = ["EventReader", "LiveBuffer", "Reader", "StoreReader"]
 
 _READ_BATCH = 512
+
+
+class EventReader(Protocol):
+    """How one ``events()`` consumer gets its batches."""
+
+    def next(self, cursor: str | None) -> Awaitable[list[DeliveryEvent]]:
+        """The events after ``cursor``, at most a batch; [] after waiting in vain for some."""
+        ...
+
+    def close(self) -> None:
+        """Done reading."""
 
 
 class Reader:
@@ -33,20 +52,52 @@ class Reader:
     reads from the store (or has not read yet). The buffer keeps what positioned readers need.
     """
 
-    __slots__ = ("position",)
+    __slots__ = ("_buffer", "position")
 
-    def __init__(self) -> None:
+    def __init__(self, buffer: LiveBuffer) -> None:
+        self._buffer = buffer
         self.position: int | None = None
+
+    def next(self, cursor: str | None) -> Awaitable[list[DeliveryEvent]]:
+        """The events after ``cursor`` (the last one this reader got), at most a batch; when there
+        is none, waits for the next publish (or :meth:`LiveBuffer.wake`) and returns [].
+
+        The buffer's own coroutine, handed back (not awaited here): one coroutine less per read.
+        """
+        return self._buffer.next(self, cursor)
+
+    def close(self) -> None:
+        """Stop holding events in the buffer (idempotent)."""
+        self._buffer.detach(self)
+
+
+class StoreReader:
+    """A consumer of a shared store: reads its log, waiting there for the next event (bounded
+    by ``SHARED_STORE_RECHECK``, so that the caller looks up now and then)."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def next(self, cursor: str | None) -> list[DeliveryEvent]:
+        """The events after ``cursor``, at most a batch, or [] after waiting in vain."""
+        return await self._store.read_events(
+            cursor, limit=_READ_BATCH, timeout=SHARED_STORE_RECHECK
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class LiveBuffer:
     """The newest events of this process, kept while some :class:`Reader` still needs them.
 
     Holds the events after a base (the cursor key just before the first one). A reader whose
-    cursor is older than the base reads from the store's log. Stores shared between processes
-    are always read from the store (other replicas append there too), so nothing is kept then.
-    Positions find a reader's place in O(1): cursors are parsed only when a reader arrives or
-    falls out of the buffer, never once per event.
+    cursor is older than the base reads from the store's log. For a store shared between
+    processes, or whose cursors are not consecutive, nothing is kept (:meth:`attach` gives a
+    :class:`StoreReader`): a publish only wakes. Positions find a reader's place in O(1): cursors
+    are parsed only when a reader arrives or falls out of the buffer, never once per event.
     """
 
     def __init__(self, store: Store, size: int) -> None:
@@ -58,6 +109,7 @@ class LiveBuffer:
         self._base_key: tuple[int, int] = (0, 0)
         self._dropped_cursor: str | None = None
         """The cursor of the newest event dropped since ``_base_key`` was last computed."""
+        self._buffered = not store.shared and store.consecutive
         self._ready = False
         self._readers: set[Reader] = set()
         self._generation = 0
@@ -68,11 +120,13 @@ class LiveBuffer:
         """Note where the store's log ends: events published from now on are kept here."""
         last = await self._store.last_cursor()
         self._base_key = self._store.cursor_key(last) if last is not None else (0, 0)
-        self._ready = not self._store.shared
+        self._ready = self._buffered
 
-    def attach(self) -> Reader:
-        """A new reader; :meth:`detach` it when done, or it holds events in the buffer."""
-        reader = Reader()
+    def attach(self) -> EventReader:
+        """A new reader; :meth:`~EventReader.close` it when done, or it holds events here."""
+        if not self._buffered:
+            return StoreReader(self._store)
+        reader = Reader(self)
         self._readers.add(reader)
         return reader
 
@@ -80,7 +134,7 @@ class LiveBuffer:
         """Forget a reader (idempotent)."""
         self._readers.discard(reader)
 
-    def publish(self, events: list[DeliveryEvent]) -> None:
+    def publish(self, events: Sequence[DeliveryEvent]) -> None:
         """Add events (oldest first) and wake the waiting readers."""
         if self._ready and events:
             if self._readers:
@@ -89,14 +143,16 @@ class LiveBuffer:
                 self._drop_all(events[-1].cursor)
         self.wake()
 
-    def _keep(self, events: list[DeliveryEvent]) -> None:
-        """Append events so that the buffer stays one unbroken run of cursors after its base.
+    def _keep(self, events: Sequence[DeliveryEvent]) -> None:
+        """Append events so that the buffer stays one unbroken run of the store's log after its
+        base.
 
-        The in-process stores number events 1, 2, 3... (``cursor_key`` ``(n, 0)``). Events the
-        store logged but the tracker never published (an ``ingest`` cancelled after the store
-        wrote) leave a gap: the buffer then starts over after it, and a reader behind the gap
-        reads the store, which has every event. Events published late, behind newer ones, are
-        left to the store the same way. A store numbered otherwise only ever starts over.
+        The store publishes every event it logs, in log order, and its cursors are consecutive
+        (``(n, 0)``, ``(n + 1, 0)``...): a gap means that someone else logged events in between
+        (another process writing the same SQLite file), or that the store logged some while the
+        buffer started. The buffer then starts over after it, and a reader behind the gap reads
+        the store, which has every event. Events at or below the tail are left to the store the
+        same way.
         """
         tail = self._key(self._events[-1]) if self._events else self._base()
         first = self._key(events[0])
@@ -145,6 +201,15 @@ class LiveBuffer:
             self._waiting.set()
             self._waiting = None
 
+    async def next(self, reader: Reader, cursor: str | None) -> list[DeliveryEvent]:
+        """:meth:`read`, or when there is nothing to read, a wait for the next publish (or
+        :meth:`wake`) and []."""
+        changed = self._generation  # taken before reading, so no publish slips between
+        batch = await self.read(reader, cursor)
+        if not batch and self._generation == changed:
+            await self._wait()
+        return batch
+
     async def read(self, reader: Reader, cursor: str | None) -> list[DeliveryEvent]:
         """The events after ``cursor`` (the last one ``reader`` got), at most a batch of them."""
         start = self._find(cursor, reader.position)
@@ -164,9 +229,8 @@ class LiveBuffer:
             return None
         if position is not None:
             # Trimming keeps what a positioned reader needs unless it fell ``size`` behind. The
-            # event before its position must be its cursor's: a store may log an event before
-            # the tracker publishes it (SQLite answers from its thread), and a reader that read
-            # it from the store in between must not get it again from here.
+            # position is trusted only when the event before it is the reader's cursor; in any
+            # other case the cursor's key finds the place, so no event comes twice or is skipped.
             index = position - self._dropped
             if 0 < index <= len(self._events) and self._events[index - 1].cursor == cursor:
                 return index
@@ -178,19 +242,8 @@ class LiveBuffer:
     def _key(self, event: DeliveryEvent) -> tuple[int, int]:
         return self._store.cursor_key(event.cursor)
 
-    @property
-    def changed(self) -> int:
-        """A mark for :meth:`wait`, which returns at the first publish (or close) after it."""
-        return self._generation
-
-    async def wait(self, changed: int, cursor: str | None) -> None:
-        """Wait for a publish after mark ``changed`` (shared stores: for the store's log)."""
-        if self._store.shared:
-            # Another replica may append: block in the store (e.g. XREAD BLOCK), bounded.
-            await self._store.read_events(cursor, limit=1, timeout=SHARED_STORE_RECHECK)
-            return
-        if self._generation != changed:
-            return
+    async def _wait(self) -> None:
+        """Wait for the next publish (or wake)."""
         if self._waiting is None:
             self._waiting = asyncio.Event()
         await self._waiting.wait()

@@ -23,6 +23,7 @@ __all__ = [
     "RequestError",
     "SendResult",
     "SmsTextMessage",
+    "Source",
     "Status",
     "Subscription",
     "is_final",
@@ -62,6 +63,14 @@ class DeliveryStatus(enum.StrEnum):
     def parse(cls, value: str) -> Status:
         """The member for a known wire string, else the string itself, unchanged."""
         return _STATUS_BY_VALUE.get(value, value)  # a dict lookup: cls(value) costs ten
+
+
+class Source(enum.StrEnum):
+    """Where a delivery update came from."""
+
+    SEND = "send"
+    CALLBACK = "callback"
+    POLL = "poll"
 
 
 Status: TypeAlias = DeliveryStatus | str

@@ -9,11 +9,11 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias
 
-from ._addressing import normalize_address
 from ._constants import MAX_RETRY_AFTER
-from ._exceptions import InvalidAddressError, NotFoundError, OpenSMSError, RateLimitError
-from ._models import DeliveryInfoList
-from ._state import DeliveryUpdate, Source
+from ._exceptions import InvalidUpdateError, NotFoundError, OpenSMSError, RateLimitError
+from ._models import DeliveryInfo, DeliveryInfoList, Source
+from ._state import DeliveryUpdate
+from ._updates import updates_from_infos
 from .stores import PendingRequest, Store
 
 __all__ = [
@@ -219,26 +219,15 @@ class ReconciliationPoller:
     def _updates(
         self, request: PendingRequest, infos: DeliveryInfoList, now: float
     ) -> list[DeliveryUpdate]:
-        updates = []
-        for info in infos.delivery_infos:
-            try:
-                address = normalize_address(info.address)
-            except InvalidAddressError:
-                logger.warning(
-                    "reconciliation: skipping malformed address in %s", request.request_id
-                )
-                continue
-            updates.append(
-                DeliveryUpdate(
-                    request_id=request.request_id,
-                    address=address,
-                    status=info.status,
-                    source=Source.POLL,
-                    parts_delivered=info.parts_delivered,
-                    sms_parts=infos.sms_parts,
-                    status_code=info.status_code,
-                    sender=request.sender,
-                    received_at=now,
-                )
-            )
-        return updates
+        def skip(info: DeliveryInfo, exc: InvalidUpdateError) -> None:
+            logger.warning("reconciliation: skipping an entry of %s: %s", request.request_id, exc)
+
+        return updates_from_infos(
+            request.request_id,
+            infos.delivery_infos,
+            source=Source.POLL,
+            sms_parts=infos.sms_parts,
+            sender=request.sender,
+            received_at=now,
+            refused=skip,
+        )

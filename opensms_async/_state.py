@@ -22,7 +22,8 @@ import enum
 
 import attrs
 
-from ._models import DeliveryStatus, Status, is_final
+from ._gate import admit
+from ._models import DeliveryStatus, Source, Status, is_final
 
 __all__ = [
     "DeliveryEvent",
@@ -62,14 +63,6 @@ _FINAL_ORDER: dict[Status, int] = {
 }
 
 
-class Source(enum.StrEnum):
-    """Where an update came from."""
-
-    SEND = "send"
-    CALLBACK = "callback"
-    POLL = "poll"
-
-
 class MergeOutcome(enum.StrEnum):
     """What an incoming update did to the stored state."""
 
@@ -85,7 +78,15 @@ class MergeOutcome(enum.StrEnum):
 
 @attrs.frozen
 class DeliveryUpdate:
-    """One observation of a recipient's status: from a callback, a poll or the send response."""
+    """One observation of a recipient's status: from a callback, a poll, the send response or
+    your own code.
+
+    Canonical by construction, whoever builds it (the receiver, the poller, ``track()``, you):
+    the fields pass the gate of :mod:`opensms_async._gate`, so ``"+33612345678"`` is stored as
+    ``"tel:+33612345678"``, a known status string becomes its :class:`DeliveryStatus`, and a
+    field no store should keep (an address that is not E.164, a status over 64 characters, a
+    negative part count...) raises :class:`~opensms_async.InvalidUpdateError` naming it.
+    """
 
     request_id: str
     address: str
@@ -98,6 +99,18 @@ class DeliveryUpdate:
     """The sender the request was made with; the poller needs it for the deliveryInfos path."""
     received_at: float = 0.0
     """Unix time the update was observed."""
+
+    def __attrs_post_init__(self) -> None:
+        canonical = admit(
+            self.request_id, self.address, self.status, self.source, self.parts_delivered,
+            self.sms_parts, self.status_code, self.sender, self.received_at,
+        )  # fmt: skip
+        if canonical is not None:  # rare: the common update is canonical as given
+            for name, value in zip(_UPDATE_FIELDS, canonical, strict=True):
+                object.__setattr__(self, name, value)
+
+
+_UPDATE_FIELDS = tuple(field.name for field in attrs.fields(DeliveryUpdate))
 
 
 @attrs.frozen

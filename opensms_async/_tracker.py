@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 
 from ._addressing import normalize_address
 from ._constants import RECEIPT_RETENTION, SHARED_STORE_RECHECK
-from ._exceptions import StoreError, StoreUnavailableError
+from ._exceptions import InvalidUpdateError, StoreError, StoreUnavailableError
 from ._lifecycle import OPEN, Lifecycle
 from ._live import LiveBuffer
-from ._models import DeliveryInfoList, DeliveryStatus, SendResult
+from ._models import DeliveryInfoList, SendResult
 from ._poller import ReconciliationPoller
-from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source
+from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate
+from ._updates import updates_from_send
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
@@ -39,9 +40,10 @@ class DeliveryTracker(Lifecycle):
     requests still not final ``reconcile_after`` seconds after :meth:`track` are polled with
     ``get_delivery_infos`` (backing off per request, for up to the 7-day receipt retention), so a
     lost callback is recovered; a 429 pauses every poll for its ``Retry-After`` (1 s doubling
-    without one, at most 60 s). Without a client, the tracker only receives. ``live_buffer`` bounds
-    the events kept in memory for ``events()`` consumers that are behind (further behind, they
-    read the store's log).
+    without one, at most 60 s). Without a client, the tracker only receives (on a durable or
+    shared store, :meth:`track` still schedules polls for a process that has a client).
+    ``live_buffer`` bounds the events kept in memory for ``events()`` consumers that are behind
+    (further behind, they read the store's log).
 
     Use it as ``async with DeliveryTracker(...) as tracker`` (or ``open()`` and ``aclose()``); a
     tracker opens once.
@@ -85,10 +87,13 @@ class DeliveryTracker(Lifecycle):
             if client is not None
             else None
         )
+        self._reconciled = self._poller is not None or self.store.durable or self.store.shared
+        """Whether anyone can ever poll what track() schedules (see track)."""
         self._started = False
         """True once open() began: from then on aclose() closes the store."""
         self._closing = asyncio.Event()
         """Set by aclose(): ends the waits of events() at once (the state says it is closed)."""
+        self._unlisten: Callable[[], None] = _nothing
 
     def __repr__(self) -> str:
         polling = self._poller is not None
@@ -101,6 +106,9 @@ class DeliveryTracker(Lifecycle):
     async def _open(self) -> None:
         self._started = True
         await self.store.open()
+        # The store hands over what it logged, whoever wrote it and whether or not they still
+        # wait (a cancelled ingest, a poll): consumers and waiters hear of every event at once.
+        self._unlisten = self.store.listen(self._logged)
         await self._live.start()
         if self._poller is not None:
             self._poller.start()
@@ -123,6 +131,7 @@ class DeliveryTracker(Lifecycle):
                 if not future.done():
                     future.set_result(None)
         self._waiters.clear()
+        self._unlisten()
         await self.store.aclose()
 
     async def _fetch(self, sender: str, request_id: str) -> DeliveryInfoList:
@@ -135,50 +144,59 @@ class DeliveryTracker(Lifecycle):
     # --- recording -----------------------------------------------------------------------
 
     async def track(self, sent: SendResult) -> list[DeliveryEvent]:
-        """Register the recipients of a send as pending, with the states the send answered.
+        """Record the recipients of a send with the states the send answered, and schedule the
+        request's reconciliation when someone can poll it.
 
-        Returns the events this caused (a first sighting is one), oldest first.
+        Someone can when this tracker has a client (its poller polls the request
+        ``reconcile_after`` seconds from now if still not final), or when the store is durable or
+        shared (a later process, or another replica, with a client polls it). On a store that
+        ends with this process and no client (the memory store, say), nothing is scheduled: only
+        the send's states are recorded, and callbacks alone advance them.
+
+        Returns the events this caused (a first sighting is one), oldest first. Raises
+        ``InvalidUpdateError`` (and records nothing) when the send's states cannot be admitted.
         """
         self._check_usable()
         now = self._clock()
-        known = {normalize_address(info.address): info for info in sent.delivery_infos}
-        updates = [
-            DeliveryUpdate(
-                request_id=sent.request_id,
-                address=address,
-                status=known[address].status
-                if address in known
-                else DeliveryStatus.MESSAGE_ACCEPTED,
-                source=Source.SEND,
-                parts_delivered=known[address].parts_delivered if address in known else None,
-                sms_parts=sent.parts,
-                sender=sent.sender,
-                received_at=now,
+        events = await self.ingest(updates_from_send(sent, now))
+        if self._reconciled:
+            await self.store.schedule(
+                sent.request_id, sent.sender, tracked_at=now, poll_at=now + self.reconcile_after
             )
-            for address in sent.recipients
-        ]
-        events = await self.ingest(updates)
-        await self.store.schedule(
-            sent.request_id, sent.sender, tracked_at=now, poll_at=now + self.reconcile_after
-        )
         return events
 
     async def ingest(self, updates: Iterable[DeliveryUpdate]) -> list[DeliveryEvent]:
-        """Merge updates (from callbacks, polls or sends) and publish the events they cause.
+        """Merge updates (from callbacks, polls, sends or your code) and publish the events they
+        cause.
 
-        Returns those events, oldest first, once the store has recorded them (an update that
+        A :class:`DeliveryUpdate` is canonical from the moment it is built (``"+336..."``
+        becomes ``"tel:+336..."``; an address that is not E.164, a status over 64 characters, a
+        negative part count... raise ``InvalidUpdateError`` naming the field, so a batch holding
+        one is never recorded); anything else than a ``DeliveryUpdate`` in ``updates`` raises
+        ``InvalidUpdateError`` too, and nothing of the batch is recorded.
+
+        Returns the events caused, oldest first, once the store has recorded them (an update that
         advances nothing causes none); raises ``StoreError`` when it could not record them.
-        Updates to one pair apply in the order given.
+        Updates to one pair apply in the order given. What the store recorded reaches
+        ``events()`` consumers and ``wait_for_final`` even if this call is cancelled meanwhile.
         """
         self._check_usable()
         batch = updates if isinstance(updates, list | tuple) else list(updates)
         if not batch:
             return []
-        events = await self.store.apply_events(batch)
-        if events:
-            self._live.publish(events)
-            self._wake_waiters(events)
-        return events
+        try:
+            return await self.store.apply_events(batch)
+        except (AttributeError, TypeError) as exc:
+            # Checked only when the store failed (it recorded nothing of the call): a check of
+            # every update up front would cost the hot path a few percent.
+            if all(isinstance(update, DeliveryUpdate) for update in batch):
+                raise
+            raise InvalidUpdateError("ingest takes DeliveryUpdate objects only", "update") from exc
+
+    def _logged(self, events: Sequence[DeliveryEvent]) -> None:
+        """The store's listener: what it recorded goes to the consumers and the waiters."""
+        self._live.publish(events)
+        self._wake_waiters(events)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -204,28 +222,28 @@ class DeliveryTracker(Lifecycle):
         self._check_usable()
         cursor = since
         outage = _OUTAGE_BACKOFF
-        live = self._live
-        reader = live.attach()
+        reader = self._live.attach()
         try:
             while self._state is OPEN:
-                changed = live.changed  # taken before reading, so no publish slips between
                 try:
-                    batch = await live.read(reader, cursor)
-                    if not batch:
-                        await live.wait(changed, cursor)
-                        continue
+                    batch = await reader.next(cursor)
                 except StoreUnavailableError as exc:
                     logger.warning("events paused, store unavailable: %s", exc)
                     with contextlib.suppress(TimeoutError):  # a close ends the wait at once
                         await asyncio.wait_for(self._closing.wait(), outage)
                     outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
                     continue
+                except StoreError:
+                    if self._state is OPEN:
+                        raise
+                    return  # the store closed under a read: the tracker is closing
                 outage = _OUTAGE_BACKOFF
                 for event in batch:
                     yield event
-                cursor = batch[-1].cursor
+                if batch:
+                    cursor = batch[-1].cursor
         finally:
-            live.detach(reader)
+            reader.close()
 
     async def wait_for_final(
         self, request_id: str, address: str, timeout: float | None = None
@@ -240,19 +258,21 @@ class DeliveryTracker(Lifecycle):
         key = (request_id, normalize_address(address))
         async with asyncio.timeout(timeout):
             while True:
-                state = await self._read_open(key)
-                if state is not None and state.is_final:
-                    return state
-                self._check_usable()  # closed during the read: nobody would wake this waiter
+                # Listed before the read: a final the store logs while the read runs (SQLite may
+                # answer it from the very batch that commits the final) still wakes this waiter.
                 future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self._waiters.setdefault(key, []).append(future)
                 try:
+                    state = await self._read_open(key)
+                    if state is not None and state.is_final:
+                        return state
+                    self._check_usable()  # closed during the read: say so rather than wait
                     # Re-read now and then: another replica may have recorded it.
-                    await asyncio.wait_for(
-                        asyncio.shield(future), SHARED_STORE_RECHECK if self.store.shared else None
-                    )
-                except TimeoutError:
-                    pass
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            asyncio.shield(future),
+                            SHARED_STORE_RECHECK if self.store.shared else None,
+                        )
                 finally:
                     self._forget_waiter(key, future)
 
@@ -281,3 +301,7 @@ class DeliveryTracker(Lifecycle):
             futures.remove(future)
             if not futures:
                 del self._waiters[key]
+
+
+def _nothing() -> None:
+    """What stops listening before the tracker listens."""

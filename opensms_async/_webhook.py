@@ -2,7 +2,8 @@
 
 Accepted shapes (PROTOCOL.md): BICS's ``{"deliveryInfoList": {...}}`` with the token inside, the
 OMA ``{"deliveryInfoNotification": {...}}``, and a bare object of either kind; ``deliveryInfo`` may
-be one object or a list. A payload is taken whole or not at all: one bad entry refuses it.
+be one object or a list. A payload is taken whole or not at all: one entry that cannot be
+attributed, or with a field the update's gate refuses, refuses it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeGuard
 from urllib.parse import unquote, urlsplit
 
-from ._addressing import normalize_address, normalize_sender
+from ._addressing import normalize_sender
 from ._exceptions import ValidationError
 from ._models import DeliveryStatus, request_id_from_url
 from ._state import DeliveryUpdate, Source
@@ -72,7 +73,13 @@ def find_token(payload: object, authorization: bytes | None) -> bytes | None:
 def parse_callback(
     payload: object, *, received_at: float, url_ids: UrlIds | None = None
 ) -> list[DeliveryUpdate]:
-    """The updates a callback body carries; :class:`CallbackPayloadError` when it is not one."""
+    """The updates a callback body carries; :class:`CallbackPayloadError` when it is not one.
+
+    This is the structural parse only (where the entries are, which request and sender they are
+    for): each field goes into its update as received, and the update's gate (``_gate.py``)
+    checks and normalises it as the update is built, raising
+    :class:`~opensms_async.InvalidUpdateError` (also a ``ValidationError``) for a bad one.
+    """
     root = _root(payload)
     if root is None:
         raise CallbackPayloadError("not a delivery-info callback: no deliveryInfoList/deliveryInfo")
@@ -80,7 +87,7 @@ def parse_callback(
     url = _resource_url(root)
     request_id, sender = (url_ids or parse_url_ids)(url) if url else (None, None)
     request_id = request_id or _text(root.get("callbackData"))
-    sms_parts = _count(root.get("smsParts"), "smsParts")
+    sms_parts = root.get("smsParts")
     return [_update(entry, request_id, sender, sms_parts, received_at) for entry in entries]
 
 
@@ -157,64 +164,32 @@ def _update(
     entry: Mapping[str, Any],
     request_id: str | None,
     sender: str | None,
-    sms_parts: int | None,
+    sms_parts: object,
     received_at: float,
 ) -> DeliveryUpdate:
+    """One entry as an update, its fields as received: the update's gate checks them."""
     if "resourceURL" in entry:  # rare: an entry naming its own request
         request_id = request_id_from_url(_text(entry["resourceURL"])) or request_id
     request_id = request_id or _text(entry.get("callbackData"))
     if not request_id:
         raise CallbackPayloadError("no request id: no resourceURL, link or callbackData")
     status = entry.get("deliveryStatus")
-    if not isinstance(status, str) or not status or len(status) > 64:
-        raise CallbackPayloadError("deliveryStatus must be a non-empty string")
-    if not (_is_unicode(request_id) and _is_unicode(status)):
-        # JSON allows lone surrogates ("\ud800"); no UTF-8 store can keep them.
-        raise CallbackPayloadError("request id and deliveryStatus must be valid Unicode text")
-    address = entry.get("address")
-    if not isinstance(address, str):
-        raise CallbackPayloadError("address must be a string")
-    try:
-        address = normalize_address(address)
-    except ValueError as exc:
-        raise CallbackPayloadError(str(exc)) from None
-    parts = entry.get("smsPartsDeliveredToTerminal")
-    if parts is not None:
-        parts = _count(parts, "smsPartsDeliveredToTerminal")
     # Positional, in the order of DeliveryUpdate's fields: once per callback, keywords cost more.
     return DeliveryUpdate(
         request_id,
-        address,
-        DeliveryStatus.parse(status),
+        entry.get("address"),  # type: ignore[arg-type]  # the gate refuses what is not a str
+        DeliveryStatus.parse(status) if type(status) is str else status,  # type: ignore[arg-type]
         Source.CALLBACK,  # source
-        parts,  # parts_delivered
-        sms_parts,
+        entry.get("smsPartsDeliveredToTerminal"),  # parts_delivered
+        sms_parts,  # type: ignore[arg-type]
         _code(entry.get("deliveryStatusCode")),  # status_code
         sender,
         received_at,
     )
 
 
-def _is_unicode(value: str) -> bool:
-    if value.isascii():  # O(1) in CPython, and nearly always so
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _count(value: object, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
-        raise CallbackPayloadError(f"{name} must be a whole number from 0 to 10000")
-    return value
 
 
 def _code(value: object) -> int | None:

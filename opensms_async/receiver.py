@@ -15,7 +15,7 @@ the update, because BICS never retries a callback; when the store cannot record,
 | 401 | the token is missing or wrong (nothing is stored) |
 | 413 | the body is over ``max_body_size`` |
 | 415 | (never: any content type is read as JSON, since senders differ) |
-| 422 | JSON, but not a delivery-info callback |
+| 422 | JSON, but not a delivery-info callback, or one with a field the update's gate refuses |
 | 503 | not recorded: the store failed or took over ``record_deadline``, or the server stopped |
 
 Every answer but 204 carries a short JSON body, ``{"error": "unauthorized", "reason": "wrong
@@ -45,6 +45,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ._exceptions import ValidationError
 from ._inbound_receiver import InboundEndpoint
 from ._inbox import Inbox
 from ._lifecycle import Lifecycle
@@ -63,7 +64,6 @@ from ._receiving import (
 )
 from ._tracker import DeliveryTracker
 from ._webhook import (
-    CallbackPayloadError,
     cached_url_ids,
     encode_token,
     find_token,
@@ -140,7 +140,7 @@ class CallbackEndpoint(Endpoint):
             return self._refused(scope, NO_TOKEN if presented is None else WRONG_TOKEN)
         try:
             updates = parse_callback(payload, received_at=self._clock(), url_ids=self._url_ids)
-        except CallbackPayloadError as exc:
+        except ValidationError as exc:  # not a callback, or a field the update's gate refuses
             return self._refused(scope, _NOT_A_CALLBACK, exc)
         return await self._record(self._tracker.ingest, updates)
 
@@ -321,9 +321,9 @@ class _ReceiverApp(Starlette):
 
     Starlette's middleware stack and router cost about as much as the endpoint's own work
     (``bench/bench_receiver.py``), and add nothing to an endpoint that answers every error itself.
-    Mounted in a parent app (``Mount("/sms", receiver)``), the endpoints' paths are matched below
-    the mount's prefix, as Starlette's router would match them. Anything else (another path or
-    method, middleware added with ``add_middleware``) goes through Starlette as usual.
+    Mounted in a parent app (``Mount("/sms", receiver)``), the callback path is matched below the
+    mount's prefix, as Starlette's router would match it. Anything else (another path or method,
+    middleware added with ``add_middleware``) goes through Starlette as usual.
     """
 
     def __init__(self, endpoints: dict[str, Endpoint], **kwargs: Any) -> None:
@@ -333,8 +333,7 @@ class _ReceiverApp(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not self.user_middleware:
             root = scope.get("root_path")
-            path = _below(scope["path"], root) if root else scope["path"]
-            endpoint = self._endpoints.get(path)
+            endpoint = self._endpoints.get(_below(scope["path"], root) if root else scope["path"])
             if endpoint is not None:
                 scope["app"] = self
                 await endpoint(scope, receive, send)

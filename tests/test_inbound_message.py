@@ -88,8 +88,7 @@ def test_fields_are_read_leniently_but_the_id_strictly() -> None:
     )  # fmt: skip
     assert (part.message_id, part.text, part.sender) == ("12", "a\ufffdb", "tel:+3247")
     assert (part.reference, part.number, part.total) == (1, None, 2)
-    bad: object
-    for bad in (
+    bads: tuple[object, ...] = (
         {"InboundSmsMessage": {"message": "no id"}},
         {"InboundSmsMessage": {"messageId": "x" * 257}},
         {"InboundSmsMessage": {"messageId": "\ud800"}},
@@ -97,7 +96,8 @@ def test_fields_are_read_leniently_but_the_id_strictly() -> None:
         {"InboundSmsMessage": []},
         {"InboundSmsMessage": [{"messageId": "a"}] * 1001},
         ["not", "an", "object"],
-    ):
+    )
+    for bad in bads:
         with pytest.raises(InboundPayloadError):
             parse_inbound_callback(bad)
 

@@ -99,7 +99,7 @@ async def test_the_lua_step_logs_what_the_pure_rules_log(redis_url: str, ops: li
 
 async def test_no_key_has_a_ttl(redis_url: str, client: aioredis.Redis) -> None:
     """Ids, groups and the log carry no TTL: a volatile-* policy never evicts them."""
-    async with open_inbound_store(redis_url) as store:
+    async with RedisInboundStore.from_url(redis_url) as store:
         await store.receive(
             [Part("a", SENDERS[0], DEST, "x"), Part("b", SENDERS[0], DEST, "y", 1, 1, 2)],
             now=1.0, timeout=T, retention=R,
@@ -123,7 +123,7 @@ async def test_an_evicting_policy_is_refused(redis_url: str, client: aioredis.Re
         with pytest.raises(StoreError, match="allow_eviction"):
             await refused.open()
         await refused.aclose()
-        async with open_inbound_store(redis_url + "?allow_eviction=true"):
+        async with RedisInboundStore.from_url(redis_url + "?allow_eviction=true"):
             pass
     finally:
         await client.config_set("maxmemory-policy", "noeviction")
@@ -165,7 +165,7 @@ async def test_a_stopped_redis_makes_receive_unavailable(
 
     server: RedisServer = start_redis_server(tmp_path_factory.mktemp("down"))
     try:
-        async with open_inbound_store(server.url + "?timeout=0.5") as store:
+        async with RedisInboundStore.from_url(server.url + "?timeout=0.5") as store:
             await store.receive([Part("a", SENDERS[0], DEST, "x")], now=1.0, timeout=T, retention=R)
             server.stop()
             with pytest.raises(StoreUnavailableError):

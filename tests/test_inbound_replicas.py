@@ -17,7 +17,7 @@ import httpx
 import pytest
 from redis_server import free_port
 
-from opensms_async.stores.inbound import open_inbound_store
+from opensms_async.stores.inbound import RedisInboundStore
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +130,7 @@ async def test_three_replicas_on_one_redis_log_each_message_once(
         ):
             await asyncio.sleep(0.1)
         seen = [printed(out) for _, out in running]
-    async with open_inbound_store(redis_url) as store:
+    async with RedisInboundStore.from_url(redis_url) as store:
         logged = await store.read_messages(None, limit=10_000)
     assert sorted(m.text for m in logged) == expected
     assert all(m.complete for m in logged)

@@ -9,6 +9,7 @@ mode). A block after ``<!-- fragment: why -->`` is a fragment on purpose: it is 
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 import subprocess
@@ -108,19 +109,42 @@ def _cli_lines() -> Iterator[tuple[int, list[str]]]:
                 yield block.line + offset, words[1:]
 
 
+def _command(parser: argparse.ArgumentParser, words: list[str]) -> argparse.ArgumentParser:
+    """The parser of the command ``words`` name: down through groups and their actions
+    (``subscription get``, ``inbound subscription create``); KeyError for an unknown command."""
+    command = parser._subparsers._group_actions[0].choices[words[0]]  # type: ignore[union-attr,index]
+    for word in words[1:]:
+        actions = command._subparsers
+        if actions is None:
+            break
+        command = actions._group_actions[0].choices[word]
+    assert isinstance(command, argparse.ArgumentParser)
+    return command
+
+
 def test_shell_blocks_name_real_commands_and_options() -> None:
     """Every `opensms ...` line of the README names a command and options the CLI has."""
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     found = 0
     for line, words in _cli_lines():
-        command = commands[words[0]]  # type: ignore[index]
-        if words[0] == "subscription":
-            command = command._subparsers._group_actions[0].choices[words[1]]
-        known = set(command._option_string_actions)
+        known = set(_command(parser, words)._option_string_actions)
         for word in words:
             option = word.strip("[]").split("=")[0]
             if option.startswith("--"):
                 assert option in known, f"README.md line {line}: {option} of opensms {words[0]}"
         found += 1
     assert found >= 15
+
+
+def test_options_of_nested_actions_are_known() -> None:
+    """An action two groups down (`opensms inbound subscription create`) is checked against
+    its own options, not its group's; an action that does not exist is an error."""
+    parser = build_parser()
+    create = _command(
+        parser, ["inbound", "subscription", "create", "URL", "--token", "T", "--concat", "true"]
+    )
+    assert {"--token", "--concat"} <= set(create._option_string_actions)
+    poll = _command(parser, ["inbound", "poll", "NUMBER", "--max-batch-size", "5"])
+    assert "--max-batch-size" in poll._option_string_actions
+    with pytest.raises(KeyError):
+        _command(parser, ["inbound", "subscription", "list"])

@@ -86,13 +86,13 @@ async def test_hung_redis_fails_each_apply_within_the_timeout(own_server: RedisS
     ``timeout`` of its own start, those queued behind a hung batch too (not 15 s, 30 s, ...);
     after SIGCONT the store works again by itself."""
     async with RedisStore(own_server.url) as store:
-        await store.apply([up(S.MESSAGE_WAITING)])
+        await store.apply_events([up(S.MESSAGE_WAITING)])
         suspend(own_server)
 
         async def one_apply(i: int) -> float:
             await asyncio.sleep(0.3 * i)  # each starts while the previous batch hangs
             return await failure_time(
-                asyncio.ensure_future(store.apply([up(S.DELIVERED_TO_NETWORK, f"r{i}")]))
+                asyncio.ensure_future(store.apply_events([up(S.DELIVERED_TO_NETWORK, f"r{i}")]))
             )
 
         async def one_read() -> float:
@@ -103,9 +103,9 @@ async def test_hung_redis_fails_each_apply_within_the_timeout(own_server: RedisS
         assert max(times) < DEFAULT_TIMEOUT + MARGIN
         resume(own_server)
         async with asyncio.timeout(WAIT):
-            [applied] = await store.apply([up(S.DELIVERED_TO_TERMINAL)])
-        assert applied.event is not None
-        assert (await store.get("req-1", ADDR)) == applied.result.state
+            [event] = await store.apply_events([up(S.DELIVERED_TO_TERMINAL)])
+        state = await store.get("req-1", ADDR)
+        assert state is not None and state.status == event.status == S.DELIVERED_TO_TERMINAL
 
 
 @pytest.mark.integration
@@ -116,15 +116,15 @@ async def test_a_call_queued_behind_a_hung_batch_fails_at_its_own_deadline(
     when the next batch, which it joins, holds later calls (and so lasts longer)."""
     timeout = 4.0
     async with RedisStore(own_server.url, timeout=timeout) as store:
-        await store.apply([up(S.MESSAGE_WAITING)])
+        await store.apply_events([up(S.MESSAGE_WAITING)])
         suspend(own_server)
-        ahead = asyncio.ensure_future(store.apply([up(S.DELIVERED_TO_NETWORK, "r1")]))
+        ahead = asyncio.ensure_future(store.apply_events([up(S.DELIVERED_TO_NETWORK, "r1")]))
         await asyncio.sleep(0.2)  # ``ahead`` is in flight: the next calls wait in the queue
         queued = asyncio.ensure_future(
-            failure_time(store.apply([up(S.DELIVERED_TO_NETWORK, "r2")]))
+            failure_time(store.apply_events([up(S.DELIVERED_TO_NETWORK, "r2")]))
         )
         await asyncio.sleep(2.5)
-        later = asyncio.ensure_future(store.apply([up(S.DELIVERED_TO_NETWORK, "r3")]))
+        later = asyncio.ensure_future(store.apply_events([up(S.DELIVERED_TO_NETWORK, "r3")]))
         waited = await queued
         await failure_time(ahead)
         await failure_time(later)
@@ -143,7 +143,7 @@ async def test_hung_redis_ends_a_blocking_read_and_close(own_server: RedisServer
     suspend(own_server)
     waited = await failure_time(reader)
     assert waited < BLOCK_SLICE + DEFAULT_TIMEOUT + MARGIN
-    pending = asyncio.ensure_future(store.apply([up(S.MESSAGE_WAITING)]))
+    pending = asyncio.ensure_future(store.apply_events([up(S.MESSAGE_WAITING)]))
     await asyncio.sleep(0.1)
     start = time.monotonic()
     await asyncio.wait_for(store.aclose(), 40.0)
@@ -164,8 +164,8 @@ async def test_blocking_read_outlasts_the_socket_timeout(redis_url: str) -> None
     async with RedisStore(redis_url, timeout=0.5) as one, RedisStore(redis_url) as two:
         reader = asyncio.ensure_future(one.read_events(None, timeout=5.0))
         await asyncio.sleep(1.5)  # three socket timeouts of ``one``
-        [applied] = await two.apply([up(S.DELIVERED_TO_TERMINAL)])
-        assert await asyncio.wait_for(reader, WAIT) == [applied.event]
+        logged = await two.apply_events([up(S.DELIVERED_TO_TERMINAL)])
+        assert await asyncio.wait_for(reader, WAIT) == logged
 
 
 def test_timeout_option() -> None:
@@ -296,14 +296,14 @@ async def post_all(http: httpx.AsyncClient, url: str, bodies: list[bytes]) -> li
 
 async def fill_until_full(store: RedisStore) -> StoreError:
     """Apply new requests until Redis refuses a write for lack of memory; that error."""
-    padding = "x" * 200  # long addresses fill memory sooner
+    padding = "x" * 200  # long request ids fill memory sooner
     for batch in range(5_000):
         updates = [
-            DeliveryUpdate(f"fill-{batch}-{i}", f"tel:+33{i:09d}{padding}", S.MESSAGE_WAITING)
+            DeliveryUpdate(f"fill-{batch}-{i}-{padding}", f"tel:+33{i:09d}", S.MESSAGE_WAITING)
             for i in range(50)
         ]
         try:
-            await store.apply(updates)
+            await store.apply_events(updates)
         except StoreError as exc:
             return exc
     raise AssertionError("Redis never filled up: is maxmemory set?")
@@ -367,7 +367,7 @@ async def test_keys_carry_no_ttl_and_expire_by_the_index(redis_url: str) -> None
     """No key of the store has a TTL (an evicting Redis could drop it); each write to a
     request's state or schedule entry moves its expiry in the index to ``retention`` from now."""
     async with RedisStore(redis_url, prefix="x", retention=100.0) as store:
-        await store.apply([up(S.DELIVERED_TO_NETWORK, "r1")])
+        await store.apply_events([up(S.DELIVERED_TO_NETWORK, "r1")])
         await store.schedule("r2", "tel:+3212", tracked_at=0.0, poll_at=0.0)
         await store.claim_due(1.0)
         await store.reschedule("r2", next_poll_at=5.0, attempts=1)
@@ -381,10 +381,10 @@ async def test_keys_carry_no_ttl_and_expire_by_the_index(redis_url: str) -> None
                 assert due is not None and now_ms + 99_000 < due <= now_ms + 100_000
             first = client.zscore("x:expiry", "r1")
             await asyncio.sleep(0.05)
-            await store.apply([up(S.DELIVERED_TO_TERMINAL, "r1")])
+            await store.apply_events([up(S.DELIVERED_TO_TERMINAL, "r1")])
             assert (client.zscore("x:expiry", "r1") or 0) > (first or 0)
     async with RedisStore(redis_url, prefix="x", retention=None) as forever:
-        await forever.apply([up(S.DELIVERY_IMPOSSIBLE, "r1")])  # keep r1 for good
+        await forever.apply_events([up(S.DELIVERY_IMPOSSIBLE, "r1")])  # keep r1 for good
         with redis_client(redis_url) as client:
             assert client.zscore("x:expiry", "r1") is None
 
@@ -394,7 +394,7 @@ async def test_a_request_expires_after_retention_without_writes(redis_url: str) 
     """With no write at all after it, a request's states and schedule entry are deleted once
     ``retention`` has passed (the store's sweep); the event log keeps its events."""
     async with RedisStore(redis_url, prefix="e", retention=0.5) as store:
-        [applied] = await store.apply([up(S.DELIVERED_TO_TERMINAL, "gone")])
+        logged = await store.apply_events([up(S.DELIVERED_TO_TERMINAL, "gone")])
         await store.schedule("gone", "tel:+3212", tracked_at=0.0, poll_at=1e12)
         async with asyncio.timeout(WAIT):
             while await store.get("gone", ADDR) is not None:  # noqa: ASYNC110 - Redis has no event
@@ -403,7 +403,7 @@ async def test_a_request_expires_after_retention_without_writes(redis_url: str) 
             assert not client.exists("e:state:gone", "e:pending:gone")
             assert client.zscore("e:pending", "gone") is None
             assert client.zscore("e:expiry", "gone") is None
-        assert await store.read_events(None) == [applied.event]
+        assert await store.read_events(None) == logged
 
 
 @pytest.mark.integration
@@ -426,8 +426,8 @@ async def test_a_store_of_the_previous_version_keeps_working(redis_url: str, pre
     async with RedisStore(redis_url, prefix=prefix) as store:
         old = await store.get("old", ADDR)
         assert old is not None and old.status == S.DELIVERED_TO_TERMINAL and old.updated_at == 1.5
-        [stale] = await store.apply([up(S.DELIVERED_TO_NETWORK, "old")])
-        assert stale.event is None and stale.result.state == old
+        assert await store.apply_events([up(S.DELIVERED_TO_NETWORK, "old")]) == []
+        assert await store.get("old", ADDR) == old
         [claimed] = await store.claim_due(3.0)
         assert (claimed.request_id, claimed.attempts) == ("old", 3)
         with redis_client(redis_url) as client:
@@ -468,7 +468,7 @@ async def test_an_allkeys_policy_is_refused_on_open(
         ):
             caplog.clear()
             async with risky:
-                await risky.apply([up(S.MESSAGE_WAITING)])
+                await risky.apply_events([up(S.MESSAGE_WAITING)])
             assert "allkeys-lru" in caplog.text and "running anyway" in caplog.text
     finally:
         server.stop()
@@ -483,7 +483,7 @@ async def test_a_policy_that_spares_the_store_opens_quietly(
     server = start_redis_server(tmp_path / "redis", "--maxmemory-policy", policy)
     try:
         async with RedisStore(server.url) as store:
-            await store.apply([up(S.MESSAGE_WAITING)])
+            await store.apply_events([up(S.MESSAGE_WAITING)])
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     finally:
         server.stop()
@@ -517,21 +517,21 @@ async def test_a_lost_consumer_group_is_created_again(own_server: RedisServer) -
     retained event, so an event logged after the restart is delivered, not skipped."""
     async with RedisStore(own_server.url) as store:
         await store.create_group("billing")
-        await store.apply([up(S.MESSAGE_WAITING)])
+        await store.apply_events([up(S.MESSAGE_WAITING)])
         [before] = await store.read_group("billing", "w1")
         own_server.stop()
         own_server.start()  # empty: no log, no group
-        [after] = await store.apply([up(S.DELIVERED_TO_TERMINAL)])
+        [after] = await store.apply_events([up(S.DELIVERED_TO_TERMINAL)])
         assert await store.read_pending("billing", "w1") == []
-        assert await store.read_group("billing", "w1") == [after.event]
-        assert await store.claim_stale("billing", "w2", min_idle=0.0) == [after.event]
-        assert await store.ack("billing", after.event.cursor if after.event else "0-0") == 1
+        assert await store.read_group("billing", "w1") == [after]
+        assert await store.claim_stale("billing", "w2", min_idle=0.0) == [after]
+        assert await store.ack("billing", after.cursor) == 1
         own_server.flush()  # FLUSHALL: the same loss without a restart
         reader = asyncio.ensure_future(store.read_group("billing", "w1", block=WAIT))
         await asyncio.sleep(0.2)
-        [again] = await store.apply([up(S.DELIVERY_IMPOSSIBLE, "req-2")])
-        assert await asyncio.wait_for(reader, WAIT) == [again.event]
-        assert before.cursor != after.event.cursor if after.event else True
+        [again] = await store.apply_events([up(S.DELIVERY_IMPOSSIBLE, "req-2")])
+        assert await asyncio.wait_for(reader, WAIT) == [again]
+        assert before.cursor != after.cursor
     async with RedisStore(own_server.url) as other:
         with pytest.raises(StoreError, match="NOGROUP"):
             await other.read_group("never-created", "w1")

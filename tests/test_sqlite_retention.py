@@ -119,10 +119,12 @@ async def test_states_expire_retention_after_their_requests_last_write(tmp_path:
     recipients together; a request written since keeps every recipient until its own time."""
     clock = Clock()
     async with SQLiteStore(tmp_path / "r.db", retention=100.0, clock=clock) as store:
-        await store.apply([up("req-a", "tel:+331"), up("req-a", "tel:+332")])
-        await store.apply([up("req-b", "tel:+331"), up("req-b", "tel:+332")])
+        await store.apply_events([up("req-a", "tel:+331"), up("req-a", "tel:+332")])
+        await store.apply_events([up("req-b", "tel:+331"), up("req-b", "tel:+332")])
         clock.now = T0 + 60
-        await store.apply([up("req-b", "tel:+331", S.DELIVERED_TO_TERMINAL)])  # req-b written
+        await store.apply_events(
+            [up("req-b", "tel:+331", S.DELIVERED_TO_TERMINAL)]
+        )  # req-b written
         events_before = await count_events(store)
 
         clock.now = T0 + 120  # req-a: 120 s since its last write; req-b: 60 s
@@ -217,7 +219,7 @@ async def test_retention_none_keeps_states_but_still_trims_the_log(tmp_path: Pat
     clock = Clock()
     path = tmp_path / "forever.db"
     async with SQLiteStore(path, retention=None, max_events=3, clock=clock) as store:
-        await store.apply([up("req-a", f"tel:+33{n}") for n in range(8)])
+        await store.apply_events([up("req-a", f"tel:+33{n}") for n in range(8)])
         await store.schedule("req-a", SENDER, tracked_at=T0, poll_at=T0)
         clock.now = T0 + 1e9
         await eventually(lambda: _count_is(store, 3))
@@ -240,13 +242,13 @@ async def test_the_log_keeps_the_newest_max_events_and_cursors_keep_increasing(
     path = tmp_path / "log.db"
     async with SQLiteStore(path, max_events=50) as store:
         for batch in range(12):
-            await store.apply([up(f"req-{batch}", f"tel:+33{n}") for n in range(10)])
+            await store.apply_events([up(f"req-{batch}", f"tel:+33{n}") for n in range(10)])
         await eventually(lambda: _count_is(store, 50))
         events = await store.read_events(None, limit=1000)
         assert [e.cursor for e in events] == [str(n) for n in range(71, 121)]
     async with SQLiteStore(path, max_events=50) as store:
-        [applied] = await store.apply([up("req-new", "tel:+339")])
-        assert applied.event is not None and applied.event.cursor == "121"
+        [event] = await store.apply_events([up("req-new", "tel:+339")])
+        assert event.cursor == "121"
         assert await store.last_cursor() == "121"
 
 
@@ -292,13 +294,13 @@ async def test_a_version_1_file_is_migrated_on_open_and_keeps_everything(tmp_pat
         ]
         events = await store.read_events(None)
         assert [e.cursor for e in events] == ["1", "2", "3"]
-        [applied] = await store.apply([up("req-new", "tel:+339")])
-        assert applied.event is not None and applied.event.cursor == "4"
+        [event] = await store.apply_events([up("req-new", "tel:+339")])
+        assert event.cursor == "4"
         [due] = await store.claim_due(2.0, lease=0.0)
         assert (due.request_id, due.tracked_at) == ("req-old", 1.0)
 
         clock.now = T0 + 90  # within the retention after the migration: kept
-        await store.apply([up("req-probe", "tel:+338")])  # a batch, so a step may run
+        await store.apply_events([up("req-probe", "tel:+338")])  # a batch, so a step may run
         assert len(await store.get_request("req-old")) == 2
         clock.now = T0 + 150
         await eventually(lambda: _gone(store, "req-old"))
@@ -380,13 +382,13 @@ async def test_a_big_purge_runs_in_small_steps_between_batches(tmp_path: Path) -
     latencies = []
     async with SQLiteStore(path, retention=100.0, clock=clock) as store:
         started = time.perf_counter()
-        await store.apply([up("req-live", "tel:+330")])
+        await store.apply_events([up("req-live", "tel:+330")])
         latencies.append(time.perf_counter() - started)
         assert count_rows(path, "old-") > EXPIRED_ROWS - 5_000  # at most a few steps ran
         async with asyncio.timeout(60):
             for n in range(1, 100_000):
                 started = time.perf_counter()
-                await store.apply([up("req-live", f"tel:+33{n}")])
+                await store.apply_events([up("req-live", f"tel:+33{n}")])
                 latencies.append(time.perf_counter() - started)
                 if count_rows(path, "old-") == 0:
                     break
@@ -418,11 +420,10 @@ async def test_a_failing_step_is_logged_and_retried_and_the_store_keeps_working(
     conn.close()
     async with SQLiteStore(path, max_events=5) as store:
         for n in range(4):
-            await store.apply([up(f"req-{n}", f"tel:+33{k}") for k in range(5)])
+            await store.apply_events([up(f"req-{n}", f"tel:+33{k}") for k in range(5)])
         await eventually(lambda: _logged(caplog, "retention step failed"))
         assert await count_events(store) == 20  # nothing deleted, nothing broken
-        [applied] = await store.apply([up("req-more", "tel:+339")])
-        assert applied.event is not None
+        assert len(await store.apply_events([up("req-more", "tel:+339")])) == 1
         conn = sqlite3.connect(path)
         with conn:
             conn.execute("DROP TRIGGER keep")

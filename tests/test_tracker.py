@@ -19,7 +19,6 @@ from opensms_async import (
     DeliveryUpdate,
     SendResult,
     Source,
-    StoreError,
 )
 from opensms_async.stores import MemoryStore, Store
 
@@ -179,9 +178,9 @@ async def test_consumer_behind_the_buffer_reads_the_store_then_returns(store: St
             assert got is live
 
 
-class LatePublishStore(MemoryStore):
-    """A store that logs an event and answers only when released, as SQLite logs (commits on its
-    thread) before the caller's task resumes and the tracker publishes."""
+class LateAnswerStore(MemoryStore):
+    """A store that logs an event (handing it to its listeners) and answers its caller only when
+    released, as SQLite commits on its thread before the caller's task resumes."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -197,26 +196,26 @@ class LatePublishStore(MemoryStore):
 
 
 async def test_event_read_from_the_store_before_its_publish_comes_once() -> None:
-    """A consumer that reads an event from the store's log before the tracker publishes it
-    does not get it a second time from the live buffer."""
-    store = LatePublishStore()
+    """A consumer that reads an event before the ingest that logged it has returned gets it once,
+    not a second time when that ingest returns."""
+    store = LateAnswerStore()
     async with DeliveryTracker(store=store) as tracker:
         recording = asyncio.create_task(tracker.ingest([update(S.DELIVERED_TO_NETWORK)]))
-        await store.logged.wait()  # logged by the store, not yet published
+        await store.logged.wait()  # logged by the store, not yet returned
         consumer = tracker.events()
-        [early] = await take(consumer, 1)  # logged, not yet published: read from the store
+        [early] = await take(consumer, 1)  # logged, not yet returned
         store.release.set()
-        [published] = await recording
-        assert early == published
+        [returned] = await recording
+        assert early == returned
         await tracker.ingest([update(S.DELIVERED_TO_TERMINAL)])
         [after] = await take(consumer, 1)
     assert after.status is S.DELIVERED_TO_TERMINAL
 
 
 async def test_events_of_a_cancelled_ingest_still_reach_live_consumers() -> None:
-    """An ingest cancelled after the store logged its events (so the tracker never publishes
-    them) leaves no hole in a live consumer's stream: it reads them from the store."""
-    store = LatePublishStore()
+    """An ingest cancelled after the store logged its events (it never returns them) leaves no
+    hole in a live consumer's stream: the store handed them over when it logged them."""
+    store = LateAnswerStore()
     async with DeliveryTracker(store=store) as tracker:
         store.release.set()
         await tracker.ingest([update(S.MESSAGE_WAITING, address="tel:+330")])
@@ -275,14 +274,9 @@ async def test_wait_for_final_times_out(tracker: DeliveryTracker) -> None:
         await tracker.wait_for_final("req-1", "tel:+331", timeout=0.05)
 
 
-async def test_close_ends_iterators(store: Store, request: pytest.FixtureRequest) -> None:
-    """Closing the tracker ends every events() iterator."""
-    if store.shared:
-        # A race: an events() read pending in XREAD when the tracker closes raises StoreError
-        # ("closed while reading") instead of ending the iterator. Fixed on branch i9-core
-        # (the tracker's one lifecycle); remove this mark once it lands.
-        reason = "an XREAD pending at close raises StoreError (until i9-core lands)"
-        request.applymarker(pytest.mark.xfail(raises=StoreError, reason=reason))
+async def test_close_ends_iterators(store: Store) -> None:
+    """Closing the tracker ends every events() iterator (on Redis too, where a read is pending
+    in XREAD when the store closes)."""
     tracker = DeliveryTracker(store=store)
     await tracker.open()
     reads = Answers(store, "read_events")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
 from .._exceptions import InvalidCursorError, StoreError, StoreUnavailableError
 from ..stores import SQLiteStore, Store
+from ..stores.inbound import InboundStore
+from ..stores.inbound.sqlite import SQLiteInboundStore
 from ._base import DEFAULT_STORE, ENV_STORE, EXIT_USAGE, CommandError, Commands, env
 from ._output import Output
 from ._stores import check_exists, reader_store, sqlite_hint
@@ -15,6 +19,7 @@ __all__ = [
     "READ_BATCH",
     "add_store_option",
     "check_since",
+    "follow_log",
     "open_store_for",
     "register",
     "store_url",
@@ -62,22 +67,22 @@ def store_url(args: argparse.Namespace) -> str:
     return url
 
 
-def check_since(store: Store, since: str | None) -> None:
+def check_since(store: Store | InboundStore, since: str | None) -> None:
     """A usage error for a ``--since`` this store could never have given."""
     if since is None:
         return
     try:
         store.cursor_key(since)
-    except InvalidCursorError as exc:
+    except (InvalidCursorError, ValueError) as exc:  # an inbound store's may be a ValueError
         raise CommandError(f"--since: {exc}", EXIT_USAGE) from exc
 
 
-async def open_store_for(store: Store) -> None:
+async def open_store_for(store: Store | InboundStore) -> None:
     """Open ``store``; a failure is one line saying where a SQLite path resolved to."""
     try:
         await store.open()
     except StoreError as exc:
-        if isinstance(store, SQLiteStore):
+        if isinstance(store, SQLiteStore | SQLiteInboundStore):
             raise CommandError(f"{exc} (at {sqlite_hint(store)})") from exc
         raise
 
@@ -96,25 +101,45 @@ async def _events(args: argparse.Namespace, out: Output) -> int:
 
 async def print_log(store: Store, cursor: str | None, out: Output, *, follow: bool) -> None:
     """Print the events after ``cursor``; with ``follow``, forever, through store outages."""
+    await follow_log(store.read_events, out.event, cursor, out, follow=follow, what="events")
+
+
+class _Logged(Protocol):
+    @property
+    def cursor(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Logged)
+
+
+async def follow_log(
+    read: Callable[..., Awaitable[Sequence[T]]],
+    emit: Callable[[T], None],
+    cursor: str | None,
+    out: Output,
+    *,
+    follow: bool,
+    what: str,
+) -> None:
+    """Emit what a store's log holds after ``cursor`` (``read(cursor, limit=, timeout=)`` reads
+    it); with ``follow``, forever, through store outages (a note on stderr names ``what``)."""
     outage: float | None = None
     while True:
         try:
-            batch = await store.read_events(
-                cursor, limit=READ_BATCH, timeout=_FOLLOW_WAIT if follow else 0
-            )
+            batch = await read(cursor, limit=READ_BATCH, timeout=_FOLLOW_WAIT if follow else 0)
         except StoreUnavailableError as exc:
             if not follow:
                 raise
             if outage is None:
-                out.note(f"events paused, store unavailable: {exc}")
+                out.note(f"{what} paused, store unavailable: {exc}")
             outage = _OUTAGE_BACKOFF[0] if outage is None else min(outage * 2, _OUTAGE_BACKOFF[1])
             await asyncio.sleep(outage)
             continue
         if outage is not None:
-            out.note("events resumed")
+            out.note(f"{what} resumed")
             outage = None
-        for event in batch:
-            out.event(event)
+        for item in batch:
+            emit(item)
         if batch:
             cursor = batch[-1].cursor
         elif not follow:

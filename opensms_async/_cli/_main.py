@@ -16,8 +16,11 @@ from .. import __version__
 from .._exceptions import OpenSMSError, ValidationError
 from . import (
     _completion,
+    _convert,
     _doctor,
     _events,
+    _inbound,
+    _inbox,
     _local,
     _messages,
     _receive,
@@ -45,6 +48,9 @@ GROUPS: tuple[ModuleType, ...] = (
     _subscription,
     _receive,
     _events,
+    _inbound,
+    _inbox,
+    _convert,
     _local,
     _doctor,
     _completion,

@@ -1,7 +1,9 @@
 """How the commands print: results on stdout (text, or JSON with ``--json``), notes on stderr.
 
-Streams (``events``, ``receive``) print one JSON object a line whatever ``--json`` says, so that a
-pipe can read them; a command's result is text for people or one JSON document for scripts.
+Streams (``events``, ``inbox``, ``receive``) print one JSON object a line whatever ``--json``
+says, so that a pipe can read them; a command's result is text for people or one JSON document
+for scripts. An inbound message's line has ``"kind": "inbound"`` (a delivery event's has no
+``kind``), so that ``receive``, which prints both, can be read by one pipe.
 """
 
 from __future__ import annotations
@@ -11,10 +13,23 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
+from .._inbound import InboundSmsMessage
+from .._inbound_message import InboundMessage
 from .._models import DeliveryInfo
 from .._state import DeliveryEvent
 
-__all__ = ["Output", "event_json", "info_json", "table"]
+__all__ = [
+    "INBOUND_KIND",
+    "Output",
+    "event_json",
+    "inbound_json",
+    "info_json",
+    "table",
+    "wire_json",
+]
+
+INBOUND_KIND = "inbound"
+"""The ``kind`` of an inbound message's JSON line."""
 
 
 class Output:
@@ -49,6 +64,10 @@ class Output:
         """A delivery event as a JSON line, always (streams are for pipes)."""
         self.json_line(event_json(event))
 
+    def inbound(self, message: InboundMessage) -> None:
+        """An inbound message as a JSON line, always (streams are for pipes)."""
+        self.json_line(inbound_json(message))
+
 
 def event_json(event: DeliveryEvent) -> dict[str, Any]:
     """An event as a flat JSON object."""
@@ -62,6 +81,39 @@ def event_json(event: DeliveryEvent) -> dict[str, Any]:
         "parts_delivered": event.parts_delivered,
         "conflict": event.conflict,
         "at": event.at,
+    }
+
+
+def inbound_json(message: InboundMessage) -> dict[str, Any]:
+    """An inbound message as the inbox yields it, as a flat JSON object (``"kind": "inbound"``)."""
+    return {
+        "kind": INBOUND_KIND,
+        "cursor": message.cursor,
+        "message_id": message.message_id,
+        "sender": message.sender,
+        "destination": message.destination,
+        "text": message.text,
+        "parts": message.parts,
+        "total": message.total,
+        "complete": message.complete,
+        "source": str(message.source),
+        "received_at": message.received_at,
+        "date_time": message.date_time,
+        "part_ids": list(message.part_ids),
+    }
+
+
+def wire_json(message: InboundSmsMessage) -> dict[str, Any]:
+    """An inbound message or part as BICS listed it (a poll), as a flat JSON object."""
+    return {
+        "message_id": message.message_id,
+        "sender": message.sender_address,
+        "destination": message.destination_address,
+        "text": message.message,
+        "date_time": message.date_time,
+        "udh_message_id": message.udh_message_id,
+        "concat_part": message.concat_part,
+        "concat_total": message.concat_total,
     }
 
 

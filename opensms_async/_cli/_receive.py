@@ -2,7 +2,9 @@
 
 Given credentials (``--api-key``, the OAuth options or their variables) its tracker has a client
 and polls for the callbacks that never came, for what ``opensms send --store`` tracked in the same
-store too; without, it only receives.
+store too; without, it only receives. Given ``--inbound-token`` it receives inbound messages too
+(on ``--inbound-path``, into an :class:`~opensms_async.Inbox` on the same store) and prints each,
+once and whole, as a JSON line with ``"kind": "inbound"``; with no delivery token, only those.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 
 from .._client import OpenSMSClient
 from .._exceptions import StoreUnavailableError
+from .._inbox import Inbox
 from .._tracker import DeliveryTracker
 from ..receiver import DEFAULT_RECORD_DEADLINE
 from ._base import (
@@ -32,6 +35,7 @@ from ._base import (
     until_stopped,
 )
 from ._events import add_store_option, store_url
+from ._inbound import ENV_INBOUND_TOKEN
 from ._output import Output
 
 __all__ = ["register"]
@@ -53,7 +57,10 @@ def register(commands: Commands) -> None:
         "behind your TLS proxy; BICS posts to https only), record them in the store and print "
         "every delivery event as a JSON line. With credentials (--api-key, or the OAuth "
         "options) it also polls for the callbacks that never came, including for what "
-        "`opensms send --store` tracked in the same store. Refused callbacks are logged as "
+        "`opensms send --store` tracked in the same store. With --inbound-token it also "
+        "receives inbound messages on --inbound-path, records them in the same store (each "
+        'once, long ones joined) and prints each as a JSON line with "kind": "inbound"; '
+        "without a delivery token it receives only those. Refused callbacks are logged as "
         "warnings with their reason; GET /healthz says whether the store can record.",
     )
     receive.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -70,6 +77,21 @@ def register(commands: Commands) -> None:
         help=f"security token of the subscription; repeat it to accept two while rotating "
         f"(default: env {ENV_SECURITY_TOKEN})",
     )
+    receive.add_argument(
+        "--inbound-token",
+        action="append",
+        type=non_empty,
+        metavar="TOKEN",
+        help=f"security token of the inbound subscription (its Bearer token): receive inbound "
+        f"messages too; repeat it to accept two while rotating (default: env "
+        f"{ENV_INBOUND_TOKEN}, else no inbound route)",
+    )
+    receive.add_argument(
+        "--inbound-path",
+        type=callback_path,
+        default="/sms/inbound",
+        help="the inbound messages' route (with --inbound-token)",
+    )
     add_store_option(receive)
     receive.add_argument(
         "--record-deadline",
@@ -85,18 +107,30 @@ def register(commands: Commands) -> None:
     )
 
 
-def _tokens(args: argparse.Namespace) -> list[str]:
-    if args.token:
-        tokens: list[str] = args.token
-        return tokens
-    token = env(ENV_SECURITY_TOKEN)
-    if token is None or not token.strip():
+def _tokens(args: argparse.Namespace) -> tuple[list[str] | None, list[str] | None]:
+    """The delivery tokens and the inbound tokens (None: that route is not served); a usage
+    error when neither is given, since a receiver never accepts callbacks without a token."""
+    delivery = _given(args.token, ENV_SECURITY_TOKEN)
+    inbound = _given(args.inbound_token, ENV_INBOUND_TOKEN)
+    if delivery is None and inbound is None:
         raise CommandError(
-            f"give --token (the subscription's security token) or set {ENV_SECURITY_TOKEN}; "
+            f"give --token (the subscription's security token) or set {ENV_SECURITY_TOKEN}, "
+            f"or --inbound-token (the inbound subscription's) or set {ENV_INBOUND_TOKEN}; "
             "a receiver never accepts callbacks without one",
             EXIT_USAGE,
         )
-    return [token]
+    if delivery is not None and inbound is not None and args.path == args.inbound_path:
+        raise CommandError(
+            f"--path and --inbound-path must differ, both are {args.path}", EXIT_USAGE
+        )
+    return delivery, inbound
+
+
+def _given(option: list[str] | None, variable: str) -> list[str] | None:
+    if option:
+        return option
+    token = env(variable)
+    return None if token is None or not token.strip() else [token]
 
 
 def _poller_client(args: argparse.Namespace) -> OpenSMSClient | None:
@@ -110,34 +144,81 @@ def _poller_client(args: argparse.Namespace) -> OpenSMSClient | None:
 async def _receive(args: argparse.Namespace, out: Output) -> int:
     from ..receiver import create_receiver_app
 
-    tokens = _tokens(args)
+    tokens, inbound_tokens = _tokens(args)
     deadline = args.record_deadline
     # Longer than the deadline: a shutdown cancels no record, only bodies still arriving.
     graceful = math.ceil(deadline + _SHUTDOWN_MARGIN)
     async with contextlib.AsyncExitStack() as stack:
-        client = _poller_client(args)
+        client = _poller_client(args) if tokens is not None else None
         if client is not None:
             await stack.enter_async_context(client)
-        tracker = await stack.enter_async_context(
-            DeliveryTracker(
-                store=store_url(args), client=client, reconcile_after=args.reconcile_after
+        tracker = None
+        if tokens is not None:
+            tracker = await stack.enter_async_context(
+                DeliveryTracker(
+                    store=store_url(args), client=client, reconcile_after=args.reconcile_after
+                )
             )
-        )
+        inbox = None
+        if inbound_tokens is not None:
+            inbox = await stack.enter_async_context(Inbox(store=store_url(args)))
         app = create_receiver_app(
-            tracker, tokens, path=args.path, record_deadline=deadline, manage_tracker=False
+            tracker,
+            tokens,
+            path=args.path,
+            inbox=inbox,
+            inbound_path=args.inbound_path,
+            inbound_security_token=inbound_tokens,
+            record_deadline=deadline,
+            manage_tracker=False,
         )
         # Where printing starts, read before the port accepts anything: a callback recorded
         # between serving and this read would otherwise be behind the cursor, never printed.
-        cursor = await tracker.store.last_cursor()
-        printer = asyncio.create_task(_print_events(tracker, cursor, out))
+        printers = await _printers(tracker, inbox, out)
         try:
             async with listening(app, args.host, args.port, graceful_shutdown=graceful) as server:
-                out.note(f"receiving on {server.url}{args.path}")
-                out.note(_polling_note(client, args.reconcile_after))
+                _announce(out, server.url, args, tracker, inbox, client)
                 code = await until_stopped()
         finally:
-            printer.cancel()  # after the shutdown: what the last callbacks recorded is printed
+            for printer in printers:  # after the shutdown: what the last callbacks logged prints
+                printer.cancel()
     return code
+
+
+async def _printers(
+    tracker: DeliveryTracker | None, inbox: Inbox | None, out: Output
+) -> list[asyncio.Task[None]]:
+    """The tasks printing what is logged from now on: delivery events and inbound messages."""
+    printers = []
+    if tracker is not None:
+        cursor = await tracker.store.last_cursor()
+        printers.append(asyncio.create_task(_print_events(tracker, cursor, out)))
+    if inbox is not None:
+        since = await inbox.store.last_cursor()
+        printers.append(asyncio.create_task(_print_inbound(inbox, since, out)))
+    return printers
+
+
+def _announce(
+    out: Output,
+    url: str,
+    args: argparse.Namespace,
+    tracker: DeliveryTracker | None,
+    inbox: Inbox | None,
+    client: OpenSMSClient | None,
+) -> None:
+    if tracker is not None:
+        out.note(f"receiving on {url}{args.path}")
+    if inbox is not None:
+        out.note(f"receiving inbound messages on {url}{args.inbound_path}")
+    if tracker is not None:
+        out.note(_polling_note(client, args.reconcile_after))
+
+
+async def _print_inbound(inbox: Inbox, since: str | None, out: Output) -> None:
+    # messages() rides out a store outage itself, resuming after the last message it yielded.
+    async for message in inbox.messages(since=since):
+        out.inbound(message)
 
 
 def _polling_note(client: OpenSMSClient | None, reconcile_after: float) -> str:

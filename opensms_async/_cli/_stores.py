@@ -9,17 +9,29 @@ from __future__ import annotations
 import os
 
 from ..stores import MemoryStore, SQLiteStore, Store, open_store
+from ..stores.inbound import InboundStore, MemoryInboundStore, open_inbound_store
+from ..stores.inbound.sqlite import SQLiteInboundStore
 from ._base import EXIT_USAGE, CommandError
 
-__all__ = ["check_exists", "check_writable_store", "reader_store", "sqlite_hint", "where"]
+__all__ = [
+    "check_exists",
+    "check_writable_store",
+    "reader_inbound_store",
+    "reader_store",
+    "sqlite_hint",
+    "where",
+]
+
+SQLiteFile = SQLiteStore | SQLiteInboundStore
+"""A store in a SQLite file: the delivery store or the inbound one (both may share a file)."""
 
 
-def where(store: SQLiteStore) -> str:
+def where(store: SQLiteFile) -> str:
     """The absolute path of a SQLite store's file."""
     return os.path.abspath(store.path)
 
 
-def sqlite_hint(store: SQLiteStore) -> str:
+def sqlite_hint(store: SQLiteFile) -> str:
     """A SQLite store's absolute path, and how its URL maps to it, for messages."""
     return (
         f"{where(store)} (sqlite:///PATH is relative to the current folder, {os.getcwd()}; "
@@ -40,9 +52,23 @@ def reader_store(url: str) -> Store:
     return store
 
 
-def check_exists(store: Store) -> None:
+def reader_inbound_store(url: str) -> InboundStore:
+    """The inbound store a reader (``inbox``) names, not opened: as :func:`reader_store`, a
+    ``memory://`` one is refused, and a SQLite file must exist (:func:`check_exists`)."""
+    store = open_inbound_store(url)
+    if isinstance(store, MemoryInboundStore):
+        raise CommandError(
+            "a memory:// store starts empty in every process: give the store that "
+            "`opensms receive --inbound-token` writes to, e.g. sqlite:///opensms.db",
+            EXIT_USAGE,
+        )
+    check_exists(store)
+    return store
+
+
+def check_exists(store: Store | InboundStore) -> None:
     """A usage error for a SQLite file that is not there: a reader never creates a store."""
-    if not isinstance(store, SQLiteStore) or store.path == ":memory:":
+    if not isinstance(store, SQLiteFile) or store.path == ":memory:":
         return
     if not os.path.exists(store.path):
         raise CommandError(f"no SQLite store at {sqlite_hint(store)}", EXIT_USAGE)

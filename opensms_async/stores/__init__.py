@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import Applied, PendingRequest, Store
+from ._base import Listener, PendingRequest, Schedule, Store
 from ._url import open_store
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     from .redis import RedisStore
 
 __all__ = [
-    "Applied",
+    "Listener",
     "MemoryStore",
     "PendingRequest",
     "RedisStore",
     "SQLiteStore",
+    "Schedule",
     "Store",
     "open_store",
 ]

@@ -1,12 +1,19 @@
-"""Small pieces the stores share: cursor parsing, waking readers."""
+"""Small pieces the stores share: cursor parsing, waking readers, handing on what was logged."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from .._exceptions import InvalidCursorError
 
-__all__ = ["Wakeup", "parse_cursor"]
+__all__ = ["Listeners", "Wakeup", "parse_cursor"]
+
+logger = logging.getLogger("opensms_async.stores")
+
+_T = TypeVar("_T")
 
 
 def parse_cursor(cursor: str) -> int:
@@ -49,3 +56,35 @@ class Wakeup:
                 await event.wait()
         except TimeoutError:
             return
+
+
+class Listeners(Generic[_T]):
+    """The callables a store hands what it logged to, once it is recorded (see ``Store.listen``).
+
+    A store calls :meth:`publish` on the event loop, with each batch of logged events (oldest
+    first) once they are durable, in log order, whether or not the callers that wrote them are
+    still waiting. A listener must not block; one that raises is logged and the others still run,
+    so that nothing it does can undo or fail a write that is already recorded.
+    """
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self) -> None:
+        self._listeners: tuple[Callable[[Sequence[_T]], None], ...] = ()
+
+    def add(self, listener: Callable[[Sequence[_T]], None]) -> Callable[[], None]:
+        """Register ``listener``; returns the function that unregisters it (idempotent)."""
+        self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            self._listeners = tuple(other for other in self._listeners if other is not listener)
+
+        return remove
+
+    def publish(self, items: Sequence[_T]) -> None:
+        """Hand ``items`` to every listener; costs one test when there is none."""
+        for listener in self._listeners:
+            try:
+                listener(items)
+            except Exception:
+                logger.exception("a store listener failed (the write stays recorded)")

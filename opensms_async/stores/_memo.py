@@ -19,7 +19,7 @@ from typing import Final, TypeAlias, TypeVar
 import attrs
 
 from .._models import DeliveryStatus, Status
-from .._state import DeliveryState, DeliveryUpdate, MergeOutcome, MergeResult, Source, merge
+from .._state import DeliveryState, DeliveryUpdate, MergeResult, Source, merge
 
 __all__ = ["EventShape", "MergeMemo", "StateShape", "Step", "state_from_shape"]
 
@@ -32,8 +32,9 @@ field order, so that events are built positionally."""
 _MAX_ENTRIES: Final = 65_536
 """Interned shapes and steps kept at most; past that (odd unknown statuses), nothing more is."""
 
-# The probe pair and times: merge must carry them through untouched.
-_PROBE_REQUEST, _PROBE_ADDRESS = "\x00request", "\x00address"
+# The probe pair and times: merge must carry them through untouched. The pair is a canonical one
+# (the update's gate admits it) that is never stored: the probe merges on no store.
+_PROBE_REQUEST, _PROBE_ADDRESS = "opensms-merge-memo-probe", "tel:+999999999999999"
 _KEEP_TIME, _TAKE_TIME = -1.0, -2.0
 
 _T = TypeVar("_T", bound=tuple[object, ...])
@@ -53,31 +54,24 @@ def state_from_shape(
 class Step:
     """What merging one kind of update into one stored shape does, for any pair at any time.
 
-    ``shape`` is the state shape afterwards, ``event_shape`` the logged event's (None when the
-    state does not advance); ``takes_time`` says whether ``updated_at`` becomes the update's
-    ``received_at`` (an advance) or stays.
+    ``shape`` is the state shape afterwards, ``changed`` whether it differs from the stored one,
+    ``event_shape`` the logged event's (None when the state does not advance); ``takes_time``
+    says whether ``updated_at`` becomes the update's ``received_at`` (an advance) or stays.
     """
 
-    __slots__ = ("advanced", "changed", "event_shape", "outcome", "previous", "shape", "takes_time")
+    __slots__ = ("changed", "event_shape", "shape", "takes_time")
 
     def __init__(
         self,
-        result: MergeResult,
+        changed: bool,
         shape: StateShape,
         event_shape: EventShape | None,
         takes_time: bool,
     ) -> None:
-        self.outcome: MergeOutcome = result.outcome
-        self.previous: Status | None = result.previous
-        self.advanced: bool = result.advanced
-        self.changed: bool = result.changed
+        self.changed = changed
         self.shape = shape
         self.event_shape = event_shape
         self.takes_time = takes_time
-
-    def result(self, state: DeliveryState) -> MergeResult:
-        """The :class:`MergeResult` of this step, for the pair's ``state`` afterwards."""
-        return MergeResult(state, self.outcome, self.previous, self.advanced, self.changed)
 
 
 class MergeMemo:
@@ -133,7 +127,7 @@ class MergeMemo:
                 state.conflict,
             )
         )
-        return Step(result, state_shape, event_shape, state.updated_at == _TAKE_TIME)
+        return Step(result.changed, state_shape, event_shape, state.updated_at == _TAKE_TIME)
 
     def _intern(self, shape: _T) -> _T:
         if len(self._shapes) >= _MAX_ENTRIES:

@@ -16,15 +16,15 @@ import attrs
 
 from .._exceptions import InvalidCursorError
 from .._models import DeliveryStatus
-from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, MergeOutcome, MergeResult, Source
-from ._base import Applied, PendingRequest
+from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
+from ._base import PendingRequest
 
 __all__ = [
     "Keys",
-    "applied_from_row",
     "cursor_key",
     "encode_update",
     "event_from_entry",
+    "events_from_rows",
     "number",
     "pending_from_row",
     "range_entries",
@@ -152,27 +152,30 @@ def state_from_fields(request_id: str, address: str, fields: Sequence[Any]) -> D
     )
 
 
-def applied_from_row(update: DeliveryUpdate, row: Sequence[Any]) -> Applied:
-    """One row of the merge script's reply as :class:`Applied` (with its event when logged)."""
-    outcome, previous, advanced, changed, fields, stream_id = row
-    state = state_from_fields(update.request_id, update.address, fields)
-    before = None if previous is None else DeliveryStatus.parse(previous)
-    result = MergeResult(state, MergeOutcome(outcome), before, bool(advanced), bool(changed))
-    if stream_id is None:
-        return Applied(result, None)
-    event = DeliveryEvent(
-        cursor=stream_id,
-        request_id=state.request_id,
-        address=state.address,
-        status=state.status,
-        previous=before,
-        source=Source(update.source),
-        parts_delivered=state.parts_delivered,
-        sms_parts=state.sms_parts,
-        conflict=state.conflict,
-        at=state.updated_at,
-    )
-    return Applied(result, event)
+def events_from_rows(updates: Sequence[DeliveryUpdate], rows: Any) -> list[DeliveryEvent]:
+    """The events the merge script logged for ``updates``, oldest first, from its reply rows
+    ``[index of the update from 1, stream id, previous or None, state]``.
+
+    Raises ValueError for rows that do not fit ``updates`` (a reply this version did not write).
+    """
+    if not rows:  # [], or {}: how cjson encodes an empty table
+        return []
+    if not isinstance(rows, list):
+        raise ValueError("the merge script answered something else than a list")
+    events = []
+    for index, stream_id, previous, fields in rows:
+        if not (isinstance(index, int) and 1 <= index <= len(updates)):
+            raise ValueError(f"the merge script answered an update index out of range: {index!r}")
+        update = updates[index - 1]
+        status, parts, sms_parts, _, conflict, at = fields
+        before = None if previous is None else DeliveryStatus.parse(previous)
+        # status, previous, source, parts_delivered, sms_parts, conflict, at
+        event = build_event(
+            text(stream_id), update.request_id, update.address, DeliveryStatus.parse(status),
+            before, Source(update.source), parts, sms_parts, bool(conflict), float(at),
+        )  # fmt: skip
+        events.append(event)
+    return events
 
 
 def event_from_entry(stream_id: bytes | str, fields: Mapping[Any, Any]) -> DeliveryEvent:

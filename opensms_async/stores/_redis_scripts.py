@@ -6,10 +6,11 @@ updates to the same recipient at the same moment never lose one.
 ``MERGE`` is the Lua twin of :func:`opensms_async._state.merge`. Its tables (``RANK``,
 ``FINAL_ORDER``, ``FINAL``) are generated from ``_state._RANK``, ``_state._FINAL_ORDER``,
 ``_state._UNKNOWN_RANK`` and ``_models.FINAL_STATUSES`` when this module is imported, so the two
-cannot drift; the functions mirror ``_state``'s one for one (``tests/test_stores.py`` checks the
-equivalence with hypothesis). One difference is deliberate: ``changed`` is true whenever the stored
-state differs from the one read, so a sender learned alongside a losing contradicting final is
-stored too.
+cannot drift; the functions mirror ``_state``'s one for one, and a test checks with hypothesis
+that any batches give the states and events of a fold of ``merge``
+(``tests/test_store_redis.py::test_redis_merge_script_equals_python_merge``). The script writes
+a state whenever it differs from the one read (so a sender learned alongside a losing
+contradicting final is stored too), and answers only the events it logged.
 
 A state is stored as a JSON array ``[status, parts_delivered, sms_parts, sender, conflict, at]``
 (``null`` for None) in a hash per request id, one field per address. ``at`` travels as the decimal
@@ -83,8 +84,9 @@ _MERGE_TEMPLATE: Final = Template(
 -- ARGV[1]: approximate MAXLEN of the stream; ARGV[2]: retention in ms (0: keep for good);
 -- ARGV[3]: JSON list of updates
 --   [key index, request id, address, status, source, parts, sms parts, sender, received at].
--- Returns a JSON list with one row per update (one bulk string parses faster than nested arrays):
---   [outcome, previous or null, advanced, changed, state, stream id or null].
+-- Returns a JSON list with one row per update that logged an event, in the order of the updates
+-- (one bulk string parses faster than nested arrays; an empty Lua table encodes as {}):
+--   [index of the update from 1, stream id, previous status or null, state].
 local RANK = $rank
 local UNKNOWN_RANK = $unknown_rank
 local FINAL_ORDER = $final_order
@@ -185,34 +187,32 @@ local function log_event(u, state, previous)
   return redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[1], "*", unpack(fields))
 end
 
-local function apply(u, touched)
+local function apply(i, u, touched, logged)
   local key = KEYS[u[1]]
   local raw = redis.call("HGET", key, u[3])
   local stored = nil
   if raw then stored = cjson.decode(raw) end
-  local state, outcome, previous, advanced, changed = merge(stored, u)
+  local state, _, previous, advanced, changed = merge(stored, u)
   if changed then
     redis.call("HSET", key, u[3], cjson.encode(state))
     touched[key] = u[2]
   end
-  local id = NULL
-  if advanced then id = log_event(u, state, previous) end
-  return {outcome, previous, advanced, changed, state, id}
+  if advanced then logged[#logged + 1] = {i, log_event(u, state, previous), previous, state} end
 end
 
 -- Check every key before the first write: a script that fails half-way keeps its writes. (Redis
 -- refuses a script for lack of memory only at its first write, so that leaves nothing half-done.)
 local bad = wrong_type()
 if bad then return redis.error_reply("WRONGTYPE " .. bad .. " is not an opensms-async key") end
-local touched, results = {}, {}
+local touched, logged = {}, {}
 for i, u in ipairs(cjson.decode(ARGV[3])) do
-  results[i] = apply(u, touched)
+  apply(i, u, touched, logged)
 end
 if next(touched) then
   local retention, now = tonumber(ARGV[2]), now_ms()
   for key, request_id in pairs(touched) do keep(KEYS[2], request_id, key, retention, now) end
 end
-return cjson.encode(results)
+return cjson.encode(logged)
 """
 )
 

@@ -14,7 +14,8 @@ merge a few hundred thousand updates a second (``bench/bench_merge.py``):
 * attrs objects are built only when read or returned: ``apply_events`` builds one
   :class:`DeliveryEvent` per advance and nothing per update.
 
-Everything runs on the event loop without awaiting inside ``apply``, which makes each call atomic.
+Everything runs on the event loop without awaiting inside ``apply_events``, which makes each call
+atomic.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, TypeAlias
 from urllib.parse import urlsplit
 
 from .._exceptions import InvalidStoreURLError, StoreError
 from .._lifecycle import OPEN, Lifecycle
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, build_event
-from ._base import Applied, PendingRequest
-from ._common import Wakeup, parse_cursor
+from ._base import PendingRequest
+from ._common import Listeners, Wakeup, parse_cursor
 from ._memo import EventShape, MergeMemo, StateShape, state_from_shape
 from ._url_options import options, positive_int, redact
 
@@ -190,7 +191,7 @@ class _EventLog:
             self.base += count
 
     def truncate(self, cursor: int) -> None:
-        """Forget the events from ``cursor`` on (those of a failed ``apply``)."""
+        """Forget the events from ``cursor`` on (those of a failed merge)."""
         count = min(self.next_cursor - cursor, len(self.shapes))
         if count > 0:
             del self.request_ids[-count:], self.addresses[-count:], self.shapes[-count:]
@@ -224,6 +225,8 @@ class MemoryStore(Lifecycle):
     """
 
     shared: bool = False
+    durable: bool = False
+    consecutive: bool = True
     _open_twice = True
     _lifecycle_error = StoreError
 
@@ -235,6 +238,7 @@ class MemoryStore(Lifecycle):
         self._memo = MergeMemo()  # per store, like its interned shapes: no module-level cache
         self._schedule = _Schedule()
         self._wakeup = Wakeup()
+        self._listeners: Listeners[DeliveryEvent] = Listeners()
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -262,22 +266,19 @@ class MemoryStore(Lifecycle):
 
     # --- states ------------------------------------------------------------------------------
 
-    async def apply(self, updates: Sequence[DeliveryUpdate]) -> list[Applied]:
-        """Merge each update into its state and log an event per advance, atomically.
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """Merge each update into its state and log an event per advance, atomically; the events
+        logged, oldest first (listeners get them before this returns).
 
         No ``await`` happens inside, so concurrent calls cannot interleave; if an update raises
         (a malformed one), the updates of this call that were already applied are undone.
         """
-        results: list[Applied] = []
-        self._merge_all(updates, results)
-        return results
+        return self._merge_all(updates)
 
-    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
-        """:meth:`apply`, returning only the events it logged (oldest first).
-
-        The same merge and log, without building a state and a result per update.
-        """
-        return self._merge_all(updates, None)
+    def listen(self, listener: Callable[[Sequence[DeliveryEvent]], None]) -> Callable[[], None]:
+        """Hand every batch of logged events to ``listener``, at once and in log order; returns
+        the function that stops it."""
+        return self._listeners.add(listener)
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen."""
@@ -294,12 +295,10 @@ class MemoryStore(Lifecycle):
             return []
         return [_state(request.request_id, request.rows[a]) for a in sorted(request.rows)]
 
-    def _merge_all(
-        self, updates: Sequence[DeliveryUpdate], results: list[Applied] | None
-    ) -> list[DeliveryEvent]:
-        """Merge and log every update, all or none (a failing update undoes its call).
+    def _merge_all(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """Merge and log every update, all or none (a failing update undoes its call), and
+        publish the events logged; returns them.
 
-        Returns the events logged; appends what each update did to ``results`` unless None.
         This loop is the in-process hot path (``bench/bench_merge.py``), hence written out in
         one piece with its lookups bound to locals.
         """
@@ -336,7 +335,6 @@ class MemoryStore(Lifecycle):
                 if row is not stored:
                     undo.append((request, row[0], stored))
                     rows[row[0]] = row
-                event = None
                 event_shape = step.event_shape
                 if event_shape is not None:
                     address, at = row[0], row[2]
@@ -351,19 +349,17 @@ class MemoryStore(Lifecycle):
                         source, parts, sms_parts, conflict, at,
                     )  # fmt: skip
                     events.append(event)
-                if results is not None:
-                    state = state_from_shape(request.request_id, *row)
-                    results.append(Applied(step.result(state), event))
         except BaseException:
             self._undo(undo, mark)
             raise
         if events:
             log.trim()
             self._wakeup.fire()
+            self._listeners.publish(events)
         return events
 
     def _undo(self, undo: list[_Undo], mark: int) -> None:
-        """Put back the rows a failed ``apply`` changed and drop the events it logged."""
+        """Put back the rows a failed merge changed and drop the events it logged."""
         for request, address, row in reversed(undo):
             if row is not None:
                 request.rows[address] = row

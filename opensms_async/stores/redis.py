@@ -26,7 +26,7 @@ that is another's prefix followed by ``":"``):
 * ``{prefix}:layout``: ``"2"`` once the TTLs an earlier version set were moved into the index.
 
 No key carries a TTL, so a Redis whose ``maxmemory-policy`` is ``noeviction`` or ``volatile-*``
-never evicts one: when it is full it refuses writes instead (``apply`` raises
+never evicts one: when it is full it refuses writes instead (``apply_events`` raises
 :class:`StoreUnavailableError`, the receiver answers 503, nothing acknowledged is lost). An
 ``allkeys-*`` policy may evict anything, acknowledged states included: :meth:`RedisStore.open`
 refuses it unless ``allow_eviction=True``. A store written by an earlier version (keys with TTLs)
@@ -34,22 +34,23 @@ keeps working: every write drops the TTL of the keys it writes, and each store, 
 the TTLs left into the index in the background (``SCAN``; once per prefix, marked by
 ``{prefix}:layout``); until then, those keys are as evictable as before.
 
-Writes are batched (group commit): concurrent ``apply`` calls share one script call, each caller
-returning once Redis has answered. How durable that answer is depends on the server: with
-``appendonly yes`` and ``appendfsync always`` an acknowledged update survives a crash of Redis or
-of its host; ``appendfsync everysec`` may lose about the last second on a crash of the host; with
-snapshots only (or none), everything since the last snapshot is lost when Redis restarts.
+Writes are batched (group commit): concurrent ``apply_events`` calls share one script call, each
+caller returning once Redis has answered (and the store's listeners get the batch's events). How
+durable that answer is depends on the server: with ``appendonly yes`` and ``appendfsync always`` an
+acknowledged update survives a crash of Redis or of its host; ``appendfsync everysec`` may lose
+about the last second on a crash of the host; with snapshots only (or none), everything since the
+last snapshot is lost when Redis restarts.
 
 A lost connection raises :class:`StoreUnavailableError` (the receiver answers 503); redis-py
-reconnects on the next call and reloads the scripts when the server lost them. So does a Redis
-that does not answer (hung, stopped, overloaded): every call but a blocking wait gives up after
-``timeout`` seconds (default 2) from the moment it was made, queued ``apply`` calls included (they
-never wait out a hung batch one after another), and the next call after Redis answers again
-works. An ``apply`` whose answer was lost may or may not have been recorded: applying it again is
-harmless, since the merge logs nothing for an update it already holds. A consumer group that
-Redis lost (restarted without persistence, flushed) is created again by the next read of a store
-that knew it (see :meth:`RedisStore.create_group`). Not for Redis Cluster (the scripts touch keys
-they cannot declare).
+reconnects on the next call and reloads the scripts when the server lost them. So does a Redis that
+does not answer (hung, stopped, overloaded): every call but a blocking wait gives up after
+``timeout`` seconds (default 2) from the moment it was made, queued ``apply_events`` calls included
+(they never wait out a hung batch one after another), and the next call after Redis answers again
+works. An ``apply_events`` whose answer was lost may or may not have been recorded: applying it
+again is harmless, since the merge logs nothing for an update it already holds. A consumer group
+that Redis lost (restarted without persistence, flushed) is created again by the next read of a
+store that knew it (see :meth:`RedisStore.create_group`). Not for Redis Cluster (the scripts touch
+keys they cannot declare).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate
 from . import _redis_codec as codec
 from . import _redis_config as config
 from . import _redis_scripts as scripts
-from ._base import Applied, PendingRequest
+from ._base import PendingRequest
+from ._common import Listeners
 from ._redis_expiry import Expiry
 from ._url_options import redact
 
@@ -106,11 +108,11 @@ _Args: TypeAlias = list[str | int | float]
 
 @attrs.define
 class _Call:
-    """One ``apply`` waiting for its turn in a batch."""
+    """One ``apply_events`` waiting for its turn in a batch."""
 
     updates: Sequence[DeliveryUpdate]
     fields: list[list[object]]
-    future: asyncio.Future[list[Applied]]
+    future: asyncio.Future[list[DeliveryEvent]]
     """Done early when its caller stopped waiting (cancelled) or its deadline passed: then it is
     not sent if still queued."""
     deadline: float
@@ -136,6 +138,9 @@ class RedisStore(Lifecycle):
     """
 
     shared: bool = True
+    durable: bool = True
+    """As durable as the server is configured to be (see the module docstring)."""
+    consecutive: bool = False
     _open_twice = True
     _lifecycle_error = StoreError
 
@@ -193,6 +198,7 @@ class RedisStore(Lifecycle):
         self._timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._reads: set[asyncio.Future[Any]] = set()
+        self._listeners: Listeners[DeliveryEvent] = Listeners()
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -271,8 +277,9 @@ class RedisStore(Lifecycle):
 
     # --- states ------------------------------------------------------------------------------
 
-    async def apply(self, updates: Sequence[DeliveryUpdate]) -> list[Applied]:
-        """Merge each update into its state and log an event per advance, atomically in Redis.
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """Merge each update into its state and log an event per advance, atomically in Redis;
+        the events logged, oldest first.
 
         A malformed update raises (TypeError or ValueError) before anything is sent. Concurrent
         calls share one script call; one call's updates apply in order. Raises
@@ -293,10 +300,11 @@ class RedisStore(Lifecycle):
             self._timer = loop.call_at(call.deadline, self._expire)
         return await call.future  # a cancelled caller cancels it: then it is not sent
 
-    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
-        """:meth:`apply`, returning only the events it logged (oldest first)."""
-        applied = await self.apply(updates)
-        return [a.event for a in applied if a.event is not None]
+    def listen(self, listener: Callable[[Sequence[DeliveryEvent]], None]) -> Callable[[], None]:
+        """Hand every batch of events this store logged to ``listener`` when Redis answers, in
+        log order, whether or not its callers still wait; returns the function that stops it.
+        (Events other replicas log reach only readers of the log.)"""
+        return self._listeners.add(listener)
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen (or has expired)."""
@@ -582,7 +590,7 @@ class RedisStore(Lifecycle):
                     self._timer.cancel()
                     self._timer = None
                 self._batch = []
-            _settle(calls, rows)
+            self._listeners.publish(_settle(calls, rows))
 
     def _expire(self) -> None:
         """Fail the calls whose deadline passed (oldest first: deadlines follow the order of the
@@ -618,7 +626,7 @@ class RedisStore(Lifecycle):
             size += len(call.updates)
         return calls
 
-    async def _merge_batch(self, calls: list[_Call]) -> list[Any]:
+    async def _merge_batch(self, calls: list[_Call]) -> Any:
         keys, slots, payload = [self._keys.events, self._keys.expiry], dict[str, int](), []
         for call in calls:
             for update, fields in zip(call.updates, call.fields, strict=True):
@@ -633,10 +641,7 @@ class RedisStore(Lifecycle):
             reply = await self._merge(
                 keys=keys, args=[self.max_events, self._retention_ms, encoded]
             )
-        rows = json.loads(reply)
-        if not isinstance(rows, list) or len(rows) != len(payload):
-            raise StoreError(f"Redis at {self._where} answered the merge script unexpectedly")
-        return rows
+        return json.loads(reply)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -727,22 +732,28 @@ class RedisStore(Lifecycle):
 # --- batches -----------------------------------------------------------------------------------
 
 
-def _settle(calls: list[_Call], rows: list[Any]) -> None:
-    """Hand each caller of a batch its slice of the script's rows."""
-    start = 0
+def _settle(calls: list[_Call], rows: Any) -> list[DeliveryEvent]:
+    """Hand each caller of a batch the events of its updates; all the batch's events, in log
+    order (those of callers that gave up included), or none if the reply does not fit."""
+    updates = [update for call in calls for update in call.updates]
+    try:
+        events = codec.events_from_rows(updates, rows)
+        indexes = [index for index, *_ in rows] if events else []
+    except (ValueError, TypeError, KeyError) as exc:
+        error = StoreError(f"Redis answered the merge script unexpectedly ({exc})")
+        for call in calls:
+            _fail(call.future, error)
+        return []
+    start, taken = 0, 0
     for call in calls:
         stop = start + len(call.updates)
+        first = taken
+        while taken < len(events) and indexes[taken] <= stop:
+            taken += 1
         if not call.future.done():
-            try:
-                applied = [
-                    codec.applied_from_row(update, row)
-                    for update, row in zip(call.updates, rows[start:stop], strict=True)
-                ]
-            except Exception as exc:
-                _fail(call.future, exc)
-            else:
-                call.future.set_result(applied)
+            call.future.set_result(events[first:taken])
         start = stop
+    return events
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:

@@ -8,17 +8,18 @@ Reads go through the same thread: they are short primary-key lookups, the GIL wo
 second reader thread's row handling anyway, and one connection makes "read your own commits"
 trivial.
 
-Group commit: ``apply`` (and the schedule writes) queue a job and await its future. The writer
-takes everything queued, runs the merges inside *one* transaction, commits once, then resolves
-every caller's future together. A caller whose update fails is rolled back alone, all its updates
-with it: should any job fail, the batch is rolled back and run again with a savepoint per job
-(savepoints cost two statements per job, so the common, failure-free batch goes without). In
-that common batch the merges of every caller also share their statements: one ``SELECT`` of the
-stored states, one ``executemany`` of the new states and one of the events. Each caller thus
-returns only after its commit (the receiver may answer 2xx), while a burst of callbacks shares
-one commit and three statements. A failed ``COMMIT`` rolls
-the whole batch back and fails every caller of that batch with :class:`StoreUnavailableError`:
-nothing is half-written.
+Group commit: ``apply_events`` (and the schedule writes) queue a job and await its future. The
+writer takes everything queued, runs the merges inside *one* transaction, commits once, then
+hands the batch's events to the listeners and resolves every caller's future together, in one
+hop to the event loop. The merges of every caller share their statements: one ``SELECT`` of the
+stored states, one ``executemany`` of the new states and one of the events. A caller whose update
+fails is rolled back alone, all its updates with it: should any job fail, the batch is rolled back
+and run again with a savepoint per job, each job merged by the same batched merge, alone
+(savepoints cost two statements per job, so the common, failure-free batch goes without). Each
+caller thus returns only after its commit (the receiver may answer 2xx), while a burst of
+callbacks shares one commit and three statements. A failed ``COMMIT`` rolls the whole batch back
+and fails every caller of that batch with :class:`StoreUnavailableError`: nothing is
+half-written.
 
 Retention (``retention``, ``max_events``: the Redis store's promises) runs on the same thread,
 between batches and while it is idle, in small steps (:mod:`._sqlite_retention`).
@@ -48,9 +49,9 @@ from .._exceptions import InvalidStoreURLError, StoreError, StoreUnavailableErro
 from .._lifecycle import OPEN, Lifecycle
 from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
-from ._base import Applied, PendingRequest
-from ._common import Wakeup, parse_cursor
-from ._memo import EventShape, MergeMemo, StateShape, Step, state_from_shape
+from ._base import PendingRequest
+from ._common import Listeners, Wakeup, parse_cursor
+from ._memo import EventShape, MergeMemo, StateShape, Step
 from ._sqlite_retention import Retention
 from ._url_options import options, positive_int, positive_seconds, redact
 
@@ -103,8 +104,6 @@ _SYNCHRONOUS: Final = {
 # becomes SQL.
 _SELECT_STATE: Final = """SELECT request_id, address, status, parts_delivered, sms_parts, sender,
     conflict, updated_at FROM states WHERE request_id = ? AND address = ?"""
-_SELECT_SHAPE: Final = """SELECT status, parts_delivered, sms_parts, sender, conflict, updated_at
-    FROM states WHERE request_id = ? AND address = ?"""
 # The stored states of many pairs at once: VALUES (?, ?) repeated, one row per pair. CROSS JOIN
 # keeps SQLite from scanning states: each pair is a primary-key search.
 _SELECT_SHAPES: Final = """SELECT s.request_id, s.address, s.status, s.parts_delivered,
@@ -132,7 +131,7 @@ _SELECT_DUE: Final = """SELECT request_id, sender, tracked_at, next_poll_at, att
     ORDER BY next_poll_at, request_id LIMIT ?"""
 
 _T = TypeVar("_T")
-_Kind: TypeAlias = Literal["read", "write", "apply", "events", "stop"]
+_Kind: TypeAlias = Literal["read", "write", "merge", "stop"]
 _Outcome: TypeAlias = tuple["asyncio.Future[Any] | None", BaseException | None, object]
 _Connection: TypeAlias = sqlite3.Connection
 _Pair: TypeAlias = tuple[str, str]
@@ -144,12 +143,13 @@ class SQLiteStore(Lifecycle):
     """A :class:`~opensms_async.stores.Store` in one SQLite file (WAL mode), for one process.
 
     ``path`` is the database file (created when missing; its directory must exist), or
-    ``":memory:"`` for a private in-memory database. ``synchronous="NORMAL"`` (the default) with
-    WAL makes every returned ``apply`` survive a crash of this process, but the last commits may
-    be lost (never corrupted) on power loss or an OS crash; ``synchronous="FULL"`` syncs the WAL on
-    every commit and survives those too, at some throughput. ``poll_interval`` is how often a
-    waiting ``read_events`` re-checks the file for events written by other processes;
-    ``max_batch`` caps how many queued jobs share one transaction.
+    ``":memory:"`` for a private in-memory database (not ``durable``). ``synchronous="NORMAL"``
+    (the default) with WAL makes every returned ``apply_events`` survive a crash of this process,
+    but the last commits may be lost (never corrupted) on power loss or an OS crash;
+    ``synchronous="FULL"`` syncs the WAL on every commit and survives those too, at some
+    throughput. ``poll_interval`` is how often a waiting ``read_events`` re-checks the file for
+    events written by other processes; ``max_batch`` caps how many queued jobs share one
+    transaction.
 
     Retention, as in the Redis store: a request's states are deleted ``retention`` seconds (default
     :data:`DEFAULT_RETENTION`, 7 days; None: never) after their last write, and so is a
@@ -165,6 +165,7 @@ class SQLiteStore(Lifecycle):
     """
 
     shared: bool = False
+    consecutive: bool = True
     _open_twice = True
     _lifecycle_error = StoreError
 
@@ -185,6 +186,8 @@ class SQLiteStore(Lifecycle):
             raise ValueError("poll_interval must be positive and max_batch at least 1")
         _check_retention(retention, max_events)
         self.path = os.fspath(path)
+        self.durable = self.path not in (":memory:", "")
+        """False for a private in-memory (or temporary) database, which ends with this store."""
         self.synchronous = synchronous.upper()
         self.retention = None if retention is None else float(retention)
         self.max_events = max_events
@@ -192,6 +195,7 @@ class SQLiteStore(Lifecycle):
         self._poll_interval = poll_interval
         self._max_batch = max_batch
         self._wakeup = Wakeup()
+        self._listeners: Listeners[DeliveryEvent] = Listeners()
         self._memo = MergeMemo()  # used on the writer thread only
         self._writer: _Writer | None = None
         self._started: asyncio.Future[None] | None = None
@@ -242,8 +246,8 @@ class SQLiteStore(Lifecycle):
             loop = asyncio.get_running_loop()
             retention = Retention(self.retention, self.max_events, self._clock)
             self._writer = _Writer(
-                self.path, self.synchronous, loop, self._wakeup, self._max_batch, self._memo,
-                retention, self._clock,
+                self.path, self.synchronous, loop, self._wakeup, self._listeners,
+                self._max_batch, self._memo, retention, self._clock,
             )  # fmt: skip
             self._started = self._writer.start()
             # A store dropped without aclose() still stops its thread.
@@ -265,29 +269,25 @@ class SQLiteStore(Lifecycle):
 
     # --- states ------------------------------------------------------------------------------
 
-    async def apply(self, updates: Sequence[DeliveryUpdate]) -> list[Applied]:
-        """Merge each update into its state and log an event per advance; returns once committed.
+    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
+        """Merge each update into its state and log an event per advance; returns the events
+        logged (oldest first) once committed.
 
         Raises :class:`StoreUnavailableError` when nothing was recorded (the transaction was
-        rolled back). A cancelled call may still be committed.
+        rolled back). A cancelled call may still be committed: its events reach the listeners
+        all the same.
         """
         writer = self._ready()
         if not updates:
             return []
-        applied: list[Applied] = await writer.merge(tuple(updates), "apply")
-        return applied
-
-    async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
-        """:meth:`apply`, returning only the events it logged (oldest first).
-
-        The same merge, log and commit, without building a state and a result per update
-        (``DeliveryTracker`` writes through it).
-        """
-        writer = self._ready()
-        if not updates:
-            return []
-        events: list[DeliveryEvent] = await writer.merge(tuple(updates), "events")
+        events: list[DeliveryEvent] = await writer.merge(tuple(updates))
         return events
+
+    def listen(self, listener: Callable[[Sequence[DeliveryEvent]], None]) -> Callable[[], None]:
+        """Hand every batch of logged events to ``listener`` on the event loop once committed, in
+        commit (cursor) order, whether or not its callers still wait; returns the function that
+        stops it."""
+        return self._listeners.add(listener)
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
         """The state of one recipient, or None if the pair was never seen."""
@@ -367,9 +367,8 @@ class SQLiteStore(Lifecycle):
 class _Job:
     """A function to run on the writer thread, and the future awaiting its result.
 
-    A merge job (``apply`` or ``events``) carries its updates instead (``fn`` None), so that a
-    batch can merge those of every job together (``_merge_batch``), or each alone
-    (``_Writer._merge_alone``).
+    A merge job carries its updates instead (``fn`` None), so that a batch merges those of every
+    job together (``_merge_batch``), or, when one fails, each job alone by the same merge.
     """
 
     __slots__ = ("fn", "future", "kind", "updates")
@@ -391,14 +390,6 @@ class _Job:
             raise RuntimeError("a merge or stop job has no function to run")
         return self.fn(conn)
 
-    def logged_events(self, value: object) -> bool:
-        """True when this job was a merge (``apply`` or ``events``) whose result logged an event."""
-        if self.kind == "events":
-            return bool(value)
-        return self.kind == "apply" and any(
-            a.event is not None for a in cast("list[Applied]", value)
-        )
-
 
 class _Writer:
     """The thread that owns the connection: it runs queued jobs in batches (group commit)."""
@@ -409,6 +400,7 @@ class _Writer:
         synchronous: str,
         loop: asyncio.AbstractEventLoop,
         wakeup: Wakeup,
+        listeners: Listeners[DeliveryEvent],
         max_batch: int,
         memo: MergeMemo,
         retention: Retention,
@@ -419,6 +411,7 @@ class _Writer:
         self._synchronous = synchronous
         self._loop = loop
         self._wakeup = wakeup
+        self._listeners = listeners
         self._max_batch = max_batch
         self._retention = retention  # the writer thread's alone, like the memo
         self._clock = clock
@@ -441,12 +434,12 @@ class _Writer:
         self._queue.put(_Job(fn, kind, future))
         return await future
 
-    async def merge(self, updates: tuple[DeliveryUpdate, ...], kind: _Kind) -> Any:
-        """Merge ``updates`` in the next batch: "apply" answers Applied, "events" the events."""
+    async def merge(self, updates: tuple[DeliveryUpdate, ...]) -> Any:
+        """Merge ``updates`` in the next batch; answers the events they logged."""
         if asyncio.get_running_loop() is not self._loop:
             raise StoreError("an SQLiteStore must be used from the event loop that opened it")
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put(_Job(None, kind, future, updates))
+        self._queue.put(_Job(None, "merge", future, updates))
         return await future
 
     async def stop(self) -> None:
@@ -466,9 +459,9 @@ class _Writer:
             conn = _connect(self._path, self._synchronous, self._clock())
         except Exception as exc:
             error = exc if isinstance(exc, StoreError) else StoreError(f"cannot open: {exc!r}")
-            self._settle([(opened, error, None)], fire=False)
+            self._settle([(opened, error, None)], [])
             return
-        self._settle([(opened, None, None)], fire=False)
+        self._settle([(opened, None, None)], [])
         try:
             while self._serve_batch(conn):
                 pass
@@ -483,19 +476,19 @@ class _Writer:
             self._retention.step(conn)
             return True
         outcomes = [self._read(conn, job) for job in jobs if job.kind == "read"]
-        writes = [job for job in jobs if job.kind in ("write", "apply", "events")]
-        fire = False
+        writes = [job for job in jobs if job.kind in ("write", "merge")]
+        logged: list[DeliveryEvent] = []
         if writes:
-            written, fire = self._write(conn, writes)
+            written, logged = self._write(conn, writes)
             outcomes += written
         stops = [job for job in jobs if job.kind == "stop"]
         if stops:
             conn.close()  # before the stop is acknowledged: the file can be reopened at once
             outcomes += [(job.future, None, None) for job in stops]
-        self._settle(outcomes, fire)
+        self._settle(outcomes, logged)
         if stops:
             return False
-        if fire:
+        if logged:
             self._retention.logged()
         if self._retention.due_between_batches():  # the callers have their answers already
             self._retention.step(conn)
@@ -525,21 +518,26 @@ class _Writer:
         except Exception as exc:  # a bug in the job: hand it to its caller, keep the thread
             return (job.future, exc, None)
 
-    def _write(self, conn: _Connection, jobs: list[_Job]) -> tuple[list[_Outcome], bool]:
-        """One transaction for every write job; on a failed commit, every job fails."""
+    def _write(
+        self, conn: _Connection, jobs: list[_Job]
+    ) -> tuple[list[_Outcome], list[DeliveryEvent]]:
+        """One transaction for every write job: each job's outcome, and the events committed (in
+        cursor order); on a failed commit, every job fails and none was."""
         try:
             conn.execute("BEGIN IMMEDIATE")
             outcomes = self._run_all(conn, jobs, self._clock())
             self._commit(conn)
         except Exception as exc:
             _rollback(conn)
-            return [(job.future, _write_error(exc), None) for job in jobs], False
+            return [(job.future, _write_error(exc), None) for job in jobs], []
         self.batches += 1
-        fire = any(
-            error is None and job.logged_events(value)
+        logged = [
+            event
             for job, (_, error, value) in zip(jobs, outcomes, strict=True)
-        )
-        return outcomes, fire
+            if error is None and job.updates is not None
+            for event in cast("list[DeliveryEvent]", value)
+        ]
+        return outcomes, logged
 
     def _run_all(self, conn: _Connection, jobs: list[_Job], now: float) -> list[_Outcome]:
         """Run the jobs in the open transaction (writing at ``now``); a failing job is undone
@@ -564,10 +562,14 @@ class _Writer:
         ]
 
     def _write_one(self, conn: _Connection, job: _Job, now: float) -> _Outcome:
-        # A savepoint per job: a job that fails is undone alone, the others still commit.
+        # A savepoint per job: a job that fails is undone alone, the others still commit. A
+        # merge job runs the same batched merge as a whole batch does, on a batch of one job.
         conn.execute("SAVEPOINT job")
         try:
-            value = job.run(conn) if job.updates is None else self._merge_alone(conn, job, now)
+            if job.updates is None:
+                value = job.run(conn)
+            else:
+                [value] = _merge_batch(conn, self._memo, [job], now)
         except Exception as exc:
             conn.execute("ROLLBACK TO job")  # if this fails too, the whole batch fails
             conn.execute("RELEASE job")
@@ -575,25 +577,28 @@ class _Writer:
         conn.execute("RELEASE job")
         return (job.future, None, value)
 
-    def _merge_alone(self, conn: _Connection, job: _Job, now: float) -> object:
-        """Merge one job's updates by themselves, as the job answers them (Applied or events)."""
-        cursor = conn.cursor()  # one cursor for the job: conn.execute() would make one each
-        merged = [_merge_one(cursor, self._memo, update, now) for update in job.updates or ()]
-        if job.kind == "apply":
-            return [_applied(m) for m in merged]
-        return [event for m in merged if (event := _logged(m)) is not None]
-
     def _commit(self, conn: _Connection) -> None:
         conn.execute("COMMIT")
 
-    def _settle(self, outcomes: list[_Outcome], fire: bool) -> None:
-        # One hop to the loop per batch, not one per caller.
+    def _settle(self, outcomes: list[_Outcome], logged: list[DeliveryEvent]) -> None:
+        # One hop to the loop per batch, not one per caller; batches arrive in commit order.
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            self._loop.call_soon_threadsafe(_resolve, outcomes, self._wakeup if fire else None)
+            self._loop.call_soon_threadsafe(
+                _resolve, outcomes, logged, self._wakeup, self._listeners
+            )
 
 
-def _resolve(outcomes: list[_Outcome], wakeup: Wakeup | None) -> None:
-    """On the loop: hand each caller its result (callers that gave up are skipped)."""
+def _resolve(
+    outcomes: list[_Outcome],
+    logged: list[DeliveryEvent],
+    wakeup: Wakeup,
+    listeners: Listeners[DeliveryEvent],
+) -> None:
+    """On the loop: hand what a batch committed to the listeners (whether or not its callers
+    still wait), then each caller its result (callers that gave up are skipped)."""
+    if logged:
+        wakeup.fire()
+        listeners.publish(logged)
     for future, error, value in outcomes:
         if future is None or future.done():
             continue
@@ -601,8 +606,6 @@ def _resolve(outcomes: list[_Outcome], wakeup: Wakeup | None) -> None:
             future.set_exception(error)
         else:
             future.set_result(value)
-    if wakeup is not None:
-        wakeup.fire()
 
 
 def _write_error(exc: Exception) -> Exception:
@@ -749,33 +752,14 @@ def _write_batch(
 
 
 def _split(jobs: list[_Job], merged: list[_Merged]) -> list[object]:
-    """Each job's share of the merged updates, as the job answers them."""
+    """Each job's share of the merged updates: the events they logged."""
     results: list[object] = []
     start = 0
     for job in jobs:
         mine = merged[start : start + len(job.updates or ())]
         start += len(mine)
-        if job.kind == "apply":
-            results.append([_applied(m) for m in mine])
-        else:
-            results.append([event for m in mine if (event := _logged(m)) is not None])
+        results.append([event for m in mine if (event := _logged(m)) is not None])
     return results
-
-
-def _merge_one(
-    cursor: sqlite3.Cursor, memo: MergeMemo, update: DeliveryUpdate, written_at: float
-) -> _Merged:
-    """Merge one update into its stored state (through the memo) and log its event, if any."""
-    row = cursor.execute(_SELECT_SHAPE, (update.request_id, update.address)).fetchone()
-    step = memo.step(None if row is None else memo.shape(_shape_from_row(row)), update)
-    updated_at = update.received_at if row is None or step.takes_time else row[5]
-    if step.changed:
-        cursor.execute(_UPSERT_STATE, _state_params(update, step.shape, updated_at, written_at))
-    event = 0
-    if step.event_shape is not None:
-        params = _event_params(update, step.event_shape, updated_at)
-        event = cursor.execute(_INSERT_EVENT, params).lastrowid or 0
-    return update, step, updated_at, event
 
 
 def _state_params(
@@ -791,12 +775,6 @@ def _event_params(update: DeliveryUpdate, shape: EventShape, at: float) -> tuple
     previous_text = None if previous is None else str(previous)
     return (update.request_id, update.address, str(status), previous_text, str(source), parts,
             sms_parts, int(conflict), at)  # fmt: skip
-
-
-def _applied(merged: _Merged) -> Applied:
-    update, step, updated_at, _ = merged
-    state = state_from_shape(update.request_id, update.address, step.shape, updated_at)
-    return Applied(step.result(state), _logged(merged))
 
 
 def _logged(merged: _Merged) -> DeliveryEvent | None:

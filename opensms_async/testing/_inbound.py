@@ -34,7 +34,7 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -328,8 +328,10 @@ class InboundService:
         *,
         reference: int | None = None,
         date_time: str | None = None,
+        duplicate_parts: Collection[int] = (),
     ) -> wire.InjectedInbound:
-        """Receive ``text`` from ``sender`` on ``destination``; see the module's docstring."""
+        """Receive ``text`` from ``sender`` on ``destination``; see the module's docstring.
+        ``duplicate_parts`` (1-based part numbers) are posted twice, whatever the rate draws."""
         for name, value in (("sender", sender), ("destination", destination), ("text", text)):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name} must be a non-empty string")
@@ -344,7 +346,7 @@ class InboundService:
             rng = random.Random(f"{settings.seed}:inbound:{rank}")
             message = self._message(sender, destination, texts, reference, date_time, rng, settings)
             self.injected.append(message)
-        self._route(message, settings, rng)
+        self._route(message, settings, rng, frozenset(duplicate_parts))
         return message
 
     def _message(
@@ -376,7 +378,11 @@ class InboundService:
         )
 
     def _route(
-        self, message: wire.InjectedInbound, settings: InboundSettings, rng: random.Random
+        self,
+        message: wire.InjectedInbound,
+        settings: InboundSettings,
+        rng: random.Random,
+        duplicate_parts: frozenset[int],
     ) -> None:
         if message.polled:
             self.inboxes.put(message)
@@ -385,7 +391,7 @@ class InboundService:
         subscription = self.subscription
         if not message.posted or subscription is None:
             return
-        for post in _posts(message, subscription, settings, rng):
+        for post in _posts(message, subscription, settings, rng, duplicate_parts):
             self.dispatcher.deliver(post)
 
     # -- endpoints ------------------------------------------------------------------------------
@@ -460,18 +466,24 @@ def _posts(
     subscription: InboundSubscription,
     settings: InboundSettings,
     rng: random.Random,
+    duplicate_parts: frozenset[int] = frozenset(),
 ) -> list[InboundPost]:
-    """The posts of one message, per the subscription's ``concat``, some duplicated."""
+    """The posts of one message, per the subscription's ``concat``, some duplicated (those the
+    rate draws, and ``duplicate_parts``)."""
     if subscription.concat is True:
-        bodies = [(message.message_id, wire.joined_body(message))]
+        bodies = [(1, message.message_id, wire.joined_body(message))]
     else:
         udh = subscription.concat is False
-        bodies = [(p.message_id, wire.part_body(message, p, udh=udh)) for p in message.parts]
+        bodies = [
+            (p.number, p.message_id, wire.part_body(message, p, udh=udh)) for p in message.parts
+        ]
         if udh:
             rng.shuffle(bodies)
     posts = []
-    for message_id, body in bodies:
-        copies = 2 if rng.random() < settings.duplicate_rate else 1
+    for number, message_id, body in bodies:
+        # Drawn whatever duplicate_parts says: a given seed posts the same as before.
+        drawn = rng.random() < settings.duplicate_rate
+        copies = 2 if drawn or number in duplicate_parts else 1
         for copy in range(copies):
             root = {"InboundSmsMessage": body}
             posts.append(

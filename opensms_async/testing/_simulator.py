@@ -15,7 +15,7 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -279,17 +279,22 @@ class Simulator:
         *,
         reference: int | None = None,
         date_time: str | None = None,
+        duplicate_parts: Collection[int] = (),
     ) -> InjectedInbound:
         """A handset sends ``text`` from ``sender`` to ``destination`` (one of the account's
         numbers, which it becomes if it was not); safe from any thread.
 
         The text is split into SMS as a handset splits it; a long one takes the next reference
         of a counter that recycles after 255, unless ``reference`` is given. ``date_time`` is
-        the wire's ``dateTime`` (default: now, UTC). Returns the message with its part ids.
+        the wire's ``dateTime`` (default: now, UTC). ``duplicate_parts`` names parts (1-based;
+        with ``concat=true``, 1 is the joined message) posted twice whatever
+        ``inbound_duplicate_rate`` draws, for a test or a demo that needs exactly those. Returns
+        the message with its part ids.
         """
         return self._inbound.inject(
-            sender, destination, text, reference=reference, date_time=date_time
-        )
+            sender, destination, text, reference=reference, date_time=date_time,
+            duplicate_parts=duplicate_parts,
+        )  # fmt: skip
 
     def route_inbound_to(self, url: str | None) -> None:
         """Post inbound messages to ``url`` instead of the https URL; None undoes it."""
