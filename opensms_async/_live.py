@@ -16,12 +16,19 @@ Dropping events as soon as every consumer has passed them matters for speed, not
 an event that dies young is never seen by the garbage collector's older generations, which at a
 few hundred thousand events a second would otherwise cost a sixth of the time
 (``bench/bench_merge.py``). With no consumer at all (a bare receiver), nothing is kept.
+
+A consumer costs little under load (``bench/diag_consumers.py``, ``bench/bench_receiver.py``):
+a publish appends and wakes, parsing one cursor and visiting no reader; a woken reader takes
+everything published since in one batch, in the step that wakes it, so a busy loop turn of
+callbacks costs each consumer one wake-up; and the readers drop what all of them have passed as
+they read. An event published alone still reaches its consumers on the loop's next turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
@@ -60,10 +67,7 @@ class Reader:
 
     def next(self, cursor: str | None) -> Awaitable[list[DeliveryEvent]]:
         """The events after ``cursor`` (the last one this reader got), at most a batch; when there
-        is none, waits for the next publish (or :meth:`LiveBuffer.wake`) and returns [].
-
-        The buffer's own coroutine, handed back (not awaited here): one coroutine less per read.
-        """
+        is none yet, waits for the next publish. [] when a wake (a close) brought nothing."""
         return self._buffer.next(self, cursor)
 
     def close(self) -> None:
@@ -96,8 +100,9 @@ class LiveBuffer:
     Holds the events after a base (the cursor key just before the first one). A reader whose
     cursor is older than the base reads from the store's log. For a store shared between
     processes, or whose cursors are not consecutive, nothing is kept (:meth:`attach` gives a
-    :class:`StoreReader`): a publish only wakes. Positions find a reader's place in O(1): cursors
-    are parsed only when a reader arrives or falls out of the buffer, never once per event.
+    :class:`StoreReader`): a publish only wakes. Positions find a reader's place in O(1): a
+    publish parses its first cursor (and its last), a reader's cursor is parsed only when it
+    arrives or falls out of the buffer.
     """
 
     def __init__(self, store: Store, size: int) -> None:
@@ -106,20 +111,24 @@ class LiveBuffer:
         self._events: list[DeliveryEvent] = []
         self._dropped = 0
         """Events published and since dropped from the head: the position of ``_events[0]``."""
-        self._base_key: tuple[int, int] = (0, 0)
-        self._dropped_cursor: str | None = None
-        """The cursor of the newest event dropped since ``_base_key`` was last computed."""
+        self._base_key: tuple[int, int] | None = (0, 0)
+        """The cursor key just before ``_events[0]``; None until parsed from ``_head``."""
+        self._head: str | None = None
+        """The cursor of the newest event dropped (the one just before ``_events[0]``)."""
+        self._tail: tuple[int, int] | None = None
+        """The cursor key of the newest event kept, once known (None: ask the events)."""
         self._buffered = not store.shared and store.consecutive
         self._ready = False
         self._readers: set[Reader] = set()
         self._generation = 0
         """Publishes (and closes) so far: a reader notes it before reading, waits for more."""
-        self._waiting: asyncio.Event | None = None
+        self._waiters: list[asyncio.Future[None]] = []
 
     async def start(self) -> None:
         """Note where the store's log ends: events published from now on are kept here."""
         last = await self._store.last_cursor()
         self._base_key = self._store.cursor_key(last) if last is not None else (0, 0)
+        self._head, self._tail = last, self._base_key
         self._ready = self._buffered
 
     def attach(self) -> EventReader:
@@ -135,7 +144,11 @@ class LiveBuffer:
         self._readers.discard(reader)
 
     def publish(self, events: Sequence[DeliveryEvent]) -> None:
-        """Add events (oldest first) and wake the waiting readers."""
+        """Add events (oldest first) and wake the waiting readers.
+
+        O(1) per publish: one cursor parsed (two for a batch of several), no reader visited;
+        what every reader has passed is dropped as they read (:meth:`_release`).
+        """
         if self._ready and events:
             if self._readers:
                 self._keep(events)
@@ -154,69 +167,116 @@ class LiveBuffer:
         the store, which has every event. Events at or below the tail are left to the store the
         same way.
         """
-        tail = self._key(self._events[-1]) if self._events else self._base()
+        tail = self._tail
+        if tail is None:
+            tail = self._key(self._events[-1]) if self._events else self._base()
         first = self._key(events[0])
-        if first <= tail:
-            events = [event for event in events if self._key(event) > tail]
+        last = first if len(events) == 1 else self._key(events[-1])
+        if first != (tail[0] + 1, 0) or last != (first[0] + len(events) - 1, 0):
+            events = self._unbroken(events, tail)
             if not events:
                 return
-            first = self._key(events[0])
-        if first != (tail[0] + 1, 0):
-            self._dropped += len(self._events)
-            self._events.clear()
-            self._base_key, self._dropped_cursor = (first[0] - 1, first[1]), None
+            last = self._key(events[-1])
         self._events.extend(events)
-        self._trim()
+        self._tail = last
+        if len(self._events) > self._size:  # a reader fell behind: it reads the store now
+            self._cut(len(self._events) - self._size)
 
-    def _trim(self) -> None:
-        """Drop the events every positioned reader has passed, and any beyond ``size``."""
+    def _unbroken(
+        self, events: Sequence[DeliveryEvent], tail: tuple[int, int]
+    ) -> Sequence[DeliveryEvent]:
+        """The rare publish that does not continue the buffer: what to append after a restart."""
+        events = [event for event in events if self._key(event) > tail]
+        if not events:
+            return events
+        keys = [self._key(event) for event in events]
+        start = 0  # the last unbroken run of the batch (a gap inside restarts after it)
+        for i in range(1, len(keys)):
+            if keys[i] != (keys[i - 1][0] + 1, 0):
+                start = i
+        events, first = events[start:], keys[start]
+        if start or first != (tail[0] + 1, 0):
+            self._drop_all(None)
+            self._base_key = (first[0] - 1, first[1])
+        return events
+
+    def _release(self) -> None:
+        """Drop the events every positioned reader has passed (they die young: see above)."""
         needed = len(self._events)
+        dropped = self._dropped
         for reader in self._readers:
-            if reader.position is not None:
-                needed = min(needed, reader.position - self._dropped)
-        cut = max(needed, len(self._events) - self._size)
-        if cut == len(self._events):
-            self._drop_all(self._events[-1].cursor)
-        elif cut > 0:
-            self._dropped_cursor = self._events[cut - 1].cursor
-            del self._events[:cut]
-            self._dropped += cut
+            position = reader.position
+            if position is not None and position - dropped < needed:
+                needed = position - dropped
+        if needed > 0:
+            self._cut(needed)
 
-    def _drop_all(self, newest: str) -> None:
+    def _cut(self, count: int) -> None:
+        """Drop the ``count`` oldest events (all of them at most); the tail stays known."""
+        events = self._events
+        if count >= len(events):
+            self._head, self._base_key = events[-1].cursor, self._tail
+            self._dropped += len(events)
+            events.clear()
+            return
+        self._head, self._base_key = events[count - 1].cursor, None
+        del events[:count]
+        self._dropped += count
+
+    def _drop_all(self, newest: str | None) -> None:
+        """Drop every event, the newest published being ``newest`` (None: a restart, which sets
+        the base itself)."""
         self._dropped += len(self._events)
         self._events.clear()
-        self._dropped_cursor = newest
+        self._head, self._base_key, self._tail = newest, None, None
 
     def _base(self) -> tuple[int, int]:
         """The cursor key just before the first kept event (parsed only when a reader asks)."""
-        if self._dropped_cursor is not None:
-            self._base_key = self._store.cursor_key(self._dropped_cursor)
-            self._dropped_cursor = None
+        if self._base_key is None:
+            self._base_key = (0, 0) if self._head is None else self._store.cursor_key(self._head)
         return self._base_key
 
     def wake(self) -> None:
-        """Wake every waiting reader; allocates nothing unless one waits (the hot path)."""
+        """Wake every waiting reader; allocates nothing unless one waits (the hot path).
+
+        Each reader is resumed on the loop's next turn: an event published alone reaches its
+        consumers one turn after it was recorded, and the events published meanwhile (the other
+        callbacks of a busy turn) come in the same batch.
+        """
         self._generation += 1
-        if self._waiting is not None:
-            self._waiting.set()
-            self._waiting = None
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def next(self, reader: Reader, cursor: str | None) -> list[DeliveryEvent]:
-        """:meth:`read`, or when there is nothing to read, a wait for the next publish (or
-        :meth:`wake`) and []."""
-        changed = self._generation  # taken before reading, so no publish slips between
-        batch = await self.read(reader, cursor)
-        if not batch and self._generation == changed:
+        """The events after ``cursor``, at most a batch; when there is none, waits for the next
+        publish (or :meth:`wake`) and reads again: [] when that brought nothing new."""
+        start = self._find(cursor, reader.position)
+        if start is None:
+            changed = self._generation  # taken before reading, so no publish slips between
+            batch = await self._read_store(reader, cursor)
+            if batch or self._generation != changed:
+                return batch
             await self._wait()
+            return []
+        if start == len(self._events):  # caught up: nothing published since (no await above)
+            reader.position = self._dropped + start
+            await self._wait()
+            start = self._find(cursor, reader.position)
+            if start is None or start == len(self._events):
+                return []  # a close, or the buffer started over: the caller looks again
+        return self._take(reader, start)
+
+    def _take(self, reader: Reader, start: int) -> list[DeliveryEvent]:
+        batch = self._events[start : start + _READ_BATCH]
+        reader.position = self._dropped + start + len(batch)
+        self._release()
         return batch
 
-    async def read(self, reader: Reader, cursor: str | None) -> list[DeliveryEvent]:
-        """The events after ``cursor`` (the last one ``reader`` got), at most a batch of them."""
-        start = self._find(cursor, reader.position)
-        if start is not None:
-            batch = self._events[start : start + _READ_BATCH]
-            reader.position = self._dropped + start + len(batch)
-            return batch
+    async def _read_store(self, reader: Reader, cursor: str | None) -> list[DeliveryEvent]:
         batch = await self._store.read_events(cursor, limit=_READ_BATCH)
         # Caught up with what the buffer holds? Then read here from now on.
         index = self._find(batch[-1].cursor if batch else cursor, None)
@@ -234,6 +294,8 @@ class LiveBuffer:
             index = position - self._dropped
             if 0 < index <= len(self._events) and self._events[index - 1].cursor == cursor:
                 return index
+            if index == 0 and self._head == cursor:
+                return 0  # everything it read was dropped since: it is at the head
         key = self._store.cursor_key(cursor)
         if key < self._base():
             return None
@@ -244,6 +306,13 @@ class LiveBuffer:
 
     async def _wait(self) -> None:
         """Wait for the next publish (or wake)."""
-        if self._waiting is None:
-            self._waiting = asyncio.Event()
-        await self._waiting.wait()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            # A consumer that gives up (a timeout around its anext) leaves no waiter behind: on
+            # a tracker idle for hours, they would pile up until the next publish.
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            raise
