@@ -109,18 +109,20 @@ class ReconciliationPoller:
         """429 pauses in a row, since the last poll that went through."""
         self.polls = 0
         """Requests polled so far (for tests and metrics)."""
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="opensms-reconciliation")
 
     async def stop(self) -> None:
+        self._stopping = True  # a cancel swallowed below (redis-py's wait_for on 3.11) ends it too
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             pause = self._paused_until - self._clock()
             if pause > 0:
                 await self._sleep(pause)

@@ -256,7 +256,8 @@ class DeliveryTracker(Lifecycle):
         """
         self._check_usable()
         key = (request_id, normalize_address(address))
-        async with asyncio.timeout(timeout):
+        recheck = SHARED_STORE_RECHECK if self.store.shared else None
+        async with asyncio.timeout(timeout) as deadline:
             while True:
                 # Listed before the read: a final the store logs while the read runs (SQLite may
                 # answer it from the very batch that commits the final) still wakes this waiter.
@@ -267,12 +268,11 @@ class DeliveryTracker(Lifecycle):
                     if state is not None and state.is_final:
                         return state
                     self._check_usable()  # closed during the read: say so rather than wait
-                    # Re-read now and then: another replica may have recorded it.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            asyncio.shield(future),
-                            SHARED_STORE_RECHECK if self.store.shared else None,
-                        )
+                    if deadline.expired():  # the read swallowed the timeout's cancellation
+                        raise TimeoutError
+                    # Re-read now and then: another replica may have recorded it. (asyncio.wait,
+                    # not wait_for: on 3.11 wait_for may swallow the timeout's cancellation.)
+                    await asyncio.wait([future], timeout=recheck)
                 finally:
                     self._forget_waiter(key, future)
 
