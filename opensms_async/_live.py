@@ -11,10 +11,13 @@ it, and never more than ``size`` items: a consumer further behind than that read
 store's log instead (never blocking the receiver, never losing an item), then comes back here
 once it has caught up.
 
-For a shared log (Redis), other replicas append to it too: a :class:`StoreReader` reads the log
-itself, one blocking read per wake-up, and yields what that read returned. So does a log whose
-cursors are not ``consecutive``: the buffer relies on consecutive cursors to tell that it holds
-an unbroken run of the log.
+For a shared log (Redis), other replicas append to it too, so what this process published is
+not the whole log: the buffer is filled from the log itself, by one blocking read at a time
+after the newest item it holds, made by whichever caught-up reader comes first (the *leader*)
+for every reader. The others wait for that read and take its items from the buffer: four
+consumers cost one read of the log (one round trip, each item decoded once), not four. So is a
+log whose cursors are not ``consecutive`` (the buffer relies on consecutive cursors to tell that
+what is published is an unbroken run of the log).
 
 Dropping items as soon as every consumer has passed them matters for speed, not only memory:
 an item that dies young is never seen by the garbage collector's older generations, which at a
@@ -38,7 +41,7 @@ from typing import Generic, Protocol, TypeVar
 
 from ._constants import SHARED_STORE_RECHECK
 
-__all__ = ["LiveBuffer", "LogReader", "LogSource", "ReadLog", "Reader", "StoreReader"]
+__all__ = ["LiveBuffer", "LogReader", "LogSource", "ReadLog", "Reader"]
 
 _READ_BATCH = 512
 
@@ -114,32 +117,15 @@ class Reader(Generic[T]):
         self._buffer.detach(self)
 
 
-class StoreReader(Generic[T]):
-    """A consumer of a shared log: reads it, waiting there for the next item (bounded by
-    ``SHARED_STORE_RECHECK``, so that the caller looks up now and then)."""
-
-    __slots__ = ("_read",)
-
-    def __init__(self, read: ReadLog[T]) -> None:
-        self._read = read
-
-    async def next(self, cursor: str | None) -> list[T]:
-        """The items after ``cursor``, at most a batch, or [] after waiting in vain."""
-        return await self._read(cursor, limit=_READ_BATCH, timeout=SHARED_STORE_RECHECK)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
 class LiveBuffer(Generic[T]):
     """The newest items of this process, kept while some :class:`Reader` still needs them.
 
     Holds the items after a base (the cursor key just before the first one). A reader whose
     cursor is older than the base reads from the store's log (``read``). For a log shared
-    between processes, or whose cursors are not ``consecutive``, nothing is kept (:meth:`attach`
-    gives a :class:`StoreReader`): a publish only wakes. Positions find a reader's place in O(1): a
-    publish parses its first cursor (and its last), a reader's cursor is parsed only when it
-    arrives or falls out of the buffer.
+    between processes, or whose cursors are not ``consecutive``, publishes are not kept: the
+    buffer is filled by the leader's reads of the log (see the module). Positions find a
+    reader's place in O(1): a publish parses its first cursor (and its last), a reader's cursor
+    is parsed only when it arrives or falls out of the buffer.
     """
 
     def __init__(
@@ -158,7 +144,10 @@ class LiveBuffer(Generic[T]):
         """The cursor of the newest item dropped (the one just before ``_items[0]``)."""
         self._tail: tuple[int, int] | None = None
         """The cursor key of the newest item kept, once known (None: ask the items)."""
-        self._buffered = not source.shared and consecutive
+        self._tailed = source.shared or not consecutive
+        """Filled from the log by a leader's reads, not by publishes."""
+        self._leading = False
+        """Whether a reader is reading the log for all (tailed buffers only)."""
         self._ready = False
         self._readers: set[Reader[T]] = set()
         self._generation = 0
@@ -170,26 +159,29 @@ class LiveBuffer(Generic[T]):
         last = await self._source.last_cursor()
         self._base_key = self._source.cursor_key(last) if last is not None else (0, 0)
         self._head, self._tail = last, self._base_key
-        self._ready = self._buffered
+        self._ready = True
 
     def attach(self) -> LogReader[T]:
         """A new reader; :meth:`~LogReader.close` it when done, or it holds items here."""
-        if not self._buffered:
-            return StoreReader(self._read)
         reader = Reader(self)
         self._readers.add(reader)
         return reader
 
     def detach(self, reader: Reader[T]) -> None:
-        """Forget a reader (idempotent)."""
+        """Forget a reader (idempotent); the last one leaves nothing held."""
         self._readers.discard(reader)
+        if not self._readers and self._items:
+            self._drop_all(self._items[-1].cursor)
 
     def publish(self, items: Sequence[T]) -> None:
         """Add items (oldest first) and wake the waiting readers.
 
         O(1) per publish: one cursor parsed (two for a batch of several), no reader visited;
-        what every reader has passed is dropped as they read (:meth:`_release`).
+        what every reader has passed is dropped as they read (:meth:`_release`). A tailed buffer
+        ignores publishes: its leader's read of the log brings them, in log order.
         """
+        if self._tailed:
+            return
         if self._ready and items:
             if self._readers:
                 self._keep(items)
@@ -296,6 +288,8 @@ class LiveBuffer(Generic[T]):
         publish (or :meth:`wake`) and reads again: [] when that brought nothing new."""
         start = self._find(cursor, reader.position)
         if start is None:
+            if self._tailed:  # behind the buffer: read the log, waiting there if at its end
+                return await self._read_store(reader, cursor, SHARED_STORE_RECHECK)
             changed = self._generation  # taken before reading, so no publish slips between
             batch = await self._read_store(reader, cursor)
             if batch or self._generation != changed:
@@ -304,7 +298,10 @@ class LiveBuffer(Generic[T]):
             return []
         if start == len(self._items):  # caught up: nothing published since (no await above)
             reader.position = self._dropped + start
-            await self._wait()
+            if self._tailed and not self._leading:
+                await self._lead()
+            else:
+                await self._wait()
             start = self._find(cursor, reader.position)
             if start is None or start == len(self._items):
                 return []  # a close, or the buffer started over: the caller looks again
@@ -316,8 +313,54 @@ class LiveBuffer(Generic[T]):
         self._release()
         return batch
 
-    async def _read_store(self, reader: Reader[T], cursor: str | None) -> list[T]:
-        batch = await self._read(cursor, limit=_READ_BATCH)
+    async def _lead(self) -> None:
+        """Read the log after the newest item held, for every reader (a tailed buffer); waits
+        there up to ``SHARED_STORE_RECHECK`` for one. Wakes the others whatever happens (a
+        failed or cancelled read: the next caught-up reader leads)."""
+        self._leading = True
+        try:
+            after = self._items[-1].cursor if self._items else self._head
+            batch = await self._read(after, limit=_READ_BATCH, timeout=SHARED_STORE_RECHECK)
+            if batch:
+                self._append(batch)
+        finally:
+            self._leading = False
+            self.wake()
+
+    def _append(self, batch: list[T]) -> None:
+        """Add what was read of the log after the newest item held (or at it): the log's next
+        items, an unbroken run by construction. What another read added meanwhile (a reader
+        behind that caught up during the leader's read) is not added twice."""
+        newest = self._newest_key()
+        if self._key(batch[0]) <= newest:
+            batch = batch[bisect.bisect_right(batch, newest, key=self._key) :]
+            if not batch:
+                return
+        self._items.extend(batch)
+        self._tail = self._key(batch[-1])
+        if len(self._items) > self._size:  # a reader fell behind: it reads the store now
+            self._cut(len(self._items) - self._size)
+
+    def _newest_key(self) -> tuple[int, int]:
+        """The cursor key of the newest item held or dropped."""
+        if self._tail is None:
+            self._tail = self._key(self._items[-1]) if self._items else self._base()
+        return self._tail
+
+    def _adopt(self, batch: list[T], after: str | None) -> None:
+        """A tailed buffer holds only what was read for it: what a reader behind it read past
+        the newest item held continues the buffer (the log's next items), so the reader can
+        wait here with the others and the leader need not read those again."""
+        if after is not None and self._source.cursor_key(after) > self._newest_key():
+            return  # a read that does not cover the newest held: not known to continue it
+        self._append(batch)
+
+    async def _read_store(
+        self, reader: Reader[T], cursor: str | None, timeout: float = 0.0
+    ) -> list[T]:
+        batch = await self._read(cursor, limit=_READ_BATCH, timeout=timeout)
+        if batch and self._tailed:
+            self._adopt(batch, cursor)
         # Caught up with what the buffer holds? Then read here from now on.
         index = self._find(batch[-1].cursor if batch else cursor, None)
         reader.position = None if index is None else self._dropped + index
