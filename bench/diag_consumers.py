@@ -9,21 +9,27 @@ how many events each consumer got per wake-up (counted by the consumers themselv
 task that counts loop turns), so that the cost of a wake-up and its task switch shows apart from
 the cost of an event.
 
-    .venv/bin/python bench/diag_consumers.py [--recipients 10000] [--rounds 3]
+    .venv/bin/python bench/diag_consumers.py [--recipients 10000] [--rounds 3] [--store redis]
+
+``--store redis`` runs it over a ``RedisStore`` on a fresh redis-server instead (this process's
+CPU only: redis-server's is not counted), where a consumer reads the shared log itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 
 import uvloop
-from _util import median, pin_to_cpu
+from _util import median, pin_to_cpu, redis_server
 from bench_merge import make_batches
 
 from opensms_async import DeliveryTracker, DeliveryUpdate
-from opensms_async.stores import MemoryStore
+from opensms_async.stores import MemoryStore, RedisStore, Store
 
 
 class Turns:
@@ -49,13 +55,13 @@ class Turns:
 
 
 async def once(
-    updates: list[DeliveryUpdate], producers: int, consumers: int
+    updates: list[DeliveryUpdate], producers: int, consumers: int, store: Callable[[], Store]
 ) -> tuple[float, float]:
     """CPU µs per update, and events per wake-up of a consumer (0 without consumers)."""
     turns = Turns()
     wakes = [0] * consumers
     counts = [0] * consumers
-    async with DeliveryTracker(MemoryStore()) as tracker:
+    async with DeliveryTracker(store()) as tracker:
 
         async def consume(index: int) -> None:
             last_turn = -1
@@ -86,14 +92,26 @@ async def once(
     return cpu / len(updates) * 1e6, per_wake
 
 
-async def measure(args: argparse.Namespace) -> None:
+@contextlib.contextmanager
+def stores(kind: str) -> Iterator[Callable[[], Store]]:
+    """What makes each run's store: a fresh memory store, or a Redis store emptied first."""
+    if kind == "memory":
+        yield MemoryStore
+        return
+    with tempfile.TemporaryDirectory(prefix="opensms-diag-") as folder, redis_server(folder) as url:
+        serial = iter(range(1_000_000))
+        yield lambda: RedisStore(url, prefix=f"diag{next(serial)}")
+
+
+async def measure(args: argparse.Namespace, store: Callable[[], Store]) -> None:
     """Every (producers, consumers) pair, rounds interleaved; print the medians."""
     updates = [u for batch in make_batches(args.recipients, 100) for u in batch]
     plans = [(p, c) for p in (64, 8, 1) for c in (0, 1, 4)]
     results: dict[tuple[int, int], list[tuple[float, float]]] = {plan: [] for plan in plans}
     for _ in range(args.rounds):
         for producers, consumers in plans:
-            results[producers, consumers].append(await once(updates, producers, consumers))
+            run = await once(updates, producers, consumers, store)
+            results[producers, consumers].append(run)
     for (producers, consumers), runs in results.items():
         cpu = median([r[0] for r in runs])
         base = median([r[0] for r in results[producers, 0]])
@@ -107,10 +125,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=10_000, help="x4 updates")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--store", choices=["memory", "redis"], default="memory")
     args = parser.parse_args()
     pin_to_cpu(0)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(measure(args))
+    with stores(args.store) as store, asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+        r.run(measure(args, store))
 
 
 if __name__ == "__main__":

@@ -66,15 +66,15 @@ that it names every module.
     stores.inbound.sqlite   SQLiteInboundStore: SQLite tables of their own, group commit
     stores.inbound.redis    RedisInboundStore: shared by replicas, one Lua call per receive
     stores.inbound._redis_scripts  the Lua scripts: dedupe, the reassembly step, the log append
+2 live: what the stream consumers share
+    _live                   the live buffer events() and messages() consumers share (generic)
 3 tracking: delivery tracking over a store
     _tracker                DeliveryTracker: track, ingest, events, wait_for_final
     _poller                 the reconciliation poller, handed a store, a fetch and an ingest
-    _live                   the live buffer that events() consumers share
     _telemetry_delivery     what a tracker and its poller record: events, durations, poll spans
 3 inbox: the inbound stream, beside tracking, on stores of its own
     _inbox                  Inbox: ingest, messages, the reassembly timer
     _inbox_poller           the inbound poller, handed a fetch and a record
-    _inbox_live             the live buffer that messages() consumers share (generic)
     _telemetry_inbound      what an inbox and its poller record: messages counted, poll spans
 4 receiver: the ASGI edge
     receiver                create_receiver_app: token, parse, record, answer

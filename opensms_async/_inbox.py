@@ -15,9 +15,9 @@ from ._exceptions import StoreError, StoreUnavailableError
 from ._inbound import InboundSmsMessage, InboundSmsMessageList
 from ._inbound_message import InboundMessage
 from ._inbound_webhook import InboundPayloadError, part_from_wire
-from ._inbox_live import LiveBuffer
 from ._inbox_poller import InboundPoller
 from ._lifecycle import OPEN, Lifecycle
+from ._live import LiveBuffer
 from ._reassembly import DEFAULT_REASSEMBLY_TIMEOUT, Part
 from ._state import Source
 from ._telemetry import log_fields, mask_numbers
@@ -112,8 +112,10 @@ class Inbox(Lifecycle):
         self.retention = float(retention)
         self._clock = clock
         self._sleep = sleep
+        # The in-process inbound stores number their log 1, 2, 3... (``cursor_key`` ``(n, 0)``);
+        # a gap (a receive cancelled after the store logged) makes the buffer start over.
         self._live: LiveBuffer[InboundMessage] = LiveBuffer(
-            self.store, self.store.read_messages, live_buffer
+            self.store, self._read_log, live_buffer, consecutive=True
         )
         self._tick = min(1.0, max(0.01, self.reassembly_timeout / 10))
         self._telemetry = InboxTelemetry()
@@ -207,6 +209,13 @@ class Inbox(Lifecycle):
             self._telemetry.logged(received.messages)
         return received
 
+    def _read_log(
+        self, after: str | None, *, limit: int = 1000, timeout: float = 0.0
+    ) -> Awaitable[list[InboundMessage]]:
+        """The store's ``read_messages``, looked up at each call (a store wrapped after the
+        inbox was made is read through its wrapper)."""
+        return self.store.read_messages(after, limit=limit, timeout=timeout)
+
     async def _fetch(self, number: str, batch_size: int) -> InboundSmsMessageList:
         if self.client is None:  # pragma: no cover - the poller exists only with a client
             raise RuntimeError("an inbox without a client polls nothing")
@@ -245,16 +254,11 @@ class Inbox(Lifecycle):
         self._check_usable()
         cursor = since
         outage = _OUTAGE_BACKOFF
-        live = self._live
-        reader = live.attach()
+        reader = self._live.attach()
         try:
             while self._state is OPEN:
-                changed = live.changed  # taken before reading, so no publish slips between
                 try:
-                    batch = await live.read(reader, cursor)
-                    if not batch:
-                        await live.wait(changed, cursor)
-                        continue
+                    batch = await reader.next(cursor)
                 except StoreUnavailableError as exc:
                     logger.warning(
                         "messages paused, store unavailable: %s",
@@ -272,9 +276,10 @@ class Inbox(Lifecycle):
                 outage = _OUTAGE_BACKOFF
                 for message in batch:
                     yield message
-                cursor = batch[-1].cursor
+                if batch:
+                    cursor = batch[-1].cursor
         finally:
-            live.detach(reader)
+            reader.close()
 
 
 def _check_seconds(name: str, value: object) -> None:

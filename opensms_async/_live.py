@@ -1,249 +1,401 @@
-"""Where ``DeliveryTracker.events()`` reads: the live buffer of this process, or the shared log.
+"""The live buffer that ``DeliveryTracker.events()`` and ``Inbox.messages()`` consumers share.
 
-For a store no other process appends to (memory, SQLite), the store builds each event once and
-hands it to the tracker's listener, which publishes it here; every consumer iterating ``events()``
-takes the same object from this buffer rather than asking the store again. The buffer keeps an
-event only while a consumer still has to read it, and never more than ``size`` events: a consumer
-further behind than that reads from the store's log instead (never blocking the receiver, never
-losing an event), then comes back here once it has caught up.
+One implementation, generic over what the log holds (anything with a ``cursor``: delivery events,
+inbound messages) and over where it is read from (a :class:`LogSource` and its read function:
+``Store.read_events``, ``InboundStore.read_messages``).
 
-For a shared store (Redis), other replicas append to the log too: a :class:`StoreReader` reads the
-log itself, one blocking read per wake-up, and yields what that read returned. So does a store
-whose cursors are not ``consecutive``: the buffer relies on consecutive cursors to tell that it
-holds an unbroken run of the log.
+For a log no other process appends to (memory, SQLite), each item is built once (by the store,
+or the inbox) and published here; every consumer takes the same object from this buffer rather
+than asking the store again. The buffer keeps an item only while a consumer still has to read
+it, and never more than ``size`` items: a consumer further behind than that reads from the
+store's log instead (never blocking the receiver, never losing an item), then comes back here
+once it has caught up.
 
-Dropping events as soon as every consumer has passed them matters for speed, not only memory:
-an event that dies young is never seen by the garbage collector's older generations, whose
+For a shared log (Redis), other replicas append to it too, so what this process published is
+not the whole log: the buffer is filled from the log itself, by one blocking read at a time
+after the newest item it holds, made by whichever caught-up reader comes first (the *leader*)
+for every reader. The others wait for that read and take its items from the buffer: four
+consumers cost one read of the log (one round trip, each item decoded once), not four. So is a
+log whose cursors are not ``consecutive`` (the buffer relies on consecutive cursors to tell that
+what is published is an unbroken run of the log).
+
+Dropping items as soon as every consumer has passed them matters for speed, not only memory:
+an item that dies young is never seen by the garbage collector's older generations, whose
 passes would otherwise take a share of the merge's time (``bench/bench_merge.py``). With no
 consumer at all (a bare receiver), nothing is kept.
+
+A consumer costs little under load (``bench/diag_consumers.py``, ``bench/bench_receiver.py``):
+a publish appends and wakes, parsing one cursor and visiting no reader; a woken reader takes
+everything published since in one batch, in the step that wakes it, so a busy loop turn of
+callbacks costs each consumer one wake-up; and the readers drop what all of them have passed as
+they read. An item published alone still reaches its consumers on the loop's next turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 from collections.abc import Awaitable, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from ._constants import SHARED_STORE_RECHECK
-from ._state import DeliveryEvent
-from .stores import Store
 
-__all__ = ["EventReader", "LiveBuffer", "Reader", "StoreReader"]
+__all__ = ["LiveBuffer", "LogReader", "LogSource", "ReadLog", "Reader"]
 
 _READ_BATCH = 512
 
 
-class EventReader(Protocol):
-    """How one ``events()`` consumer gets its batches."""
+class Logged(Protocol):
+    """What a log holds: anything with a cursor."""
 
-    def next(self, cursor: str | None) -> Awaitable[list[DeliveryEvent]]:
-        """The events after ``cursor``, at most a batch; [] after waiting in vain for some."""
+    @property
+    def cursor(self) -> str:
+        """Its place in the log, ordered by :meth:`LogSource.cursor_key`."""
+        ...
+
+
+T = TypeVar("T", bound=Logged)
+
+
+class LogSource(Protocol):
+    """The store a buffer stands in front of: its cursor order, its newest cursor, and whether
+    other processes append to its log (``Store`` and ``InboundStore`` both are one)."""
+
+    shared: bool
+
+    def cursor_key(self, cursor: str) -> tuple[int, int]:
+        """A sortable key for a cursor of the log; ValueError for a malformed one."""
+        ...
+
+    async def last_cursor(self) -> str | None:
+        """The cursor of the newest item logged, or None for an empty log."""
+        ...
+
+
+class ReadLog(Protocol[T]):
+    """The store's read of its log (``read_events``, ``read_messages``)."""
+
+    def __call__(
+        self, after: str | None, *, limit: int = ..., timeout: float = ...
+    ) -> Awaitable[list[T]]:
+        """Up to ``limit`` items after ``after``; with ``timeout``, waits that long for one."""
+        ...
+
+
+class LogReader(Protocol[T]):
+    """How one consumer gets its batches."""
+
+    def next(self, cursor: str | None) -> Awaitable[list[T]]:
+        """The items after ``cursor``, at most a batch; [] after waiting in vain for some."""
         ...
 
     def close(self) -> None:
         """Done reading."""
 
 
-class Reader:
+class Reader(Generic[T]):
     """One consumer's place in a :class:`LiveBuffer`.
 
-    ``position`` counts the events published before the next one it reads here; None while it
+    ``position`` counts the items published before the next one it reads here; None while it
     reads from the store (or has not read yet). The buffer keeps what positioned readers need.
     """
 
     __slots__ = ("_buffer", "position")
 
-    def __init__(self, buffer: LiveBuffer) -> None:
+    def __init__(self, buffer: LiveBuffer[T]) -> None:
         self._buffer = buffer
         self.position: int | None = None
 
-    def next(self, cursor: str | None) -> Awaitable[list[DeliveryEvent]]:
-        """The events after ``cursor`` (the last one this reader got), at most a batch; when there
-        is none, waits for the next publish (or :meth:`LiveBuffer.wake`) and returns [].
-
-        The buffer's own coroutine, handed back (not awaited here): one coroutine less per read.
-        """
+    def next(self, cursor: str | None) -> Awaitable[list[T]]:
+        """The items after ``cursor`` (the last one this reader got), at most a batch; when there
+        is none yet, waits for the next publish. [] when a wake (a close) brought nothing."""
         return self._buffer.next(self, cursor)
 
     def close(self) -> None:
-        """Stop holding events in the buffer (idempotent)."""
+        """Stop holding items in the buffer (idempotent)."""
         self._buffer.detach(self)
 
 
-class StoreReader:
-    """A consumer of a shared store: reads its log, waiting there for the next event (bounded
-    by ``SHARED_STORE_RECHECK``, so that the caller looks up now and then)."""
+class LiveBuffer(Generic[T]):
+    """The newest items of this process, kept while some :class:`Reader` still needs them.
 
-    __slots__ = ("_store",)
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def next(self, cursor: str | None) -> list[DeliveryEvent]:
-        """The events after ``cursor``, at most a batch, or [] after waiting in vain."""
-        return await self._store.read_events(
-            cursor, limit=_READ_BATCH, timeout=SHARED_STORE_RECHECK
-        )
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class LiveBuffer:
-    """The newest events of this process, kept while some :class:`Reader` still needs them.
-
-    Holds the events after a base (the cursor key just before the first one). A reader whose
-    cursor is older than the base reads from the store's log. For a store shared between
-    processes, or whose cursors are not consecutive, nothing is kept (:meth:`attach` gives a
-    :class:`StoreReader`): a publish only wakes. Positions find a reader's place in O(1): cursors
-    are parsed only when a reader arrives or falls out of the buffer, never once per event.
+    Holds the items after a base (the cursor key just before the first one). A reader whose
+    cursor is older than the base reads from the store's log (``read``). For a log shared
+    between processes, or whose cursors are not ``consecutive``, publishes are not kept: the
+    buffer is filled by the leader's reads of the log (see the module). Positions find a
+    reader's place in O(1): a publish parses its first cursor (and its last), a reader's cursor
+    is parsed only when it arrives or falls out of the buffer.
     """
 
-    def __init__(self, store: Store, size: int) -> None:
-        self._store = store
+    def __init__(
+        self, source: LogSource, read: ReadLog[T], size: int, *, consecutive: bool
+    ) -> None:
+        self._source = source
+        self._read = read
+        """``read(after, limit=, timeout=)``: the store's log after a cursor."""
         self._size = max(1, size)
-        self._events: list[DeliveryEvent] = []
+        self._items: list[T] = []
         self._dropped = 0
-        """Events published and since dropped from the head: the position of ``_events[0]``."""
-        self._base_key: tuple[int, int] = (0, 0)
-        self._dropped_cursor: str | None = None
-        """The cursor of the newest event dropped since ``_base_key`` was last computed."""
-        self._buffered = not store.shared and store.consecutive
+        """Items published and since dropped from the head: the position of ``_items[0]``."""
+        self._base_key: tuple[int, int] | None = (0, 0)
+        """The cursor key just before ``_items[0]``; None until parsed from ``_head``."""
+        self._head: str | None = None
+        """The cursor of the newest item dropped (the one just before ``_items[0]``)."""
+        self._tail: tuple[int, int] | None = None
+        """The cursor key of the newest item kept, once known (None: ask the items)."""
+        self._tailed = source.shared or not consecutive
+        """Filled from the log by a leader's reads, not by publishes."""
+        self._leading = False
+        """Whether a reader is reading the log for all (tailed buffers only)."""
         self._ready = False
-        self._readers: set[Reader] = set()
+        self._readers: set[Reader[T]] = set()
         self._generation = 0
         """Publishes (and closes) so far: a reader notes it before reading, waits for more."""
-        self._waiting: asyncio.Event | None = None
+        self._waiters: list[asyncio.Future[None]] = []
 
     async def start(self) -> None:
-        """Note where the store's log ends: events published from now on are kept here."""
-        last = await self._store.last_cursor()
-        self._base_key = self._store.cursor_key(last) if last is not None else (0, 0)
-        self._ready = self._buffered
+        """Note where the store's log ends: items published from now on are kept here."""
+        last = await self._source.last_cursor()
+        self._base_key = self._source.cursor_key(last) if last is not None else (0, 0)
+        self._head, self._tail = last, self._base_key
+        self._ready = True
 
-    def attach(self) -> EventReader:
-        """A new reader; :meth:`~EventReader.close` it when done, or it holds events here."""
-        if not self._buffered:
-            return StoreReader(self._store)
+    def attach(self) -> LogReader[T]:
+        """A new reader; :meth:`~LogReader.close` it when done, or it holds items here."""
         reader = Reader(self)
         self._readers.add(reader)
         return reader
 
-    def detach(self, reader: Reader) -> None:
-        """Forget a reader (idempotent)."""
+    def detach(self, reader: Reader[T]) -> None:
+        """Forget a reader (idempotent); the last one leaves nothing held."""
         self._readers.discard(reader)
+        if not self._readers and self._items:
+            self._drop_all(self._items[-1].cursor)
 
-    def publish(self, events: Sequence[DeliveryEvent]) -> None:
-        """Add events (oldest first) and wake the waiting readers."""
-        if self._ready and events:
+    def publish(self, items: Sequence[T]) -> None:
+        """Add items (oldest first) and wake the waiting readers.
+
+        O(1) per publish: one cursor parsed (two for a batch of several), no reader visited;
+        what every reader has passed is dropped as they read (:meth:`_release`). A tailed buffer
+        ignores publishes: its leader's read of the log brings them, in log order.
+        """
+        if self._tailed:
+            return
+        if self._ready and items:
             if self._readers:
-                self._keep(events)
+                self._keep(items)
             else:  # nobody to keep them for (a bare receiver): only note the newest
-                self._drop_all(events[-1].cursor)
+                self._drop_all(items[-1].cursor)
         self.wake()
 
-    def _keep(self, events: Sequence[DeliveryEvent]) -> None:
-        """Append events so that the buffer stays one unbroken run of the store's log after its
+    def _keep(self, items: Sequence[T]) -> None:
+        """Append items so that the buffer stays one unbroken run of the store's log after its
         base.
 
-        The store publishes every event it logs, in log order, and its cursors are consecutive
-        (``(n, 0)``, ``(n + 1, 0)``...): a gap means that someone else logged events in between
-        (another process writing the same SQLite file), or that the store logged some while the
-        buffer started. The buffer then starts over after it, and a reader behind the gap reads
-        the store, which has every event. Events at or below the tail are left to the store the
-        same way.
+        Items are published in log order (the delivery store hands over every event it logs;
+        the inbox, what each of its calls to the store logged), and the cursors are consecutive
+        (``(n, 0)``, ``(n + 1, 0)``...): a gap means that someone else logged items in between
+        (another process writing the same SQLite file), that the store logged some while the
+        buffer started, or that a call was cancelled after the store logged its items. The buffer
+        then starts over after it, and a reader behind the gap reads the store, which has every
+        item. Items at or below the tail (published late) are left to the store the same way.
         """
-        tail = self._key(self._events[-1]) if self._events else self._base()
-        first = self._key(events[0])
-        if first <= tail:
-            events = [event for event in events if self._key(event) > tail]
-            if not events:
+        tail = self._tail
+        if tail is None:
+            tail = self._key(self._items[-1]) if self._items else self._base()
+        first = self._key(items[0])
+        last = first if len(items) == 1 else self._key(items[-1])
+        if first != (tail[0] + 1, 0) or last != (first[0] + len(items) - 1, 0):
+            items = self._unbroken(items, tail)
+            if not items:
                 return
-            first = self._key(events[0])
-        if first != (tail[0] + 1, 0):
-            self._dropped += len(self._events)
-            self._events.clear()
-            self._base_key, self._dropped_cursor = (first[0] - 1, first[1]), None
-        self._events.extend(events)
-        self._trim()
+            last = self._key(items[-1])
+        self._items.extend(items)
+        self._tail = last
+        if len(self._items) > self._size:  # a reader fell behind: it reads the store now
+            self._cut(len(self._items) - self._size)
 
-    def _trim(self) -> None:
-        """Drop the events every positioned reader has passed, and any beyond ``size``."""
-        needed = len(self._events)
+    def _unbroken(self, items: Sequence[T], tail: tuple[int, int]) -> Sequence[T]:
+        """The rare publish that does not continue the buffer: what to append after a restart."""
+        items = [item for item in items if self._key(item) > tail]
+        if not items:
+            return items
+        keys = [self._key(item) for item in items]
+        start = 0  # the last unbroken run of the batch (a gap inside restarts after it)
+        for i in range(1, len(keys)):
+            if keys[i] != (keys[i - 1][0] + 1, 0):
+                start = i
+        items, first = items[start:], keys[start]
+        if start or first != (tail[0] + 1, 0):
+            self._drop_all(None)
+            self._base_key = (first[0] - 1, first[1])
+        return items
+
+    def _release(self) -> None:
+        """Drop the items every positioned reader has passed (they die young: see above)."""
+        needed = len(self._items)
+        dropped = self._dropped
         for reader in self._readers:
-            if reader.position is not None:
-                needed = min(needed, reader.position - self._dropped)
-        cut = max(needed, len(self._events) - self._size)
-        if cut == len(self._events):
-            self._drop_all(self._events[-1].cursor)
-        elif cut > 0:
-            self._dropped_cursor = self._events[cut - 1].cursor
-            del self._events[:cut]
-            self._dropped += cut
+            position = reader.position
+            if position is not None and position - dropped < needed:
+                needed = position - dropped
+        if needed > 0:
+            self._cut(needed)
 
-    def _drop_all(self, newest: str) -> None:
-        self._dropped += len(self._events)
-        self._events.clear()
-        self._dropped_cursor = newest
+    def _cut(self, count: int) -> None:
+        """Drop the ``count`` oldest items (all of them at most); the tail stays known."""
+        items = self._items
+        if count >= len(items):
+            self._head, self._base_key = items[-1].cursor, self._tail
+            self._dropped += len(items)
+            items.clear()
+            return
+        self._head, self._base_key = items[count - 1].cursor, None
+        del items[:count]
+        self._dropped += count
+
+    def _drop_all(self, newest: str | None) -> None:
+        """Drop every item, the newest published being ``newest`` (None: a restart, which sets
+        the base itself)."""
+        self._dropped += len(self._items)
+        self._items.clear()
+        self._head, self._base_key, self._tail = newest, None, None
 
     def _base(self) -> tuple[int, int]:
-        """The cursor key just before the first kept event (parsed only when a reader asks)."""
-        if self._dropped_cursor is not None:
-            self._base_key = self._store.cursor_key(self._dropped_cursor)
-            self._dropped_cursor = None
+        """The cursor key just before the first kept item (parsed only when a reader asks)."""
+        if self._base_key is None:
+            self._base_key = (0, 0) if self._head is None else self._source.cursor_key(self._head)
         return self._base_key
 
     def wake(self) -> None:
-        """Wake every waiting reader; allocates nothing unless one waits (the hot path)."""
-        self._generation += 1
-        if self._waiting is not None:
-            self._waiting.set()
-            self._waiting = None
+        """Wake every waiting reader; allocates nothing unless one waits (the hot path).
 
-    async def next(self, reader: Reader, cursor: str | None) -> list[DeliveryEvent]:
-        """:meth:`read`, or when there is nothing to read, a wait for the next publish (or
-        :meth:`wake`) and []."""
-        changed = self._generation  # taken before reading, so no publish slips between
-        batch = await self.read(reader, cursor)
-        if not batch and self._generation == changed:
+        Each reader is resumed on the loop's next turn: an item published alone reaches its
+        consumers one turn after it was recorded, and the items published meanwhile (the other
+        callbacks of a busy turn) come in the same batch.
+        """
+        self._generation += 1
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def next(self, reader: Reader[T], cursor: str | None) -> list[T]:
+        """The items after ``cursor``, at most a batch; when there is none, waits for the next
+        publish (or :meth:`wake`) and reads again: [] when that brought nothing new."""
+        start = self._find(cursor, reader.position)
+        if start is None:
+            if self._tailed:  # behind the buffer: read the log, waiting there if at its end
+                return await self._read_store(reader, cursor, SHARED_STORE_RECHECK)
+            changed = self._generation  # taken before reading, so no publish slips between
+            batch = await self._read_store(reader, cursor)
+            if batch or self._generation != changed:
+                return batch
             await self._wait()
+            return []
+        if start == len(self._items):  # caught up: nothing published since (no await above)
+            reader.position = self._dropped + start
+            if self._tailed and not self._leading:
+                await self._lead()
+            else:
+                await self._wait()
+            start = self._find(cursor, reader.position)
+            if start is None or start == len(self._items):
+                return []  # a close, or the buffer started over: the caller looks again
+        return self._take(reader, start)
+
+    def _take(self, reader: Reader[T], start: int) -> list[T]:
+        batch = self._items[start : start + _READ_BATCH]
+        reader.position = self._dropped + start + len(batch)
+        self._release()
         return batch
 
-    async def read(self, reader: Reader, cursor: str | None) -> list[DeliveryEvent]:
-        """The events after ``cursor`` (the last one ``reader`` got), at most a batch of them."""
-        start = self._find(cursor, reader.position)
-        if start is not None:
-            batch = self._events[start : start + _READ_BATCH]
-            reader.position = self._dropped + start + len(batch)
-            return batch
-        batch = await self._store.read_events(cursor, limit=_READ_BATCH)
+    async def _lead(self) -> None:
+        """Read the log after the newest item held, for every reader (a tailed buffer); waits
+        there up to ``SHARED_STORE_RECHECK`` for one. Wakes the others whatever happens (a
+        failed or cancelled read: the next caught-up reader leads)."""
+        self._leading = True
+        try:
+            after = self._items[-1].cursor if self._items else self._head
+            batch = await self._read(after, limit=_READ_BATCH, timeout=SHARED_STORE_RECHECK)
+            if batch:
+                self._append(batch)
+        finally:
+            self._leading = False
+            self.wake()
+
+    def _append(self, batch: list[T]) -> None:
+        """Add what was read of the log after the newest item held (or at it): the log's next
+        items, an unbroken run by construction. What another read added meanwhile (a reader
+        behind that caught up during the leader's read) is not added twice."""
+        newest = self._newest_key()
+        if self._key(batch[0]) <= newest:
+            batch = batch[bisect.bisect_right(batch, newest, key=self._key) :]
+            if not batch:
+                return
+        self._items.extend(batch)
+        self._tail = self._key(batch[-1])
+        if len(self._items) > self._size:  # a reader fell behind: it reads the store now
+            self._cut(len(self._items) - self._size)
+
+    def _newest_key(self) -> tuple[int, int]:
+        """The cursor key of the newest item held or dropped."""
+        if self._tail is None:
+            self._tail = self._key(self._items[-1]) if self._items else self._base()
+        return self._tail
+
+    def _adopt(self, batch: list[T], after: str | None) -> None:
+        """A tailed buffer holds only what was read for it: what a reader behind it read past
+        the newest item held continues the buffer (the log's next items), so the reader can
+        wait here with the others and the leader need not read those again."""
+        if after is not None and self._source.cursor_key(after) > self._newest_key():
+            return  # a read that does not cover the newest held: not known to continue it
+        self._append(batch)
+
+    async def _read_store(
+        self, reader: Reader[T], cursor: str | None, timeout: float = 0.0
+    ) -> list[T]:
+        batch = await self._read(cursor, limit=_READ_BATCH, timeout=timeout)
+        if batch and self._tailed:
+            self._adopt(batch, cursor)
         # Caught up with what the buffer holds? Then read here from now on.
         index = self._find(batch[-1].cursor if batch else cursor, None)
         reader.position = None if index is None else self._dropped + index
         return batch
 
     def _find(self, cursor: str | None, position: int | None) -> int | None:
-        """The index of the first event after ``cursor``, or None to read from the store."""
+        """The index of the first item after ``cursor``, or None to read from the store."""
         if not self._ready or cursor is None:
             return None
         if position is not None:
             # Trimming keeps what a positioned reader needs unless it fell ``size`` behind. The
-            # position is trusted only when the event before it is the reader's cursor; in any
-            # other case the cursor's key finds the place, so no event comes twice or is skipped.
+            # position is trusted only when the item before it is the reader's cursor; in any
+            # other case the cursor's key finds the place, so no item comes twice or is skipped.
             index = position - self._dropped
-            if 0 < index <= len(self._events) and self._events[index - 1].cursor == cursor:
+            if 0 < index <= len(self._items) and self._items[index - 1].cursor == cursor:
                 return index
-        key = self._store.cursor_key(cursor)
+            if index == 0 and self._head == cursor:
+                return 0  # everything it read was dropped since: it is at the head
+        key = self._source.cursor_key(cursor)
         if key < self._base():
             return None
-        return bisect.bisect_right(self._events, key, key=self._key)
+        return bisect.bisect_right(self._items, key, key=self._key)
 
-    def _key(self, event: DeliveryEvent) -> tuple[int, int]:
-        return self._store.cursor_key(event.cursor)
+    def _key(self, item: T) -> tuple[int, int]:
+        return self._source.cursor_key(item.cursor)
 
     async def _wait(self) -> None:
         """Wait for the next publish (or wake)."""
-        if self._waiting is None:
-            self._waiting = asyncio.Event()
-        await self._waiting.wait()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            # A consumer that gives up (a timeout around its anext) leaves no waiter behind: on
+            # a tracker idle for hours, they would pile up until the next publish.
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            raise

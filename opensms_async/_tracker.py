@@ -71,7 +71,9 @@ class DeliveryTracker(Lifecycle):
         self.client = client
         self.reconcile_after = reconcile_after
         self._clock = clock
-        self._live = LiveBuffer(self.store, live_buffer)
+        self._live: LiveBuffer[DeliveryEvent] = LiveBuffer(
+            self.store, self._read_log, live_buffer, consecutive=self.store.consecutive
+        )
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._telemetry = DeliveryTelemetry(retention=retention)
         self._poller = (
@@ -204,6 +206,13 @@ class DeliveryTracker(Lifecycle):
             raise InvalidUpdateError("ingest takes DeliveryUpdate objects only", "update") from exc
         self._telemetry.ingested(batch, events)
         return events
+
+    def _read_log(
+        self, after: str | None, *, limit: int = 1000, timeout: float = 0.0
+    ) -> Awaitable[list[DeliveryEvent]]:
+        """The store's ``read_events``, looked up at each call (a store wrapped after the
+        tracker was made is read through its wrapper)."""
+        return self.store.read_events(after, limit=limit, timeout=timeout)
 
     def _logged(self, events: Sequence[DeliveryEvent]) -> None:
         """The store's listener: what it recorded goes to the consumers and the waiters."""

@@ -179,25 +179,31 @@ def events_from_rows(updates: Sequence[DeliveryUpdate], rows: Any) -> list[Deliv
 
 
 def event_from_entry(stream_id: bytes | str, fields: Mapping[Any, Any]) -> DeliveryEvent:
-    """A stream entry written by the merge script as a :class:`DeliveryEvent`."""
-    values = {text(k): text(v) for k, v in fields.items()}
-    previous, parts, sms_parts = (
-        values.get("previous"),
-        values.get("parts_delivered"),
-        values.get("sms_parts"),
-    )
-    return DeliveryEvent(
-        cursor=text(stream_id),
-        request_id=values["request_id"],
-        address=values["address"],
-        status=DeliveryStatus.parse(values["status"]),
-        previous=None if previous is None else DeliveryStatus.parse(previous),
-        source=Source(values["source"]),
-        parts_delivered=None if parts is None else int(parts),
-        sms_parts=None if sms_parts is None else int(sms_parts),
-        conflict=values["conflict"] == "1",
-        at=float(values["at"]),
-    )
+    """A stream entry written by the merge script as a :class:`DeliveryEvent`.
+
+    Every live consumer of a Redis store reads events this way (``bench_receiver.py``, Redis):
+    the fields are decoded in one pass (the client answers bytes, or text when it decodes
+    responses), and the event built positionally (:func:`build_event`).
+    """
+    if fields and isinstance(next(iter(fields)), bytes):
+        values = {key.decode(): value.decode() for key, value in fields.items()}
+    else:
+        values = {text(key): text(value) for key, value in fields.items()}
+    get = values.get
+    previous, parts, sms_parts, source = (
+        get("previous"), get("parts_delivered"), get("sms_parts"), values["source"]
+    )  # fmt: skip
+    return build_event(
+        text(stream_id), values["request_id"], values["address"],
+        DeliveryStatus.parse(values["status"]),
+        None if previous is None else DeliveryStatus.parse(previous),
+        _SOURCES.get(source) or Source(source),
+        None if parts is None else int(parts), None if sms_parts is None else int(sms_parts),
+        values["conflict"] == "1", float(values["at"]),
+    )  # fmt: skip
+
+
+_SOURCES: Final = {source.value: source for source in Source}
 
 
 def range_entries(reply: Any) -> list[tuple[Any, Any]]:
