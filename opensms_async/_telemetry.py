@@ -72,6 +72,7 @@ __all__ = [
     "ClientTelemetry",
     "GaugeSource",
     "Gauges",
+    "Guard",
     "Instruments",
     "Switch",
     "active",
@@ -264,6 +265,52 @@ def _version() -> str:
         return importlib.metadata.version("opensms-async")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
         return "unknown"
+
+
+# --- a call into OpenTelemetry never fails the SDK's own work -------------------------------
+
+
+class Guard:
+    """A ``with`` block around calls into OpenTelemetry: starting or ending a span, adding to an
+    instrument. What one raises (a user's span processor or exporter: the SDK lets their
+    ``on_start`` and ``on_end`` exceptions through) is logged at WARNING with its traceback and
+    goes no further, so that telemetry never fails a record, an answer or a send. A
+    ``BaseException`` (a cancellation) is not caught.
+
+    Only around the recording path, past the :class:`Switch` check: nothing is paid while
+    nothing records. Holds nothing that changes: one instance serves any number of blocks, at
+    once or nested.
+    """
+
+    __slots__ = ("_what",)
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if not isinstance(exc, Exception):
+            return False  # no exception, or a cancellation: as if there were no block
+        logger.warning(
+            "telemetry: %s raised %s; ignored (telemetry never fails the SDK's work)",
+            self._what,
+            type(exc).__qualname__,
+            exc_info=(type(exc), exc, tb),
+            extra=log_fields("telemetry", outcome="ignored", error=type(exc).__qualname__),
+        )
+        return True
+
+
+_CALL_START = Guard("starting a client call's span")
+_CALL_END = Guard("ending a client call's span")
+_CALL_RECORD = Guard("recording a client call's duration")
 
 
 # --- whether anything records: checked once a second, not per callback -----------------------
@@ -625,10 +672,13 @@ class TracedCall(Call):
         self._owner = owner
 
     def __enter__(self) -> Self:
-        span = self._span = self._owner.start(self.operation)
-        # No SDK: the span is the no-op one and making it current would change nothing.
-        valid = span.get_span_context().is_valid
-        self._token = otel_context.attach(otel_trace.set_span_in_context(span)) if valid else None
+        self._span: Span = otel_trace.INVALID_SPAN  # a span that failed to start: the call goes on
+        self._token = None
+        with _CALL_START:
+            span = self._span = self._owner.start(self.operation)
+            # No SDK: the span is the no-op one and making it current would change nothing.
+            if span.get_span_context().is_valid:
+                self._token = otel_context.attach(otel_trace.set_span_in_context(span))
         self._started = time.perf_counter()
         return self
 
@@ -641,15 +691,20 @@ class TracedCall(Call):
         seconds = time.perf_counter() - self._started
         error = None if exc is None else error_type(exc, self.status)
         span = self._span
+        # Nothing here may raise out of the call: its answer (a sent message) or its own error
+        # is what the caller gets, whatever a span processor or an instrument does.
         try:
-            if span.is_recording():
-                self._describe(span, error)
+            with _CALL_END:
+                if span.is_recording():
+                    self._describe(span, error)
             super().__exit__(exc_type, exc, tb)  # the log record, while the span is current
         finally:
-            span.end()
+            with _CALL_END:
+                span.end()
             if self._token is not None:
-                otel_context.detach(self._token)
-            self._owner.record(seconds, self._measured(error))
+                otel_context.detach(self._token)  # logs, never raises
+            with _CALL_RECORD:
+                self._owner.record(seconds, self._measured(error))
 
     def _describe(self, span: Span, error: str | None) -> None:
         if self.status is not None:

@@ -46,6 +46,7 @@ from ._telemetry import (
     SOURCE,
     STATUS,
     Active,
+    Guard,
     Switch,
     context_from_traceparent,
 )
@@ -76,6 +77,11 @@ OTHER_STATUS: Final = "other"
 """``opensms.status`` of a status the SDK does not know."""
 
 _STATUSES: Final[dict[str, str]] = {status.value: status.value for status in DeliveryStatus}
+_TRACK = Guard("keeping a tracked send's span")
+_INGESTED = Guard("counting delivery events")
+_RECONCILE_START = Guard("starting a reconciliation span")
+_RECONCILE_END = Guard("ending a reconciliation span")
+_POLLED = Guard("counting a reconciliation poll")
 
 
 class ScheduleTrace(TypedDict, total=False):
@@ -167,9 +173,10 @@ class DeliveryTelemetry:
         has none, and is neither pending nor timed."""
         if self._active() is None or sent.request_id in self._tracked:
             return
-        self._forget_old(now)
-        context = context_from_traceparent(sent.traceparent)
-        self._tracked[sent.request_id] = _Tracked(now, context, 0)
+        with _TRACK:  # the send is tracked (and scheduled) whatever this does
+            self._forget_old(now)
+            context = context_from_traceparent(sent.traceparent)
+            self._tracked[sent.request_id] = _Tracked(now, context, 0)
 
     def ingested(self, updates: Sequence[DeliveryUpdate], events: Sequence[DeliveryEvent]) -> None:
         """``tracker.ingest(updates)`` recorded ``events``: count them, measure the finals, and
@@ -177,11 +184,12 @@ class DeliveryTelemetry:
         active = self._switch.get()  # the hot path (every callback): one call when idle
         if active is None:
             return
-        self._join(active)
-        if active.tracer is not None and updates and updates[0].source is Source.CALLBACK:
-            self._link_callback(updates)
-        if events:
-            self._count(active, events)
+        with _INGESTED:  # the events are recorded: a failing count must not fail the caller
+            self._join(active)
+            if active.tracer is not None and updates and updates[0].source is Source.CALLBACK:
+                self._link_callback(updates)
+            if events:
+                self._count(active, events)
 
     def _count(self, active: Active, events: Sequence[DeliveryEvent]) -> None:
         instruments = active.instruments
@@ -277,16 +285,30 @@ class DeliveryTelemetry:
             REQUEST_ID: request.request_id,
             ATTEMPT: request.attempts + 1,
         }
-        with active.tracer.start_as_current_span(
-            RECONCILE_SPAN, kind=otel_trace.SpanKind.INTERNAL, links=links, attributes=attributes
-        ):
+        span = None
+        with _RECONCILE_START:  # a span that failed to start: the poll runs without one
+            kind = otel_trace.SpanKind.INTERNAL
+            span = active.tracer.start_span(
+                RECONCILE_SPAN, kind=kind, links=links, attributes=attributes
+            )
+        if span is None:
             yield
+            return
+        try:
+            # Current while the poll runs; an error escaping it is recorded on it (what
+            # start_as_current_span does, with the span's end guarded on top).
+            with otel_trace.use_span(span, record_exception=True, set_status_on_exception=True):
+                yield
+        finally:
+            with _RECONCILE_END:
+                span.end()
 
     def polled(self) -> None:
         """The poller sent one poll to the API (``opensms.reconcile.polls``)."""
         active = self._active()
         if active is not None and active.instruments is not None:
-            active.instruments.reconcile_polls.add(1)
+            with _POLLED:
+                active.instruments.reconcile_polls.add(1)
 
     def _adopt(self, request: PendingRequest) -> _Tracked:
         """What is kept of a claimed request: a request tracked in another process is kept from

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from ._telemetry import COMPLETE, ERROR_TYPE, OTEL_API, OUTCOME, SOURCE, Switch
+from ._telemetry import COMPLETE, ERROR_TYPE, OTEL_API, OUTCOME, SOURCE, Guard, Switch
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -58,6 +58,10 @@ RATE_LIMITED: Final = "rate_limited"
 ERROR: Final = "error"
 """The fetch failed otherwise, or recording the page did."""
 
+_COUNT = Guard("counting inbound messages")
+_START = Guard("starting an inbound poll's span")
+_END = Guard("ending an inbound poll's span")
+
 
 class InboxTelemetry:
     """The telemetry of one inbox (see the module)."""
@@ -74,8 +78,9 @@ class InboxTelemetry:
         if active is None or active.instruments is None:
             return
         counter = active.instruments.inbound_messages
-        for message in messages:
-            counter.add(1, self._attributes_of(message.source.value, message.complete))
+        with _COUNT:  # messages logged are logged: a failing count must not undo that
+            for message in messages:
+                counter.add(1, self._attributes_of(message.source.value, message.complete))
 
     def _attributes_of(self, source: str, complete: bool) -> dict[str, AttributeValue]:
         # Built once per (source, complete): a handful of values, bounded by Source.
@@ -91,7 +96,9 @@ class InboxTelemetry:
         active = self._switch.get()
         if active is None or active.tracer is None:
             return None
-        return PollSeen(active.tracer.start_span(INBOUND_POLL_SPAN))
+        with _START:  # a span that failed to start: the poll runs without one
+            return PollSeen(active.tracer.start_span(INBOUND_POLL_SPAN))
+        return None
 
 
 class PollSeen:
@@ -107,7 +114,7 @@ class PollSeen:
         """The poll ended with ``outcome`` (of the module's values), having fetched a page of
         ``messages`` (None: no page), or failed with ``error`` (an exception's type name)."""
         span = self._span
-        try:
+        with _END:
             if span.is_recording():
                 span.set_attribute(OUTCOME, outcome)
                 if messages is not None:
@@ -115,6 +122,6 @@ class PollSeen:
                 if error is not None:
                     span.set_attribute(ERROR_TYPE, error)
                     span.set_status(otel_trace.StatusCode.ERROR, error)
-        finally:
+        with _END:
             span.end()
-            otel_context.detach(self._token)
+        otel_context.detach(self._token)  # logs, never raises

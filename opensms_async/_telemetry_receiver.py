@@ -23,6 +23,7 @@ from ._telemetry import (
     OTEL_API,
     OUTCOME,
     Active,
+    Guard,
     Instruments,
     Switch,
 )
@@ -115,6 +116,9 @@ class ReceiverTelemetry:
 
 
 _SPAN_ATTRIBUTES: Final[dict[str, AttributeValue]] = {HTTP_REQUEST_METHOD: "POST"}
+_START = Guard("starting a receiver span")
+_END = Guard("ending a receiver span")
+_COUNT = Guard("counting a received callback")
 
 
 class CallbackSeen:
@@ -130,27 +134,31 @@ class CallbackSeen:
         self._span: Span | None = None
         self._token: object = None
         if active.tracer is not None:
-            span = self._span = active.tracer.start_span(
-                name, kind=otel_trace.SpanKind.SERVER, attributes=_SPAN_ATTRIBUTES
-            )
-            self._token = otel_context.attach(otel_trace.set_span_in_context(span))
+            with _START:  # a span that failed to start: the request is handled without one
+                span = active.tracer.start_span(
+                    name, kind=otel_trace.SpanKind.SERVER, attributes=_SPAN_ATTRIBUTES
+                )
+                self._token = otel_context.attach(otel_trace.set_span_in_context(span))
+                self._span = span
 
     def end(self, answer: Answer | None) -> None:
-        """The request is answered: ``answer``, or 204 for None. Counts it, ends the span."""
+        """The request is answered: ``answer``, or 204 for None. Counts it, ends the span.
+        Never raises: the answer is sent whatever a span processor or an instrument does."""
         outcome, status = (ACCEPTED, 204) if answer is None else (answer.outcome, answer.status)
         instruments = self._active.instruments
         if instruments is not None:
-            self._counter(instruments).add(1, {OUTCOME: outcome})
+            with _COUNT:
+                self._counter(instruments).add(1, {OUTCOME: outcome})
         span = self._span
         if span is None:
             return
-        try:
+        with _END:
             if span.is_recording():
                 span.set_attribute(OUTCOME, outcome)
                 span.set_attribute(HTTP_STATUS_CODE, status)
                 if status >= 500:  # a server span's error (a 4xx is the sender's)
                     span.set_attribute(ERROR_TYPE, str(status))
                     span.set_status(otel_trace.StatusCode.ERROR, outcome)
-        finally:
+        with _END:
             span.end()
-            otel_context.detach(self._token)  # type: ignore[arg-type]
+        otel_context.detach(self._token)  # type: ignore[arg-type]  # logs, never raises
