@@ -253,6 +253,35 @@ async def test_reconciliation_polls_whatever_its_span_hooks_raise(
     assert warned(caplog)
 
 
+@pytest.mark.parametrize("where", HOOKS)
+async def test_the_inbox_polls_whatever_a_hook_raises(
+    otel: Recorded, where: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A faulty span processor or counter does not stop the inbox's poller: the polled
+    messages are yielded, and no poll is reported failed."""
+    raise_in(otel, where, monkeypatch)
+    caplog.set_level(logging.WARNING, logger="opensms_async")
+    number = "+32470000000"
+    async with run_simulator(inbound_numbers=(number,), seed=37) as sim:
+        sim.simulator.inject_inbound("+32470000001", number, "one")
+        sim.simulator.inject_inbound("+32470000001", number, "two")
+        client = OpenSMSClient(api_key=sim.api_key, base_url=sim.base_url)
+        inbox = Inbox(client=client, poll_numbers=[number], poll_interval=0.05)
+        got: list[str] = []
+
+        async def take() -> None:
+            async for message in inbox.messages():
+                got.append(message.text)
+                if len(got) == 2:
+                    return
+
+        async with client, inbox:
+            await asyncio.wait_for(take(), WAIT)
+    assert sorted(got) == ["one", "two"]
+    assert [r for r in caplog.records if "inbound poll of" in r.getMessage()] == []
+    assert warned(caplog)
+
+
 # --- the inbox's reassembly timer ------------------------------------------------------------
 
 
