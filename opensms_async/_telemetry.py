@@ -298,14 +298,19 @@ class Guard:
     ) -> bool:
         if not isinstance(exc, Exception):
             return False  # no exception, or a cancellation: as if there were no block
+        self.ignore(exc)
+        return True
+
+    def ignore(self, exc: Exception) -> None:
+        """Log ``exc`` as the block would (for an ``except`` clause on a hot path: a ``try``
+        costs nothing until something raises, a ``with`` block two calls)."""
         logger.warning(
             "telemetry: %s raised %s; ignored (telemetry never fails the SDK's work)",
             self._what,
             type(exc).__qualname__,
-            exc_info=(type(exc), exc, tb),
+            exc_info=exc,
             extra=log_fields("telemetry", outcome="ignored", error=type(exc).__qualname__),
         )
-        return True
 
 
 _CALL_START = Guard("starting a client call's span")
@@ -672,13 +677,17 @@ class TracedCall(Call):
         self._owner = owner
 
     def __enter__(self) -> Self:
-        self._span: Span = otel_trace.INVALID_SPAN  # a span that failed to start: the call goes on
-        self._token = None
-        with _CALL_START:
-            span = self._span = self._owner.start(self.operation)
+        span: Span
+        try:
+            span = self._owner.start(self.operation)
             # No SDK: the span is the no-op one and making it current would change nothing.
-            if span.get_span_context().is_valid:
-                self._token = otel_context.attach(otel_trace.set_span_in_context(span))
+            valid = span.get_span_context().is_valid
+            token = otel_context.attach(otel_trace.set_span_in_context(span)) if valid else None
+        except Exception as exc:  # a span that failed to start: the call goes on without one
+            _CALL_START.ignore(exc)
+            span, token = otel_trace.INVALID_SPAN, None
+        self._span = span
+        self._token = token
         self._started = time.perf_counter()
         return self
 
@@ -694,17 +703,21 @@ class TracedCall(Call):
         # Nothing here may raise out of the call: its answer (a sent message) or its own error
         # is what the caller gets, whatever a span processor or an instrument does.
         try:
-            with _CALL_END:
-                if span.is_recording():
-                    self._describe(span, error)
+            if span.is_recording():
+                self._describe(span, error)
             super().__exit__(exc_type, exc, tb)  # the log record, while the span is current
-        finally:
-            with _CALL_END:
-                span.end()
-            if self._token is not None:
-                otel_context.detach(self._token)  # logs, never raises
-            with _CALL_RECORD:
-                self._owner.record(seconds, self._measured(error))
+        except Exception as failed:
+            _CALL_END.ignore(failed)
+        try:
+            span.end()
+        except Exception as failed:
+            _CALL_END.ignore(failed)
+        if self._token is not None:
+            otel_context.detach(self._token)  # logs, never raises
+        try:
+            self._owner.record(seconds, self._measured(error))
+        except Exception as failed:
+            _CALL_RECORD.ignore(failed)
 
     def _describe(self, span: Span, error: str | None) -> None:
         if self.status is not None:
