@@ -693,7 +693,9 @@ def test_without_opentelemetry_nothing_of_it_is_imported() -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["request_id"]
-    assert result["sources"] == ["callback", "poll", "send"]
+    # The receiver recorded callbacks and the poller recovered lost ones; the send's own echo
+    # is an event only when it comes before the callbacks (BICS may post first).
+    assert {"callback", "poll"} <= set(result["sources"]) <= {"callback", "poll", "send"}
     assert result["asked"], "the import was never tried: the test would prove nothing"
     assert result["loaded"] == []
     assert (result["api"], result["calls"]) == (False, "Call")
