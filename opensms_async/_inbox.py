@@ -201,6 +201,14 @@ class Inbox(Lifecycle):
             raise self._unusable()
         if not parts:
             return Received([])
+        # The store's write and its publish are one task the caller only waits for: a caller
+        # cancelled once the store wrote (SQLite commits on its own thread) must not keep what
+        # was logged from the live consumers until the next publish.
+        recording = asyncio.ensure_future(self._record(parts))
+        recording.add_done_callback(_retrieve)
+        return await asyncio.shield(recording)
+
+    async def _record(self, parts: Sequence[Part]) -> Received:
         received = await self.store.receive(
             parts, now=self._clock(), timeout=self.reassembly_timeout, retention=self.retention
         )
@@ -292,3 +300,9 @@ def _check_seconds(name: str, value: object) -> None:
 def _listed(numbers: Iterable[str]) -> list[str]:
     # A lone string is one number, not a sequence of one-character numbers.
     return [numbers] if isinstance(numbers, str) else list(numbers)
+
+
+def _retrieve(task: asyncio.Future[Received]) -> None:
+    """Mark a recording's outcome as seen: its caller may have stopped waiting for it."""
+    if not task.cancelled():
+        task.exception()
