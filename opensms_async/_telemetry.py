@@ -419,6 +419,16 @@ def _active_of(tracer_provider: TracerProvider, meter_provider: MeterProvider) -
     )
 
 
+def _sdk_configured() -> bool:
+    """Whether either global provider is an SDK's: :func:`active` without building anything."""
+    if not OTEL_API:
+        return False
+    no_tracing = (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)
+    if not isinstance(otel_trace.get_tracer_provider(), no_tracing):
+        return True
+    return not _records_nothing(otel_metrics.get_meter_provider())
+
+
 def _records_nothing(provider: MeterProvider) -> bool:
     """True for the no-op provider and for OpenTelemetry's proxy (what ``get_meter_provider``
     answers until one is set), which has no public name: it is told by its module."""
@@ -629,16 +639,26 @@ class ClientTelemetry:
     ``server.address`` and ``server.port`` come from it.
     """
 
-    __slots__ = ("_base_path", "_duration", "_server", "_static", "_tracer")
+    __slots__ = ("_base_path", "_duration", "_next", "_recording", "_server", "_static", "_tracer")
 
     def __init__(self, url: str, tracer: Tracer, duration: Histogram) -> None:
         self._tracer = tracer
         self._duration = duration
         self._base_path, self._server = _server_attributes(url)
         self._static: dict[str, tuple[str, dict[str, AttributeValue]]] = {}
+        self._recording = False
+        self._next = -math.inf
 
     def call(self, operation: str, request_id: str | None = None) -> Call:
-        """A :class:`TracedCall` of ``operation`` (a key of :data:`OPERATIONS`)."""
+        """A :class:`TracedCall` of ``operation`` (a key of :data:`OPERATIONS`); a plain
+        :class:`Call` while neither global provider is an SDK's (a no-op span and histogram
+        would only cost the call), looked at again at most every :data:`RECHECK` seconds."""
+        now = time.monotonic()
+        if now >= self._next:
+            self._recording = _sdk_configured()
+            self._next = now + RECHECK
+        if not self._recording:
+            return Call(operation, request_id)
         return TracedCall(self, operation, request_id)
 
     def static(self, operation: str) -> tuple[str, dict[str, AttributeValue]]:
