@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 from starlette.types import Receive, Scope, Send
 
 from ._exceptions import StoreError
+from ._json import loads as parse_json
 from ._telemetry import log_fields, mask_numbers
 from ._telemetry_receiver import (
     MALFORMED,
@@ -335,26 +336,6 @@ class Deadline:
             self.timer = self.loop.call_later(self._slice, self._tick)
         else:
             self.timer = None
-
-
-_DECODER = json.JSONDecoder()
-_JSON_WHITESPACE = " \t\n\r"
-
-
-def parse_json(body: bytes) -> object:
-    """``json.loads(body)``, minus its wrappers (encoding detection, a type check), which a small
-    callback body pays for on top of the parse itself.
-
-    A body opening with ``{`` and no NUL byte after it is UTF-8 to ``json.loads`` (no BOM, not
-    UTF-16/32); parsed whole with nothing but JSON whitespace after it (senders often end with a
-    newline), the answer is the same. Anything else takes the standard path, which decides.
-    """
-    if body[:1] == b"{" and body[1:2] != b"\x00":
-        text = body.decode("utf-8", "surrogatepass")
-        payload, end = _DECODER.raw_decode(text)
-        if end == len(text) or not text[end:].strip(_JSON_WHITESPACE):
-            return payload
-    return json.loads(body)
 
 
 def _declared_over(declared: bytes, limit: int) -> bool:
