@@ -79,6 +79,7 @@ __all__ = ["OpenSMSClient"]
 logger = logging.getLogger("opensms_async")
 
 T = TypeVar("T")
+S = TypeVar("S", Subscription, InboundSubscription)
 
 
 _URL_CACHE_SIZE = 256
@@ -289,42 +290,19 @@ class OpenSMSClient(Lifecycle):
         subscription = Subscription(
             url=url, security_token=security_token, final_delivery=final_delivery
         )
-        with self._call("create_subscription") as call:
-            response = await self._request(
-                call,
-                "POST",
-                "/outbound/subscriptions",
-                json_body={"callback": unstructure(subscription)},
-                expected=(200, 201),
-                max_retries=max_retries,
-                secrets=(security_token,),
-            )
-            if not response.content:
-                return subscription
-            return self._parse(response, "callback", Subscription, secrets=(security_token,))
+        return await self._create_callback(
+            "create_subscription", "/outbound/subscriptions", subscription, max_retries
+        )
 
     async def get_subscription(self, *, max_retries: int | None = None) -> Subscription | None:
         """The account's delivery-info subscription, or None when there is none."""
-        with self._call("get_subscription") as call:
-            try:
-                response = await self._request(
-                    call, "GET", "/outbound/subscriptions", expected=(200,), max_retries=max_retries
-                )
-            except NotFoundError:
-                return None  # no subscription: an answer, not a failure of the call
-            return self._parse(response, "callback", Subscription)
+        return await self._get_callback(
+            "get_subscription", "/outbound/subscriptions", Subscription, max_retries
+        )
 
     async def delete_subscription(self, *, max_retries: int | None = None) -> None:
         """Delete the subscription; raises NotFoundError when there is none."""
-        with self._call("delete_subscription") as call:
-            await self._request(
-                call,
-                "DELETE",
-                "/outbound/subscriptions",
-                expected=(200, 202, 204),
-                max_retries=max_retries,
-                gone_is_done=True,
-            )
+        await self._delete_callback("delete_subscription", "/outbound/subscriptions", max_retries)
 
     # --- inbound messages (MO) and conversions: BICS v3 -------------------------------------
 
@@ -347,47 +325,26 @@ class OpenSMSClient(Lifecycle):
         _check_token(security_token)
         _check_flag(concat, "concat")
         subscription = InboundSubscription(url=url, security_token=security_token, concat=concat)
-        with self._call("create_inbound_subscription") as call:
-            response = await self._request(
-                call,
-                "POST",
-                "/inbound/subscriptions",
-                json_body={"callback": unstructure(subscription)},
-                expected=(200, 201),
-                max_retries=max_retries,
-                secrets=(security_token,),
-            )
-            if not response.content:
-                return subscription
-            return self._parse(response, "callback", InboundSubscription, secrets=(security_token,))
+        return await self._create_callback(
+            "create_inbound_subscription", "/inbound/subscriptions", subscription, max_retries
+        )
 
     async def get_inbound_subscription(
         self, *, max_retries: int | None = None
     ) -> InboundSubscription | None:
         """The account's inbound-message subscription, or None when there is none."""
-        with self._call("get_inbound_subscription") as call:
-            try:
-                response = await self._request(
-                    call, "GET", "/inbound/subscriptions", expected=(200,), max_retries=max_retries
-                )
-            except NotFoundError:
-                return None  # no subscription: an answer, not a failure of the call
-            return self._parse(response, "callback", InboundSubscription)
+        return await self._get_callback(
+            "get_inbound_subscription", "/inbound/subscriptions", InboundSubscription, max_retries
+        )
 
     async def delete_inbound_subscription(self, *, max_retries: int | None = None) -> None:
         """Delete the inbound subscription; raises NotFoundError when there is none.
 
         A retried DELETE that finds nothing counts as done: the first attempt did it.
         """
-        with self._call("delete_inbound_subscription") as call:
-            await self._request(
-                call,
-                "DELETE",
-                "/inbound/subscriptions",
-                expected=(200, 202, 204),
-                max_retries=max_retries,
-                gone_is_done=True,
-            )
+        await self._delete_callback(
+            "delete_inbound_subscription", "/inbound/subscriptions", max_retries
+        )
 
     async def get_inbound_messages(
         self,
@@ -632,6 +589,55 @@ class OpenSMSClient(Lifecycle):
                 self._urls.clear()  # poll paths are one per request id: never let them pile up
             url = self._urls[path] = httpx.URL(self.base_url + path)
         return url
+
+    # --- the callback subscriptions (delivery infos, inbound messages): one shape, two paths --
+
+    async def _create_callback(
+        self, operation: str, path: str, subscription: S, max_retries: int | None
+    ) -> S:
+        """POST ``subscription`` to ``path``; BICS's echo of it, or it when the body is empty.
+
+        Its security token is a secret of the call: it is kept out of every error it raises.
+        """
+        secrets = (subscription.security_token,)
+        with self._call(operation) as call:
+            response = await self._request(
+                call,
+                "POST",
+                path,
+                json_body={"callback": unstructure(subscription)},
+                expected=(200, 201),
+                max_retries=max_retries,
+                secrets=secrets,
+            )
+            if not response.content:
+                return subscription
+            return self._parse(response, "callback", type(subscription), secrets=secrets)
+
+    async def _get_callback(
+        self, operation: str, path: str, cls: type[S], max_retries: int | None
+    ) -> S | None:
+        """The subscription at ``path`` read as ``cls``, or None when the account has none."""
+        with self._call(operation) as call:
+            try:
+                response = await self._request(
+                    call, "GET", path, expected=(200,), max_retries=max_retries
+                )
+            except NotFoundError:
+                return None  # no subscription: an answer, not a failure of the call
+            return self._parse(response, "callback", cls)
+
+    async def _delete_callback(self, operation: str, path: str, max_retries: int | None) -> None:
+        """DELETE the subscription at ``path``; a retry that finds it gone counts as done."""
+        with self._call(operation) as call:
+            await self._request(
+                call,
+                "DELETE",
+                path,
+                expected=(200, 202, 204),
+                max_retries=max_retries,
+                gone_is_done=True,
+            )
 
     def _parse(
         self, response: httpx.Response, root: str, cls: type[T], *, secrets: tuple[str, ...] = ()
