@@ -19,16 +19,10 @@ from ._inbound_webhook import InboundPayloadError, parse_inbound_callback
 from ._inbox import Inbox
 from ._reassembly import Part
 from ._receiving import (
-    CLIENT_GONE,
     NO_TOKEN,
-    NOT_JSON,
     WRONG_TOKEN,
-    BodyTooLarge,
-    ClientGone,
     Endpoint,
     Refusal,
-    logger,
-    parse_json,
 )
 from ._telemetry import INBOUND_SPAN
 from ._telemetry_receiver import DUPLICATE, INVALID, ReceiverTelemetry, inbound_callbacks
@@ -80,20 +74,9 @@ class InboundEndpoint(Endpoint):
         presented = _bearer(headers.get(b"authorization"))
         if not token_matches(presented, self._tokens):
             return self._refused(scope, NO_TOKEN if presented is None else WRONG_TOKEN)
-        try:
-            body = await self._read(headers, receive)
-        except BodyTooLarge:
-            return self._refused(scope, self._too_large)
-        except ClientGone:
-            logger.info(
-                "inbound message abandoned: the sender closed the connection mid-body",
-                extra=self._fields(CLIENT_GONE),
-            )
-            return CLIENT_GONE  # nobody reads this answer
-        try:
-            payload = parse_json(body)
-        except (ValueError, RecursionError):
-            return self._refused(scope, NOT_JSON)
+        payload = await self._read_json(scope, headers, receive)
+        if type(payload) is Refusal:
+            return payload
         try:
             parts = parse_inbound_callback(payload)
         except InboundPayloadError as exc:

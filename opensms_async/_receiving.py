@@ -40,8 +40,6 @@ __all__ = [
     "NOT_JSON",
     "NO_TOKEN",
     "WRONG_TOKEN",
-    "BodyTooLarge",
-    "ClientGone",
     "Deadline",
     "Endpoint",
     "Refusal",
@@ -58,14 +56,6 @@ _DEADLINE_SLICES = 16
 """The deadline's resolution: a record is abandoned between 15/16 of the deadline and all of it."""
 
 _T = TypeVar("_T")
-
-
-class BodyTooLarge(Exception):
-    """The body is over the endpoint's limit (413)."""
-
-
-class ClientGone(Exception):
-    """The sender closed the connection before its body ended (nobody reads the answer)."""
 
 
 class Refusal:
@@ -208,24 +198,38 @@ class Endpoint:
         """The ``extra=`` of a record about a request answered ``refusal``."""
         return log_fields(self.operation, http_status=refusal.status, outcome=refusal.outcome)
 
-    async def _read(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        """The whole body; :class:`BodyTooLarge` past the limit, :class:`ClientGone`."""
+    async def _read_json(
+        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive
+    ) -> object:
+        """The body parsed as JSON, else the :class:`Refusal` to answer, logged: 413 over the
+        limit (refused before the body is read whole), 400 for a body that is not JSON, or for
+        a sender gone before its body ended. No JSON value is a Refusal, so the caller tells
+        them apart with ``type(x) is Refusal``: one call per request, no exception on the way."""
         declared = headers.get(b"content-length")
         if declared is not None and _declared_over(declared, self._max):
-            raise BodyTooLarge
+            return self._refused(scope, self._too_large)
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise ClientGone  # nothing to answer
+                logger.info(
+                    "%s abandoned: the sender closed the connection mid-body",
+                    self.what,
+                    extra=self._fields(CLIENT_GONE),
+                )
+                return CLIENT_GONE  # nobody reads this answer
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max:
-                raise BodyTooLarge
+                return self._refused(scope, self._too_large)
             if not message.get("more_body", False):
-                return b"".join([*chunks, chunk]) if chunks else chunk  # mostly one message
+                break
             chunks.append(chunk)
+        try:
+            return parse_json(b"".join([*chunks, chunk]) if chunks else chunk)  # mostly one message
+        except (ValueError, RecursionError):
+            return self._refused(scope, NOT_JSON)
 
     async def _record(self, record: Callable[[_T], Awaitable[object]], items: _T) -> Refusal | None:
         """``await record(items)`` under the record deadline; None once it returned (or what it

@@ -50,17 +50,12 @@ from ._inbound_receiver import InboundEndpoint
 from ._inbox import Inbox
 from ._lifecycle import Lifecycle
 from ._receiving import (
-    CLIENT_GONE,
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_RECORD_DEADLINE,
     NO_TOKEN,
-    NOT_JSON,
     WRONG_TOKEN,
-    BodyTooLarge,
-    ClientGone,
     Endpoint,
     Refusal,
-    parse_json,
 )
 from ._telemetry_receiver import INVALID, ReceiverTelemetry
 from ._tracker import DeliveryTracker
@@ -129,20 +124,9 @@ class CallbackEndpoint(Endpoint):
     async def _handle(self, scope: Scope, receive: Receive) -> Refusal | None:
         """None once the callback is recorded, else the refusal to answer."""
         headers = dict(scope["headers"])
-        try:
-            body = await self._read(headers, receive)
-        except BodyTooLarge:
-            return self._refused(scope, self._too_large)
-        except ClientGone:
-            logger.info(
-                "callback abandoned: the sender closed the connection mid-body",
-                extra=self._fields(CLIENT_GONE),
-            )
-            return CLIENT_GONE  # nobody reads this answer
-        try:
-            payload = parse_json(body)
-        except (ValueError, RecursionError):
-            return self._refused(scope, NOT_JSON)
+        payload = await self._read_json(scope, headers, receive)
+        if type(payload) is Refusal:
+            return payload
         presented = find_token(payload, headers.get(b"authorization"))
         if not token_matches(presented, self._tokens):
             return self._refused(scope, NO_TOKEN if presented is None else WRONG_TOKEN)
