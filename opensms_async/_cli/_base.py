@@ -51,6 +51,7 @@ __all__ = [
     "port",
     "positive_seconds",
     "rate",
+    "security_token",
     "until_stopped",
 ]
 
@@ -293,6 +294,15 @@ def credentials(args: argparse.Namespace) -> tuple[str | None, OAuthClientCreden
         client_id, secret, scope, token_url=token_url or DEFAULT_TOKEN_URL
     )
     return None, oauth
+
+
+def security_token(given: str | None, variable: str) -> str:
+    """The security token of ``--token`` (``given``), else of env ``variable``; a usage error
+    when neither gives one that is not blank."""
+    token = given if given is not None else env(variable)
+    if not token or not token.strip():
+        raise CommandError(f"give --token or set {variable} (not empty)", EXIT_USAGE)
+    return token
 
 
 def _option(args: argparse.Namespace, name: str, flag: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._inbound import InboundSmsMessage
-from ._base import EXIT_USAGE, CommandError, Commands, env, make_client
+from ._base import Commands, make_client, security_token
 from ._output import Output, wire_json
 
 __all__ = ["ENV_INBOUND_TOKEN", "register"]
@@ -67,9 +67,7 @@ def batch_size(text: str) -> int:
 
 
 async def _create(args: argparse.Namespace, out: Output) -> int:
-    token = args.token if args.token is not None else env(ENV_INBOUND_TOKEN)
-    if not token or not token.strip():
-        raise CommandError(f"give --token or set {ENV_INBOUND_TOKEN} (not empty)", EXIT_USAGE)
+    token = security_token(args.token, ENV_INBOUND_TOKEN)
     concat = None if args.concat is None else _CONCAT[args.concat]
     async with make_client(args) as client:
         subscription = await client.create_inbound_subscription(args.url, token, concat)

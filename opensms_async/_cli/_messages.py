@@ -60,17 +60,23 @@ async def _send(args: argparse.Namespace, out: Output) -> int:
     store = args.store or env(ENV_STORE)
     async with make_client(args) as client:
         if store is None:
-            sent = await client.send_message(
-                args.sender,
-                args.to,
-                args.text,
-                sender_name=args.sender_name,
-                client_correlator=args.correlator,
-            )
+            sent = await _send_one(args, client)
         else:
             sent = await _send_tracked(args, client, store)
     _print_sent(out, sent, store)
     return 0
+
+
+async def _send_one(args: argparse.Namespace, client: Any) -> SendResult:
+    """The send the options describe, tracked or not."""
+    sent: SendResult = await client.send_message(
+        args.sender,
+        args.to,
+        args.text,
+        sender_name=args.sender_name,
+        client_correlator=args.correlator,
+    )
+    return sent
 
 
 async def _send_tracked(args: argparse.Namespace, client: Any, store: str) -> SendResult:
@@ -79,13 +85,7 @@ async def _send_tracked(args: argparse.Namespace, client: Any, store: str) -> Se
         store=check_writable_store(store), reconcile_after=args.reconcile_after
     )
     async with tracker:
-        sent: SendResult = await client.send_message(
-            args.sender,
-            args.to,
-            args.text,
-            sender_name=args.sender_name,
-            client_correlator=args.correlator,
-        )
+        sent = await _send_one(args, client)
         try:
             await tracker.track(sent)
         except Exception as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._base import ENV_SECURITY_TOKEN, EXIT_USAGE, CommandError, Commands, env, make_client
+from ._base import ENV_SECURITY_TOKEN, Commands, make_client, security_token
 from ._output import Output
 
 __all__ = ["register"]
@@ -27,9 +27,7 @@ def register(commands: Commands) -> None:
 
 
 async def _create(args: argparse.Namespace, out: Output) -> int:
-    token = args.token if args.token is not None else env(ENV_SECURITY_TOKEN)
-    if not token or not token.strip():
-        raise CommandError(f"give --token or set {ENV_SECURITY_TOKEN} (not empty)", EXIT_USAGE)
+    token = security_token(args.token, ENV_SECURITY_TOKEN)
     async with make_client(args) as client:
         subscription = await client.create_subscription(args.url, token)
     out.result({"url": subscription.url}, [f"subscribed {subscription.url}"])
