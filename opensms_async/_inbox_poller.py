@@ -31,7 +31,7 @@ from ._exceptions import OpenSMSError, RateLimitError, StoreError
 from ._inbound import InboundSmsMessageList
 from ._inbound_webhook import part_from_wire
 from ._reassembly import Part
-from ._retry import rate_limit_pause
+from ._retry import RateLimitPause
 from ._telemetry import log_fields, mask_address, mask_numbers
 from ._telemetry_inbound import EMPTY, ERROR, RATE_LIMITED, RECEIVED, InboxTelemetry
 from .stores.inbound import Received
@@ -78,9 +78,8 @@ class InboundPoller:
         """Clock time of each number's next fetch (0: at once)."""
         self._empty = dict.fromkeys(numbers, 0)
         """Fetches in a row that brought nothing new, per number."""
-        self._paused_until = 0.0
-        self._streak = 0
-        """429 pauses in a row, since the last fetch that went through."""
+        self._pause = RateLimitPause()
+        """Every number's hold after a 429."""
         self._task: asyncio.Task[None] | None = None
         self.fetches = 0
         """Pages fetched so far (for tests and metrics)."""
@@ -97,12 +96,12 @@ class InboundPoller:
     def next_fetch(self, number: str) -> float:
         """Clock time of the next fetch of ``number`` (at the end of a 429 pause at the
         earliest)."""
-        return max(self._due[number], self._paused_until)
+        return max(self._due[number], self._pause.until)
 
     async def _run(self) -> None:
         while True:
             number = min(self._due, key=self._due.__getitem__)
-            wait = max(self._due[number], self._paused_until) - self._clock()
+            wait = max(self._due[number], self._pause.until) - self._clock()
             if wait > 0:
                 await self._sleep(wait)
                 continue
@@ -150,7 +149,7 @@ class InboundPoller:
             )
             self._later(number, empty=True)
             return ERROR, None, type(exc).__name__
-        self._streak = 0
+        self._pause.streak = 0
         parts = self._parts(number, page)
         fresh = 0
         if parts:
@@ -215,12 +214,8 @@ class InboundPoller:
         self._due[number] = self._clock() + min(self._max_interval, wait)
 
     def _rate_limited(self, retry_after: float | None) -> None:
-        now = self._clock()
-        if now >= self._paused_until:
-            self._streak += 1
+        if self._pause.rate_limited(self._clock(), retry_after):  # a new pause
             logger.warning(
                 "inbound polling rate limited (429); every number paused",
                 extra=log_fields("inbox.poll", http_status=429, outcome="paused"),
             )
-        until = now + rate_limit_pause(retry_after, self._streak)
-        self._paused_until = max(self._paused_until, until)

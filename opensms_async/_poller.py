@@ -12,7 +12,7 @@ from typing import Final, TypeAlias
 from ._constants import MAX_RETRY_AFTER
 from ._exceptions import InvalidUpdateError, NotFoundError, OpenSMSError, RateLimitError
 from ._models import DeliveryInfo, DeliveryInfoList, Source
-from ._retry import RATE_LIMIT_PAUSE, rate_limit_pause
+from ._retry import RATE_LIMIT_PAUSE, RateLimitPause
 from ._state import DeliveryUpdate
 from ._telemetry import log_fields, mask_numbers
 from ._telemetry_delivery import DeliveryTelemetry
@@ -89,10 +89,8 @@ class ReconciliationPoller:
         self._tick = max(0.01, min(1.0, reconcile_after / 4))
         self._slots = asyncio.Semaphore(concurrency)
         self._task: asyncio.Task[None] | None = None
-        self._paused_until = 0.0
-        """Clock time before which no poll is sent (after a 429)."""
-        self._streak = 0
-        """429 pauses in a row, since the last poll that went through."""
+        self._pause = RateLimitPause()
+        """Every poll's hold after a 429."""
         self.polls = 0
         """Requests polled so far (for tests and metrics)."""
         self._stopping = False
@@ -110,7 +108,7 @@ class ReconciliationPoller:
 
     async def _run(self) -> None:
         while not self._stopping:
-            pause = self._paused_until - self._clock()
+            pause = self._pause.until - self._clock()
             if pause > 0:
                 await self._sleep(pause)
                 continue
@@ -177,7 +175,7 @@ class ReconciliationPoller:
             )
             await store.unschedule(request.request_id)
             return
-        if self._paused_until > now:  # another poll met a 429: this one would too
+        if self._pause.until > now:  # another poll met a 429: this one would too
             await self._after_pause(request)
             return
         self.polls += 1
@@ -189,13 +187,13 @@ class ReconciliationPoller:
             await self._after_pause(request)
             return
         except NotFoundError:
-            self._streak = 0
+            self._pause.streak = 0
             if request.attempts + 1 >= _MAX_NOT_FOUND:
                 await store.unschedule(request.request_id)
             else:
                 await self._later(request)
             return
-        self._streak = 0
+        self._pause.streak = 0
         await self._ingest(self._updates(request, infos, now))
         states = await store.get_request(request.request_id)
         if states and all(state.is_final for state in states):
@@ -205,20 +203,16 @@ class ReconciliationPoller:
 
     def _rate_limited(self, retry_after: float | None) -> None:
         """Hold every poll after a 429; the other answers of the same round extend, not escalate."""
-        now = self._clock()
-        if now >= self._paused_until:  # a new pause (not another answer of the same round)
-            self._streak += 1
+        if self._pause.rate_limited(self._clock(), retry_after):  # a new pause
             logger.warning(
                 "reconciliation: rate limited (429); polling paused",
                 extra=log_fields("reconcile", http_status=429, outcome="paused"),
             )
-        until = now + rate_limit_pause(retry_after, self._streak)
-        self._paused_until = max(self._paused_until, until)
 
     async def _after_pause(self, request: PendingRequest) -> None:
         # Not polled, so not an attempt: its own backoff stays where it was.
         await self._store.reschedule(
-            request.request_id, next_poll_at=self._paused_until, attempts=request.attempts
+            request.request_id, next_poll_at=self._pause.until, attempts=request.attempts
         )
 
     async def _later(self, request: PendingRequest) -> None:

@@ -1,4 +1,5 @@
-"""The retry policy as pure functions: what to retry, and how long to wait before trying again."""
+"""The retry policy, free of I/O: what to retry, how long to wait before trying again, and the
+pause a poller holds after 429s (:class:`RateLimitPause`, the state of both pollers' rule)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ._constants import INITIAL_RETRY_DELAY, MAX_RETRY_AFTER, MAX_RETRY_DELAY
 
 __all__ = [
     "RATE_LIMIT_PAUSE",
+    "RateLimitPause",
     "parse_retry_after",
     "rate_limit_pause",
     "retry_delay",
@@ -88,3 +90,25 @@ def rate_limit_pause(
     if retry_after is not None and retry_after >= 0:  # NaN is no hint either
         wanted = max(retry_after, backoff)
     return min(wanted, maximum)
+
+
+class RateLimitPause:
+    """A poller's hold after 429s: :attr:`until` when no poll is sent, and the :attr:`streak`
+    of pauses that sets how long the next one lasts (:func:`rate_limit_pause`)."""
+
+    __slots__ = ("streak", "until")
+
+    def __init__(self) -> None:
+        self.until = 0.0
+        """Clock time before which no poll is sent (0: none held)."""
+        self.streak = 0
+        """429 pauses in a row, since the last poll that went through (which resets it to 0)."""
+
+    def rate_limited(self, now: float, retry_after: float | None) -> bool:
+        """Hold every poll after a 429 answered at ``now``; True when it starts a new pause,
+        False for another answer of the same round, which extends the pause, not escalates it."""
+        new = now >= self.until
+        if new:
+            self.streak += 1
+        self.until = max(self.until, now + rate_limit_pause(retry_after, self.streak))
+        return new
