@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -64,6 +65,16 @@ async def close_during(store: Store, looking: asyncio.Event, release: asyncio.Ev
     await closing
 
 
+async def close_under(store: Store, read: Coroutine[Any, Any, object]) -> None:
+    """Close the store under ``read`` (an XREAD blocked for long), which must end at once in
+    StoreError."""
+    reader = asyncio.create_task(read)
+    await asyncio.sleep(0.2)  # not a condition of the test: the read is blocked or soon is
+    await store.aclose()
+    with pytest.raises(StoreError):
+        await asyncio.wait_for(reader, 10.0)
+
+
 async def test_closing_an_inbound_store_ends_a_blocked_read_and_keeps_no_connection(
     redis_url: str,
 ) -> None:
@@ -72,11 +83,7 @@ async def test_closing_an_inbound_store_ends_a_blocked_read_and_keeps_no_connect
     url, name = named(redis_url)
     store = RedisInboundStore(url)
     await store.open()
-    reader = asyncio.create_task(store.read_messages(None, timeout=30.0))
-    await asyncio.sleep(0.2)  # not a condition of the test: the read is blocked or soon is
-    await store.aclose()
-    with pytest.raises(StoreError):
-        await asyncio.wait_for(reader, 10.0)
+    await close_under(store, store.read_messages(None, timeout=30.0))
     assert open_connections(name) == []
 
 
@@ -88,11 +95,7 @@ async def test_closing_a_delivery_store_under_a_blocked_read_keeps_no_connection
     url, name = named(redis_url)
     store = RedisStore(url)
     await store.open()
-    reader = asyncio.create_task(store.read_events(None, timeout=30.0))
-    await asyncio.sleep(0.2)  # not a condition of the test: the read is blocked or soon is
-    await store.aclose()
-    with pytest.raises(StoreError):
-        await asyncio.wait_for(reader, 10.0)
+    await close_under(store, store.read_events(None, timeout=30.0))
     assert open_connections(name) == []
 
 
