@@ -16,9 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from inbound_helpers import PATH, FlakyStore, bearer, body, receiving
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
-from otel_helpers import Recorded, recording
+from otel_helpers import Recorded, attributes, named, recording, spans_ended, sums
 from stream_helpers import take
 
 from opensms_async import (
@@ -45,34 +44,6 @@ WAIT = 10.0
 def otel() -> Iterator[Recorded]:
     """SDK providers recording in memory for this test, unset afterwards."""
     yield from recording()
-
-
-def named(recorded: Recorded, name: str) -> list[ReadableSpan]:
-    """The finished spans of this package called ``name``."""
-    return [span for span in recorded.spans() if span.name == name]
-
-
-async def spans_ended(recorded: Recorded, name: str, count: int) -> list[ReadableSpan]:
-    """The spans called ``name`` once at least ``count`` have ended (bounded wait)."""
-    for _ in range(1000):
-        found = named(recorded, name)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{count} {name} spans never ended: {len(named(recorded, name))}")
-
-
-def sums(recorded: Recorded, name: str) -> dict[frozenset[tuple[str, Any]], Any]:
-    """The data points of counter ``name`` by their attributes."""
-    return {
-        frozenset(dict(point.attributes or {}).items()): point.value
-        for point in recorded.points(name)
-    }
-
-
-def attributes(**pairs: Any) -> frozenset[tuple[str, Any]]:
-    """A metric point's attributes: ``attributes(opensms_outcome="accepted")``."""
-    return frozenset((key.replace("_", ".", 1), value) for key, value in pairs.items())
 
 
 # --- the receiver -----------------------------------------------------------------------------
