@@ -65,37 +65,27 @@ async def close_during(store: Store, looking: asyncio.Event, release: asyncio.Ev
     await closing
 
 
-async def close_under(store: Store, read: Coroutine[Any, Any, object]) -> None:
-    """Close the store under ``read`` (an XREAD blocked for long), which must end at once in
-    StoreError."""
-    reader = asyncio.create_task(read)
+def blocked_read(store: Store) -> Coroutine[Any, Any, object]:
+    """A read of the store's log that blocks in XREAD for long (nothing is logged)."""
+    if isinstance(store, RedisInboundStore):
+        return store.read_messages(None, timeout=30.0)
+    return store.read_events(None, timeout=30.0)
+
+
+@pytest.mark.parametrize("kind", [RedisInboundStore, RedisStore], ids=["inbound", "delivery"])
+async def test_closing_a_store_ends_a_blocked_read_and_keeps_no_connection(
+    redis_url: str, kind: type[Store]
+) -> None:
+    """A store (an inbox's, a tracker's) closed under a consumer blocked in XREAD ends that read
+    at once (StoreError) and holds no connection open afterwards."""
+    url, name = named(redis_url)
+    store = kind(url)
+    await store.open()
+    reader = asyncio.create_task(blocked_read(store))
     await asyncio.sleep(0.2)  # not a condition of the test: the read is blocked or soon is
     await store.aclose()
     with pytest.raises(StoreError):
         await asyncio.wait_for(reader, 10.0)
-
-
-async def test_closing_an_inbound_store_ends_a_blocked_read_and_keeps_no_connection(
-    redis_url: str,
-) -> None:
-    """An inbox's store closed under a consumer blocked in XREAD ends that read at once
-    (StoreError) and holds no connection open afterwards."""
-    url, name = named(redis_url)
-    store = RedisInboundStore(url)
-    await store.open()
-    await close_under(store, store.read_messages(None, timeout=30.0))
-    assert open_connections(name) == []
-
-
-async def test_closing_a_delivery_store_under_a_blocked_read_keeps_no_connection(
-    redis_url: str,
-) -> None:
-    """A delivery store closed under a reader blocked in XREAD ends that read (StoreError) and
-    holds no connection open afterwards."""
-    url, name = named(redis_url)
-    store = RedisStore(url)
-    await store.open()
-    await close_under(store, store.read_events(None, timeout=30.0))
     assert open_connections(name) == []
 
 
