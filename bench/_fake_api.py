@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
-import uvicorn
-from _util import drain_body
+from _util import drain_body, serve_fast
 from starlette.types import Receive, Scope, Send
 
 RESOURCE = "http://127.0.0.1/outbound/tel%3A%2B32123456/requests/bench-1"
@@ -47,14 +46,4 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(sys.argv[1]),
-        log_level="error",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        timeout_keep_alive=30,
-        backlog=4096,
-    )
+    serve_fast(app, int(sys.argv[1]))

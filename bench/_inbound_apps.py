@@ -24,7 +24,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 
-import uvicorn
+from _util import serve_fast
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -111,17 +111,7 @@ def main() -> None:
     parser.add_argument("arg", nargs="?", help="sqlite: a directory")
     parser.add_argument("--stats", help="write the log's length and what was consumed here")
     args = parser.parse_args()
-    uvicorn.run(
-        build(args.variant, args.arg, args.stats),
-        host="127.0.0.1",
-        port=args.port,
-        log_level="error",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        timeout_keep_alive=30,
-        backlog=4096,
-    )
+    serve_fast(build(args.variant, args.arg, args.stats), args.port)
 
 
 if __name__ == "__main__":

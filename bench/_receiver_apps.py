@@ -43,8 +43,7 @@ import time
 from array import array
 from collections.abc import AsyncIterator, Sequence
 
-import uvicorn
-from _util import drain_body
+from _util import drain_body, serve_fast
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -284,17 +283,7 @@ def _exit(signum: int, frame: object) -> None:
 
 def serve(args: argparse.Namespace) -> None:
     """Serve the variant with uvicorn until terminated."""
-    uvicorn.run(
-        build(args),
-        host="127.0.0.1",
-        port=args.port,
-        log_level="error",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        timeout_keep_alive=30,
-        backlog=4096,
-    )
+    serve_fast(build(args), args.port)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from starlette.types import Receive
+from starlette.types import ASGIApp, Receive
 
 
 def free_port() -> int:
@@ -62,6 +62,24 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
         except httpx.TransportError:
             time.sleep(0.05)
     raise RuntimeError("server did not start in 20 s")
+
+
+def serve_fast(app: ASGIApp, port: int) -> None:
+    """Serve ``app`` on 127.0.0.1:``port`` until terminated, as every bench server runs:
+    uvloop and httptools, no logs, a long keep-alive and a deep backlog."""
+    import uvicorn  # here, not at the top: the load processes that import this module skip it
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_keep_alive=30,
+        backlog=4096,
+    )
 
 
 def median(values: Sequence[float]) -> float:

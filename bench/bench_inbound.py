@@ -37,7 +37,7 @@ from pathlib import Path
 
 from _inbound_apps import INBOUND_PATH, TOKEN
 from _util import cpu_seconds, free_port, median, redis_server, server_process
-from bench_receiver import wrk
+from bench_receiver import WRK_DONE, wrk
 
 from opensms_async._reassembly import Part
 from opensms_async.stores.inbound import (
@@ -52,7 +52,8 @@ TARGETS = {"memory": 0.80, "sqlite": 0.65}
 TARGET_BYTES = 150
 RETENTION = 4 * 86400.0
 
-_LUA = r"""
+_LUA = (
+    r"""
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json; charset=UTF-8"
 wrk.headers["Authorization"] = "Bearer TOKEN"
@@ -77,14 +78,9 @@ function request()
   end
   return wrk.format(nil, "PATH", nil, b)
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,'
-    .. '"status":%d,"timeout":%d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout))
-end
 """
+    + WRK_DONE
+)
 
 
 def lua_script() -> str:

@@ -45,8 +45,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from _util import (
     cpu_seconds,
@@ -67,6 +68,9 @@ TARGET = 0.98
 
 CLIENT_VARIANTS = ("none", "api", "sdk")
 RECEIVER_VARIANTS = ("none", "api")
+
+V = TypeVar("V")
+"""A variant of a paired measurement (a client, a pair of telemetry hooks)."""
 
 
 def _python(variant: str) -> list[str]:
@@ -163,6 +167,20 @@ BATCH = 300
 """Sequential sends per batch of the paired measurement."""
 
 
+async def alternate_batches(
+    batch: Callable[[V], Awaitable[float]], first: V, second: V, batches: int
+) -> tuple[list[float], list[float]]:
+    """``batch`` run ``batches`` times on each of two variants, which goes first alternating
+    from pair to pair (after a warm-up batch of each): the figures of ``first``, of ``second``."""
+    await batch(first), await batch(second)  # warm-up
+    times: tuple[list[float], list[float]] = ([], [])
+    for n in range(batches):
+        pair = (first, second) if n % 2 == 0 else (second, first)
+        for variant in pair:
+            times[variant is second].append(await batch(variant))
+    return times
+
+
 def measure_paired(rounds: int) -> dict[str, Any]:
     """The paired measurement, in a fresh load process pinned to CPU 1."""
     port = free_port()
@@ -197,13 +215,7 @@ def paired_worker(url: str, batches: int) -> None:
         plain = OpenSMSClient(api_key="bench-key", base_url=url, max_retries=0)
         plain._call = _telemetry.Call  # what client_calls() gives without the API
         async with traced, plain:
-            await cpu_per_send(traced), await cpu_per_send(plain)  # warm-up
-            times: tuple[list[float], list[float]] = ([], [])
-            for n in range(batches):
-                pair = (traced, plain) if n % 2 == 0 else (plain, traced)
-                for client in pair:
-                    times[client is plain].append(await cpu_per_send(client))
-        return times
+            return await alternate_batches(cpu_per_send, traced, plain, batches)
 
     traced_us, plain_us = asyncio.run(alternate())
     extra = [t - p for t, p in zip(traced_us, plain_us, strict=True)]
@@ -347,13 +359,7 @@ def receiver_paired_worker(batches: int) -> None:
                 endpoint._telemetry, tracker._telemetry = hooks
                 return await cpu_per_callback(endpoint)
 
-            await batch(shipped), await batch(bare)  # warm-up
-            times: tuple[list[float], list[float]] = ([], [])
-            for n in range(batches):
-                pair = (shipped, bare) if n % 2 == 0 else (bare, shipped)
-                for hooks in pair:
-                    times[hooks is bare].append(await batch(hooks))
-        return times
+            return await alternate_batches(batch, shipped, bare, batches)
 
     shipped_us, bare_us = asyncio.run(alternate())
     extra = [s - b for s, b in zip(shipped_us, bare_us, strict=True)]

@@ -94,8 +94,20 @@ DEFAULT_VARIANTS = (
     "redis/0,redis/1,redis/4,memory-mounted/1,memory-mounted/4"
 )
 
+WRK_DONE = r"""
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,'
+    .. '"status":%d,"timeout":%d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+"""The end of a wrk script: the run's counts as one ``WRK_JSON`` line, which :func:`wrk` reads."""
+
 # %% is a literal % for string.format; the body is compact JSON as a sender would post it.
-_LUA = r"""
+_LUA = (
+    r"""
 local threads = 0
 function setup(thread)
   thread:set("tid", threads)
@@ -127,15 +139,9 @@ function request()
   local b = string.format(body, tag, tid, math.floor(k / 10), k, status, code)
   return wrk.format(nil, "PATH", nil, b)
 end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,'
-    .. '"status":%d,"timeout":%d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout))
-end
 """
+    + WRK_DONE
+)
 
 
 def lua_script() -> str:

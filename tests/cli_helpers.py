@@ -88,13 +88,10 @@ def wait_for_text(path: Path, text: str, process: subprocess.Popen[bytes], timeo
     """The content of ``path`` once it holds ``text`` (AssertionError at timeout or exit)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        content = path.read_text(errors="replace") if path.exists() else ""
-        if text in content:
+        if (content := text_or_exit(path, text, process)) is not None:
             return content
-        if process.poll() is not None:
-            break
         time.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared in {path}: {path.read_text(errors='replace')}")
+    raise never_appeared(path, text)
 
 
 async def wait_for_text_async(
@@ -103,13 +100,26 @@ async def wait_for_text_async(
     """:func:`wait_for_text` without blocking the event loop."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        content = read_text(path)
-        if text in content:
+        if (content := text_or_exit(path, text, process)) is not None:
             return content
-        if process.poll() is not None:
-            break
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared in {path}: {read_text(path)}")
+    raise never_appeared(path, text)
+
+
+def text_or_exit(path: Path, text: str, process: subprocess.Popen[bytes]) -> str | None:
+    """What ``path`` holds if it holds ``text``; None to look again; AssertionError once the
+    process has exited without writing it."""
+    content = read_text(path)
+    if text in content:
+        return content
+    if process.poll() is not None:
+        raise never_appeared(path, text)
+    return None
+
+
+def never_appeared(path: Path, text: str) -> AssertionError:
+    """The failure of a wait for ``text`` in ``path``, showing what it holds."""
+    return AssertionError(f"{text!r} never appeared in {path}: {read_text(path)}")
 
 
 def read_text(path: Path) -> str:

@@ -7,6 +7,7 @@ SDK would.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import attrs
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -92,3 +93,33 @@ def recording() -> Iterator[Recorded]:
     recorded = install_sdk()
     yield recorded
     unset_global_providers()
+
+
+def named(recorded: Recorded, name: str) -> list[ReadableSpan]:
+    """The finished spans of this package called ``name``."""
+    return [span for span in recorded.spans() if span.name == name]
+
+
+async def spans_ended(recorded: Recorded, name: str, count: int) -> list[ReadableSpan]:
+    """The spans called ``name`` once at least ``count`` have ended (bounded wait, 10 s)."""
+    for _ in range(1000):
+        found = named(recorded, name)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} {name} spans ended: {len(named(recorded, name))}")
+
+
+def sums(recorded: Recorded, name: str) -> dict[frozenset[tuple[str, Any]], Any]:
+    """The data points of metric ``name`` by their attributes (a sum's value, a histogram's
+    point, a gauge's value)."""
+    found = {}
+    for point in recorded.points(name):
+        key = frozenset(dict(point.attributes or {}).items())
+        found[key] = point if isinstance(point, HistogramDataPoint) else point.value
+    return found
+
+
+def attributes(**pairs: Any) -> frozenset[tuple[str, Any]]:
+    """A metric point's attributes: ``attributes(opensms_outcome="accepted")``."""
+    return frozenset((key.replace("_", ".", 1), value) for key, value in pairs.items())

@@ -8,15 +8,24 @@ before answering (``appendonly yes``, ``appendfsync always``), for crash tests: 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 
-__all__ = ["RedisServer", "find_redis_server", "start_durable_redis_server", "start_redis_server"]
+__all__ = [
+    "RedisServer",
+    "find_redis_server",
+    "serving",
+    "start_durable_redis_server",
+    "start_redis_server",
+]
 
 START_TIMEOUT = 10.0
 """Seconds a server may take to answer PING after it was started."""
@@ -87,6 +96,16 @@ class RedisServer:
         with redis.Redis(port=self.port) as client:
             client.flushall()
 
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its sockets (connects still succeed) but answers nothing."""
+        assert self.process is not None, "the server is not running"
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: a paused server answers again; harmless when it is not paused or running."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop the server (SIGTERM) and wait for it; harmless when it is not running."""
         self._end(kill=False)
@@ -115,3 +134,14 @@ def start_durable_redis_server(folder: Path, *extra: str) -> RedisServer:
     """A server that fsyncs every write to its AOF before answering (survives ``kill()``)."""
     options = ["--save", "", "--appendonly", "yes", "--appendfsync", "always", *extra]
     return RedisServer(folder, options).start()
+
+
+@contextlib.contextmanager
+def serving(server: RedisServer) -> Iterator[RedisServer]:
+    """``server`` for the length of a block (a test's own): resumed if the test left it paused,
+    then stopped."""
+    try:
+        yield server
+    finally:
+        server.resume()
+        server.stop()

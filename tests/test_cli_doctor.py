@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer, start_durable_redis_server
+from redis_server import RedisServer, serving, start_durable_redis_server
 
 from opensms_async._cli import main
 from opensms_async.stores import SQLiteStore
@@ -21,11 +21,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_opensms_env")
 @pytest.fixture
 def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server with appendonly yes, appendfsync always."""
-    server = start_durable_redis_server(tmp_path / "redis")
-    try:
+    with serving(start_durable_redis_server(tmp_path / "redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def doctor(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, str]]:

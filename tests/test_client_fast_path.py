@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
@@ -20,15 +21,26 @@ from opensms_async._transport import transport_timeouts
 pytestmark = pytest.mark.integration
 
 
+@dataclass
+class RawServer:
+    """A raw HTTP/1.1 server on 127.0.0.1: its URL, each request's head (bytes) as it came, and
+    how many connections it was opened."""
+
+    url: str = ""
+    heads: list[bytes] = field(default_factory=list)
+    connections: int = 0
+
+
 @contextlib.asynccontextmanager
-async def raw_heads(answer: bytes) -> AsyncIterator[tuple[str, list[bytes]]]:
-    """A server on 127.0.0.1 recording each request's head (bytes) and sending ``answer``."""
-    heads: list[bytes] = []
+async def raw_server(answer: bytes) -> AsyncIterator[RawServer]:
+    """A :class:`RawServer` sending ``answer`` to each request, kept alive (bounded)."""
+    raw = RawServer()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw.connections += 1
         try:
             for _ in range(100):  # keep-alive, bounded
-                heads.append(await reader.readuntil(b"\r\n\r\n"))
+                raw.heads.append(await reader.readuntil(b"\r\n\r\n"))
                 writer.write(answer)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -37,9 +49,9 @@ async def raw_heads(answer: bytes) -> AsyncIterator[tuple[str, list[bytes]]]:
             writer.close()
 
     server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    raw.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     try:
-        yield f"http://127.0.0.1:{port}", heads
+        yield raw
     finally:
         server.close()
         await server.wait_closed()
@@ -53,13 +65,13 @@ def answer_of(body: bytes) -> bytes:
 async def test_a_repeated_header_goes_out_as_separate_lines() -> None:
     """A header given twice is sent as two lines, as httpx's own transport sends it."""
     async with (
-        raw_heads(answer_of(b"{}")) as (url, heads),
+        raw_server(answer_of(b"{}")) as raw,
         httpx.AsyncClient(transport=AiohttpTransport()) as http,
     ):
         headers = [("X-Tag", "one"), ("X-Tag", "two")]
-        response = await http.get(url + "/x", headers=headers)
+        response = await http.get(raw.url + "/x", headers=headers)
     assert response.status_code == 200
-    lines = heads[0].split(b"\r\n")
+    lines = raw.heads[0].split(b"\r\n")
     assert b"X-Tag: one" in lines
     assert b"X-Tag: two" in lines
 
@@ -68,44 +80,28 @@ async def test_a_small_answer_is_read_whole_and_its_connection_reused() -> None:
     """An answer of a small declared length comes back read, and its connection serves the next
     request (the pool is not drained by small answers)."""
     body = b'{"ok": true}'
-    opened = 0
-
-    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal opened
-        opened += 1
+    async with raw_server(answer_of(body)) as raw:
+        transport = AiohttpTransport()
         try:
-            for _ in range(100):
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(answer_of(body))
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            for _ in range(3):
+                response = await transport.handle_async_request(
+                    httpx.Request("GET", raw.url + "/x")
+                )
+                assert isinstance(response.stream, httpx.ByteStream)  # in memory already
+                assert await response.aread() == body
         finally:
-            writer.close()
-
-    server = await asyncio.start_server(count, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    transport = AiohttpTransport()
-    try:
-        for _ in range(3):
-            response = await transport.handle_async_request(httpx.Request("GET", url + "/x"))
-            assert isinstance(response.stream, httpx.ByteStream)  # in memory already
-            assert await response.aread() == body
-    finally:
-        await transport.aclose()
-        server.close()
-        await server.wait_closed()
-    assert opened == 1
+            await transport.aclose()
+    assert raw.connections == 1
 
 
 async def test_a_long_answer_is_streamed() -> None:
     """An answer longer than READ_AT_ONCE is streamed, not read whole before the client's
     size bound can stop it."""
     body = b"x" * (READ_AT_ONCE + 1)
-    async with raw_heads(answer_of(body)) as (url, _):
+    async with raw_server(answer_of(body)) as raw:
         transport = AiohttpTransport()
         try:
-            response = await transport.handle_async_request(httpx.Request("GET", url + "/x"))
+            response = await transport.handle_async_request(httpx.Request("GET", raw.url + "/x"))
             assert not isinstance(response.stream, httpx.ByteStream)
             assert await response.aread() == body
         finally:
@@ -115,13 +111,13 @@ async def test_a_long_answer_is_streamed() -> None:
 async def test_a_utf8_header_goes_out_as_its_bytes() -> None:
     """A header value given as UTF-8 bytes reaches the server as those bytes."""
     async with (
-        raw_heads(answer_of(b"{}")) as (url, heads),
+        raw_server(answer_of(b"{}")) as raw,
         httpx.AsyncClient(transport=AiohttpTransport()) as http,
     ):
-        await http.get(url + "/x", headers={b"X-Name": "café".encode()})
-        await http.get(url + "/x", headers={"X-Name": "plain"})
-    assert "X-Name: café".encode() in heads[0].split(b"\r\n")
-    assert b"X-Name: plain" in heads[1].split(b"\r\n")
+        await http.get(raw.url + "/x", headers={b"X-Name": "café".encode()})
+        await http.get(raw.url + "/x", headers={"X-Name": "plain"})
+    assert "X-Name: café".encode() in raw.heads[0].split(b"\r\n")
+    assert b"X-Name: plain" in raw.heads[1].split(b"\r\n")
 
 
 def test_the_read_timeout_is_left_to_a_shorter_deadline() -> None:

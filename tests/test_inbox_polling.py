@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from inbound_helpers import TOKEN, FlakyStore
 from stream_helpers import take
 
 from opensms_async import (
@@ -23,14 +24,13 @@ from opensms_async import (
 from opensms_async._inbox_poller import InboundPoller
 from opensms_async._reassembly import Part
 from opensms_async._server import serve
-from opensms_async.stores.inbound import MemoryInboundStore, Received
+from opensms_async.stores.inbound import Received
 from opensms_async.testing import Fault, RunningSimulator, run_simulator
 
 NUMBER = "+32470000000"
 CANONICAL = "tel:+32470000000"
 OTHER = "tel:+32470000009"
 HANDSET = "+32470000001"
-TOKEN = "in-tok-r2k5hq3"
 LONG = "".join(f"{i:03d} " for i in range(100))  # 3 parts
 FAST: dict[str, Any] = {"seed": 3, "step_delay": (0.01, 0.02), "inbound_retry_time_scale": 1e-4}
 
@@ -229,28 +229,12 @@ async def test_a_429_with_retry_after_is_waited_out() -> None:
     assert message.text == "after the pause"
 
 
-class FailingAtFirst(MemoryInboundStore):
-    """A memory store whose first ``failures`` receives fail."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-
-    async def receive(
-        self, parts: Sequence[Part], *, now: float, timeout: float, retention: float
-    ) -> Received:
-        if self.failures > 0:
-            self.failures -= 1
-            raise StoreUnavailableError("down (test)")
-        return await super().receive(parts, now=now, timeout=timeout, retention=retention)
-
-
 @pytest.mark.integration
 async def test_a_consumed_page_survives_a_store_outage() -> None:
     """The store down when a consuming fetch returns: the page is recorded once it is back."""
     async with run_simulator(inbound_numbers=(NUMBER,), **FAST) as sim:
         sim.simulator.inject_inbound(HANDSET, NUMBER, "kept")
-        inbox = polling_inbox(sim, FailingAtFirst(2))
+        inbox = polling_inbox(sim, FlakyStore(failures=2))
         async with inbox.client, inbox:  # type: ignore[union-attr]
             (message,) = await take(inbox.messages(), 1)
     assert message.text == "kept"

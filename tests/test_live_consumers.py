@@ -1,56 +1,107 @@
-"""Live events() consumers cost little: one cursor parse per publish, next-turn delivery, no
-waiter left behind by a consumer that gives up."""
+"""Live consumers of either stream (``tracker.events()``, ``inbox.messages()``: one live buffer
+serves both) cost little: one cursor parse per publish, next-turn delivery, no waiter left behind
+by a consumer that gives up."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
-from opensms_async import DeliveryStatus, DeliveryTracker, DeliveryUpdate
-from opensms_async.stores import MemoryStore, SQLiteStore, Store
+from opensms_async import DeliveryStatus, DeliveryTracker, DeliveryUpdate, InboundSmsMessage, Inbox
+from opensms_async.stores import MemoryStore, SQLiteStore
+from opensms_async.stores.inbound import MemoryInboundStore, SQLiteInboundStore
 
 CONSUMERS = 4
 GIVE_UPS = 100
+STREAMS = ["events", "messages"]
 
 
-class CountingStore(MemoryStore):
-    """A memory store that counts how often a cursor is parsed (``cursor_key``)."""
+def update(n: int) -> DeliveryUpdate:
+    """Callback ``n``: a first sighting of its own recipient (one event)."""
+    return DeliveryUpdate(
+        f"req-{n // 10}", f"tel:+3361000{n:04d}", DeliveryStatus.DELIVERED_TO_NETWORK
+    )
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.parsed = 0
+
+def wire(n: int) -> InboundSmsMessage:
+    """Inbound message ``n``, a whole one (one message logged per ingest)."""
+    return InboundSmsMessage(
+        message_id=f"m{n}",
+        sender_address="32470000001",
+        destination_address="32470000000",
+        message=f"hello {n}",
+        date_time="2021-11-24T09:13:40.639",
+    )
+
+
+class ParsesCursors(Protocol):
+    """What both stores' live buffers ask of them to order cursors."""
 
     def cursor_key(self, cursor: str) -> tuple[int, int]:
-        """Count, then parse as the memory store does."""
-        self.parsed += 1
-        return super().cursor_key(cursor)
+        """Where ``cursor`` stands in the log."""
+        ...
 
 
-def update(n: int, status: DeliveryStatus = DeliveryStatus.DELIVERED_TO_NETWORK) -> DeliveryUpdate:
-    """Callback ``n``: a first sighting of its own recipient (one event)."""
-    return DeliveryUpdate(f"req-{n // 10}", f"tel:+3361000{n:04d}", status)
+@dataclass(frozen=True)
+class Live:
+    """One stream under test, open: its store, how to record item ``n`` alone, how to iterate."""
+
+    store: ParsesCursors
+    ingest: Callable[[int], Awaitable[object]]
+    stream: Callable[[], AsyncIterator[object]]
+
+
+@asynccontextmanager
+async def opened(stream: str, tmp_path: Path, backend: str = "memory") -> AsyncIterator[Live]:
+    """The tracker's ``events()`` or the inbox's ``messages()`` over a fresh ``backend`` store."""
+    if stream == "events":
+        store = MemoryStore() if backend == "memory" else SQLiteStore(tmp_path / "live.db")
+        async with DeliveryTracker(store) as tracker:
+            yield Live(store, lambda n: tracker.ingest([update(n)]), tracker.events)
+    else:
+        inbound = (
+            MemoryInboundStore() if backend == "memory" else SQLiteInboundStore(tmp_path / "in.db")
+        )
+        async with Inbox(inbound) as inbox:
+            yield Live(inbound, lambda n: inbox.ingest([wire(n)]), inbox.messages)
+
+
+def count_parses(store: ParsesCursors, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make ``store`` count its cursor parses (``cursor_key``) from now on, in the returned cell."""
+    parsed = [0]
+    parse = store.cursor_key
+
+    def counted(cursor: str) -> tuple[int, int]:
+        parsed[0] += 1
+        return parse(cursor)
+
+    monkeypatch.setattr(store, "cursor_key", counted)
+    return parsed
 
 
 class Consumers:
-    """``count`` tasks iterating ``tracker.events()``, each noting how many events it got."""
+    """``count`` tasks iterating ``live.stream()``, each noting how many items it got."""
 
-    def __init__(self, tracker: DeliveryTracker, count: int) -> None:
+    def __init__(self, live: Live, count: int) -> None:
         self.seen = [0] * count
         self._changed = asyncio.Event()
-        self._tasks = [asyncio.create_task(self._run(tracker, i)) for i in range(count)]
+        self._tasks = [asyncio.create_task(self._run(live, i)) for i in range(count)]
 
-    async def _run(self, tracker: DeliveryTracker, index: int) -> None:
-        async for _ in tracker.events():
+    async def _run(self, live: Live, index: int) -> None:
+        async for _ in live.stream():
             self.seen[index] += 1
             self._changed.set()
 
     async def reach(self, count: int) -> None:
-        """Wait until every consumer has seen ``count`` events (2 s at most)."""
-        async with asyncio.timeout(2):
+        """Wait until every consumer has seen ``count`` items (5 s at most)."""
+        async with asyncio.timeout(5):
             while min(self.seen) < count:
                 self._changed.clear()
                 await self._changed.wait()
@@ -62,51 +113,40 @@ class Consumers:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def test_a_publish_parses_one_cursor_whatever_the_consumers() -> None:
-    """With four live consumers, each lone event costs the tracker one cursor parse in all: a
-    publish visits no consumer, and a woken consumer finds its place without parsing."""
-    store = CountingStore()
-    async with DeliveryTracker(store) as tracker:
-        consumers = Consumers(tracker, CONSUMERS)
-        await tracker.ingest([update(0)])
+@pytest.mark.parametrize("stream", STREAMS)
+async def test_a_publish_parses_one_cursor_whatever_the_consumers(
+    stream: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With four live consumers, each lone item costs one cursor parse in all: a publish visits
+    no consumer, and a woken consumer finds its place without parsing."""
+    async with opened(stream, tmp_path) as live:
+        consumers = Consumers(live, CONSUMERS)
+        await live.ingest(0)
         await consumers.reach(1)  # every consumer positioned in the live buffer
-        before = store.parsed
+        parsed = count_parses(live.store, monkeypatch)
         for n in range(1, 51):
-            await tracker.ingest([update(n)])
+            await live.ingest(n)
             await consumers.reach(n + 1)
-        assert store.parsed - before <= 50
+        assert parsed[0] <= 50
         await consumers.stop()
 
 
-def _memory() -> Store:
-    return MemoryStore()
-
-
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-async def test_a_lone_event_reaches_every_consumer_on_the_next_loop_turn(
-    kind: str, tmp_path: Path
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("stream", STREAMS)
+async def test_a_lone_item_reaches_every_consumer_on_the_next_loop_turn(
+    stream: str, backend: str, tmp_path: Path
 ) -> None:
-    """An event recorded alone reaches each waiting consumer at most one loop turn after its
+    """An item recorded alone reaches each waiting consumer at most one loop turn after its
     ingest returned: a consumer costs no latency beyond that turn."""
-    factory: Callable[[], Store] = (
-        _memory if kind == "memory" else lambda: SQLiteStore(tmp_path / "live.db")
-    )
-    async with DeliveryTracker(factory()) as tracker:
-        consumers = Consumers(tracker, CONSUMERS)
-        await tracker.ingest([update(0)])
+    async with opened(stream, tmp_path, backend) as live:
+        consumers = Consumers(live, CONSUMERS)
+        await live.ingest(0)
         await consumers.reach(1)
         for n in range(1, 21):
-            await tracker.ingest([update(n)])
+            await live.ingest(n)
             await asyncio.sleep(0)  # one turn of the loop
             assert consumers.seen == [n + 1] * CONSUMERS
         await consumers.stop()
-
-
-async def drain(tracker: DeliveryTracker, seconds: float) -> None:
-    """Iterate ``tracker.events()`` for ``seconds`` (TimeoutError then)."""
-    async with asyncio.timeout(seconds):
-        async for _ in tracker.events():
-            pass
 
 
 def futures_alive() -> int:
@@ -115,20 +155,30 @@ def futures_alive() -> int:
     return sum(1 for obj in gc.get_objects() if isinstance(obj, asyncio.Future))
 
 
-async def test_a_consumer_that_gives_up_waiting_leaves_nothing_behind() -> None:
-    """A consumer whose wait for the next event is cancelled (a timeout around it) leaves no
-    waiter in the tracker: an idle tracker polled that way for hours holds nothing more."""
-    async with DeliveryTracker(MemoryStore()) as tracker:
-        await tracker.ingest([update(0)])
+async def drain(live: Live, seconds: float) -> None:
+    """Iterate ``live.stream()`` for ``seconds`` (TimeoutError then)."""
+    async with asyncio.timeout(seconds):
+        async for _ in live.stream():
+            pass
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+async def test_a_consumer_that_gives_up_waiting_leaves_nothing_behind(
+    stream: str, tmp_path: Path
+) -> None:
+    """A consumer whose wait for the next item is cancelled (a timeout around it) leaves no
+    waiter behind: an idle tracker or inbox polled that way for hours holds nothing more."""
+    async with opened(stream, tmp_path) as live:
+        await live.ingest(0)
         with pytest.raises(TimeoutError):
-            await drain(tracker, 0.005)
+            await drain(live, 0.005)
         before = futures_alive()
         for _ in range(GIVE_UPS):
             with pytest.raises(TimeoutError):
-                await drain(tracker, 0.002)
+                await drain(live, 0.002)
         assert futures_alive() - before < GIVE_UPS // 10
-        consumers = Consumers(tracker, 1)  # and the next consumer still gets every event
+        consumers = Consumers(live, 1)  # and the next consumer still gets every item
         await consumers.reach(1)
-        await tracker.ingest([update(1)])
+        await live.ingest(1)
         await consumers.reach(2)
         await consumers.stop()

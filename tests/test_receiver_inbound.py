@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from inbound_helpers import PATH, TOKEN, FlakyStore, bearer, body, receiving
 from stream_helpers import take
 
 from opensms_async import (
@@ -18,74 +19,22 @@ from opensms_async import (
     InboundMessage,
     Inbox,
     OpenSMSClient,
-    StoreUnavailableError,
     create_receiver_app,
 )
-from opensms_async._reassembly import Part
 from opensms_async._server import serve
-from opensms_async.stores.inbound import MemoryInboundStore, Received
 from opensms_async.testing import RunningSimulator, run_simulator
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "in-tok-r2k5hq3"
-PATH = "/sms/inbound"
 NUMBER = "+32470000000"
 HANDSET = "+32470000001"
 LONG = "".join(f"{i:03d} " for i in range(100))  # 400 GSM-7 characters: 3 parts
 FAST: dict[str, Any] = {"seed": 5, "step_delay": (0.01, 0.02), "inbound_retry_time_scale": 1e-4}
 
 
-def body(message_id: str = "m-1", text: str = "Hello", **extra: Any) -> dict[str, Any]:
-    """An inbound callback body as BICS posts it."""
-    message = {
-        "dateTime": "2021-11-24T09:13:40.639",
-        "destinationAddress": "32470000000",
-        "senderAddress": "32470000001",
-        "messageId": message_id,
-        "message": text,
-        **extra,
-    }
-    return {"InboundSmsMessage": message}
-
-
-def bearer(token: str = TOKEN) -> dict[str, str]:
-    """The header BICS sends."""
-    return {"Authorization": f"Bearer {token}"}
-
-
-@contextlib.asynccontextmanager
-async def receiving(
-    inbox: Inbox, token: str | Sequence[str] = TOKEN, **options: Any
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An inbound-only receiver on a real socket, and a client pointed at it."""
-    app = create_receiver_app(None, inbox=inbox, inbound_security_token=token, **options)
-    async with serve(app) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        yield http
-
-
 async def logged(inbox: Inbox) -> list[InboundMessage]:
     """Everything the inbox's store logged so far."""
     return await inbox.store.read_messages(None)
-
-
-class FlakyStore(MemoryInboundStore):
-    """A memory store whose receive fails while ``failures`` remain, or hangs while ``hang``."""
-
-    def __init__(self, failures: int = 0, hang: bool = False) -> None:
-        super().__init__()
-        self.failures = failures
-        self.hang = hang
-
-    async def receive(
-        self, parts: Sequence[Part], *, now: float, timeout: float, retention: float
-    ) -> Received:
-        if self.hang:
-            await asyncio.sleep(60)
-        if self.failures > 0:
-            self.failures -= 1
-            raise StoreUnavailableError("the store is down (test)")
-        return await super().receive(parts, now=now, timeout=timeout, retention=retention)
 
 
 async def test_a_message_is_recorded_before_the_204_and_yielded_once() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from receiver_processes import PATH, TOKEN, receiver_process
-from redis_server import RedisServer, start_redis_server
+from redis_server import RedisServer, serving, start_redis_server
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -109,24 +109,18 @@ async def sqlite_write_lock(path: Path) -> AsyncIterator[WriteLock]:
 @contextlib.contextmanager
 def stopped(server: RedisServer) -> Iterator[None]:
     """redis-server frozen by SIGSTOP for the block: connections open, nothing answered."""
-    assert server.process is not None
-    server.process.send_signal(signal.SIGSTOP)
+    server.pause()
     try:
         yield
     finally:
-        server.process.send_signal(signal.SIGCONT)
+        server.resume()
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test's own, to stop, kill and restart."""
-    server = start_redis_server(tmp_path / "redis")
-    try:
+    with serving(start_redis_server(tmp_path / "redis")) as server:
         yield server
-    finally:
-        if server.process is not None:
-            server.process.send_signal(signal.SIGCONT)
-        server.stop()
 
 
 # --- an in-process receiver --------------------------------------------------------------------

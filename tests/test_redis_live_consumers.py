@@ -4,9 +4,9 @@ them, and each still gets every event of every replica, once, in log order."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
+from stream_helpers import take
 
 from opensms_async import DeliveryEvent, DeliveryStatus, DeliveryTracker, DeliveryUpdate
 from opensms_async.stores import RedisStore
@@ -14,8 +14,6 @@ from opensms_async.stores import RedisStore
 pytestmark = pytest.mark.integration
 
 CONSUMERS = 4
-WAIT = 10.0
-"""Upper bound on any wait in this file."""
 
 
 class CountingRedisStore(RedisStore):
@@ -37,17 +35,6 @@ class CountingRedisStore(RedisStore):
 def update(n: int) -> DeliveryUpdate:
     """A first sighting of recipient ``n``: one event."""
     return DeliveryUpdate("req-1", f"tel:+3361000{n:04d}", DeliveryStatus.MESSAGE_WAITING)
-
-
-async def take(events: AsyncIterator[DeliveryEvent], count: int) -> list[DeliveryEvent]:
-    """The next ``count`` events of a stream (bounded in time)."""
-    out: list[DeliveryEvent] = []
-    async with asyncio.timeout(WAIT):
-        async for event in events:
-            out.append(event)
-            if len(out) == count:
-                break
-    return out
 
 
 async def test_consumers_of_a_shared_log_read_it_once_for_all(redis_url: str) -> None:

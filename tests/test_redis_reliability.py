@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import redis
-from redis_server import RedisServer, start_redis_server
+from redis_server import RedisServer, serving, start_redis_server
 
 from opensms_async import DeliveryTracker, create_receiver_app
 from opensms_async._cli import main as cli_main
@@ -49,24 +47,8 @@ def up(status: str, request_id: str = "req-1", address: str = ADDR) -> DeliveryU
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test's own (it gets stopped), resumed and stopped afterwards."""
-    server = start_redis_server(tmp_path / "redis")
-    try:
+    with serving(start_redis_server(tmp_path / "redis")) as server:
         yield server
-    finally:
-        resume(server)
-        server.stop()
-
-
-def suspend(server: RedisServer) -> None:
-    """SIGSTOP: the server keeps its sockets (connects still succeed) but answers nothing."""
-    assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)
-
-
-def resume(server: RedisServer) -> None:
-    """SIGCONT: the server answers again."""
-    if server.process is not None and server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGCONT)
 
 
 async def failure_time(call: Awaitable[object]) -> float:
@@ -87,7 +69,7 @@ async def test_hung_redis_fails_each_apply_within_the_timeout(own_server: RedisS
     after SIGCONT the store works again by itself."""
     async with RedisStore(own_server.url) as store:
         await store.apply_events([up(S.MESSAGE_WAITING)])
-        suspend(own_server)
+        own_server.pause()
 
         async def one_apply(i: int) -> float:
             await asyncio.sleep(0.3 * i)  # each starts while the previous batch hangs
@@ -101,7 +83,7 @@ async def test_hung_redis_fails_each_apply_within_the_timeout(own_server: RedisS
         times = await asyncio.gather(*(one_apply(i) for i in range(4)), one_read())
         print(f"\nhung redis: seconds to StoreUnavailableError {[round(t, 1) for t in times]}")
         assert max(times) < DEFAULT_TIMEOUT + MARGIN
-        resume(own_server)
+        own_server.resume()
         async with asyncio.timeout(WAIT):
             [event] = await store.apply_events([up(S.DELIVERED_TO_TERMINAL)])
         state = await store.get("req-1", ADDR)
@@ -117,7 +99,7 @@ async def test_a_call_queued_behind_a_hung_batch_fails_at_its_own_deadline(
     timeout = 4.0
     async with RedisStore(own_server.url, timeout=timeout) as store:
         await store.apply_events([up(S.MESSAGE_WAITING)])
-        suspend(own_server)
+        own_server.pause()
         ahead = asyncio.ensure_future(store.apply_events([up(S.DELIVERED_TO_NETWORK, "r1")]))
         await asyncio.sleep(0.2)  # ``ahead`` is in flight: the next calls wait in the queue
         queued = asyncio.ensure_future(
@@ -140,7 +122,7 @@ async def test_hung_redis_ends_a_blocking_read_and_close(own_server: RedisServer
     await store.open()
     reader = asyncio.ensure_future(store.read_events(None, timeout=30.0))
     await asyncio.sleep(0.3)  # blocked in XREAD
-    suspend(own_server)
+    own_server.pause()
     waited = await failure_time(reader)
     assert waited < BLOCK_SLICE + DEFAULT_TIMEOUT + MARGIN
     pending = asyncio.ensure_future(store.apply_events([up(S.MESSAGE_WAITING)]))
@@ -152,7 +134,7 @@ async def test_hung_redis_ends_a_blocking_read_and_close(own_server: RedisServer
     assert closing < DEFAULT_TIMEOUT + MARGIN
     with pytest.raises(StoreUnavailableError):
         await pending
-    resume(own_server)
+    own_server.resume()
     async with RedisStore(own_server.url) as again:
         assert await again.read_events(None) == []
 

@@ -7,7 +7,6 @@ HTTP client posting chosen bodies to it. The SDK records in memory (``otel_helpe
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -19,10 +18,10 @@ from typing import Any
 import attrs
 import httpx
 import pytest
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, MetricsData
+from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
-from otel_helpers import Recorded, recording
+from otel_helpers import Recorded, attributes, named, recording, spans_ended, sums
 
 from opensms_async import (
     DeliveryEvent,
@@ -104,25 +103,10 @@ async def story(
         yield Story(sim, client, tracker, receiver)
 
 
-def named(recorded: Recorded, name: str) -> list[ReadableSpan]:
-    """The finished spans of this package called ``name``."""
-    return [span for span in recorded.spans() if span.name == name]
-
-
 def one(recorded: Recorded, name: str) -> ReadableSpan:
     """The one finished span called ``name``."""
     [span] = named(recorded, name)
     return span
-
-
-async def spans_ended(recorded: Recorded, name: str, count: int) -> list[ReadableSpan]:
-    """The spans called ``name`` once at least ``count`` have ended (bounded wait)."""
-    for _ in range(500):
-        found = named(recorded, name)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"fewer than {count} {name} spans ended: {len(named(recorded, name))}")
 
 
 def links_to(span: ReadableSpan, target: ReadableSpan) -> bool:
@@ -133,21 +117,6 @@ def links_to(span: ReadableSpan, target: ReadableSpan) -> bool:
         == (target.context.trace_id, target.context.span_id)
         for link in span.links
     )
-
-
-def sums(recorded: Recorded, name: str) -> dict[frozenset[tuple[str, Any]], Any]:
-    """The data points of metric ``name`` by their attributes (a sum's value, a histogram's
-    point, a gauge's value)."""
-    found = {}
-    for point in recorded.points(name):
-        key = frozenset(dict(point.attributes or {}).items())
-        found[key] = point if isinstance(point, HistogramDataPoint) else point.value
-    return found
-
-
-def attributes(**pairs: str) -> frozenset[tuple[str, Any]]:
-    """A metric point's attributes: ``attributes(opensms_outcome="accepted")``."""
-    return frozenset((key.replace("_", ".", 1), value) for key, value in pairs.items())
 
 
 # --- callbacks ------------------------------------------------------------------------------------

@@ -8,37 +8,32 @@ bundled simulator's inbox for polling. The SDK records in memory (``otel_helpers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from inbound_helpers import PATH, FlakyStore, bearer, body, receiving
 from opentelemetry.trace import SpanKind, StatusCode
-from otel_helpers import Recorded, recording
+from otel_helpers import Recorded, attributes, named, recording, spans_ended, sums
+from stream_helpers import take
 
 from opensms_async import (
-    InboundMessage,
     Inbox,
     OpenSMSClient,
     RateLimitError,
     StoreUnavailableError,
-    create_receiver_app,
 )
 from opensms_async._inbound import InboundSmsMessageList
 from opensms_async._inbox_poller import InboundPoller
 from opensms_async._reassembly import Part
-from opensms_async._server import serve
-from opensms_async.stores.inbound import MemoryInboundStore, Received
+from opensms_async.stores.inbound import Received
 from opensms_async.testing import run_simulator
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "otel-inbound-token-7c2e"
-PATH = "/sms/inbound"
 NUMBER = "+32470000000"
 HANDSET = "+32470000001"
 FAST: dict[str, Any] = {"seed": 11, "step_delay": (0.01, 0.02), "inbound_retry_time_scale": 1e-4}
@@ -49,87 +44,6 @@ WAIT = 10.0
 def otel() -> Iterator[Recorded]:
     """SDK providers recording in memory for this test, unset afterwards."""
     yield from recording()
-
-
-def body(message_id: str = "m-1", text: str = "Hello", **extra: Any) -> dict[str, Any]:
-    """An inbound callback body as BICS posts it."""
-    message = {
-        "dateTime": "2021-11-24T09:13:40.639",
-        "destinationAddress": "32470000000",
-        "senderAddress": "32470000001",
-        "messageId": message_id,
-        "message": text,
-        **extra,
-    }
-    return {"InboundSmsMessage": message}
-
-
-def bearer(token: str = TOKEN) -> dict[str, str]:
-    """The header BICS sends."""
-    return {"Authorization": f"Bearer {token}"}
-
-
-@contextlib.asynccontextmanager
-async def receiving(inbox: Inbox, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """An inbound-only receiver on a real socket, and a client pointed at it."""
-    app = create_receiver_app(None, inbox=inbox, inbound_security_token=TOKEN, **options)
-    async with serve(app) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        yield http
-
-
-def named(recorded: Recorded, name: str) -> list[ReadableSpan]:
-    """The finished spans of this package called ``name``."""
-    return [span for span in recorded.spans() if span.name == name]
-
-
-async def spans_ended(recorded: Recorded, name: str, count: int) -> list[ReadableSpan]:
-    """The spans called ``name`` once at least ``count`` have ended (bounded wait)."""
-    for _ in range(1000):
-        found = named(recorded, name)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{count} {name} spans never ended: {len(named(recorded, name))}")
-
-
-def sums(recorded: Recorded, name: str) -> dict[frozenset[tuple[str, Any]], Any]:
-    """The data points of counter ``name`` by their attributes."""
-    return {
-        frozenset(dict(point.attributes or {}).items()): point.value
-        for point in recorded.points(name)
-    }
-
-
-def attributes(**pairs: Any) -> frozenset[tuple[str, Any]]:
-    """A metric point's attributes: ``attributes(opensms_outcome="accepted")``."""
-    return frozenset((key.replace("_", ".", 1), value) for key, value in pairs.items())
-
-
-async def take(inbox: Inbox, count: int) -> list[InboundMessage]:
-    """The first ``count`` messages of the inbox (bounded in time)."""
-    out: list[InboundMessage] = []
-    async with asyncio.timeout(WAIT):
-        async for message in inbox.messages():
-            out.append(message)
-            if len(out) == count:
-                break
-    return out
-
-
-class FailingStore(MemoryInboundStore):
-    """A memory store whose receive fails while ``failures`` remain."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-
-    async def receive(
-        self, parts: Sequence[Part], *, now: float, timeout: float, retention: float
-    ) -> Received:
-        if self.failures > 0:
-            self.failures -= 1
-            raise StoreUnavailableError("the store is down")
-        return await super().receive(parts, now=now, timeout=timeout, retention=retention)
 
 
 # --- the receiver -----------------------------------------------------------------------------
@@ -172,7 +86,7 @@ async def test_an_inbound_callback_the_store_cannot_record_is_an_unavailable_err
 ) -> None:
     """A 503 (the store is down) is an ``unavailable`` span with an error status: the
     receiver's fault, unlike a refusal."""
-    async with Inbox(FailingStore(failures=1)) as inbox, receiving(inbox) as http:
+    async with Inbox(FlakyStore(failures=1)) as inbox, receiving(inbox) as http:
         assert (await http.post(PATH, json=body(), headers=bearer())).status_code == 503
         assert (await http.post(PATH, json=body(), headers=bearer())).status_code == 204
     failed, recorded = named(otel, "opensms.inbound")
@@ -229,7 +143,8 @@ async def test_inbound_messages_are_counted_by_source_and_completeness(otel: Rec
             for options in (body("whole"), body("whole"), *parts):
                 answer = await http.post(PATH, json=options, headers=bearer())
                 assert answer.status_code == 204
-            messages = await take(inbox, 3)  # the polled one, the whole one, the cut one
+            # the polled one, the whole one, the cut one
+            messages = await take(inbox.messages(), 3, WAIT)
     assert sorted((m.source, m.complete) for m in messages) == [
         ("callback", False),
         ("callback", True),
@@ -261,7 +176,7 @@ async def test_an_inbound_poll_is_a_span_with_the_fetch_under_it(otel: Recorded)
         client = OpenSMSClient(api_key=sim.api_key, base_url=sim.base_url)
         inbox = Inbox(client=client, poll_numbers=[NUMBER], poll_interval=0.05)
         async with client, inbox:
-            await take(inbox, 2)
+            await take(inbox.messages(), 2, WAIT)
             polls = await spans_ended(otel, "opensms.inbound.poll", 2)  # one more: empty
     outcomes = [(span.attributes or {}).get("opensms.outcome") for span in polls]
     assert outcomes[0] == "received" and "empty" in outcomes[1:]
