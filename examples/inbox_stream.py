@@ -15,8 +15,7 @@ import tempfile
 from pathlib import Path
 
 from opensms_async import Inbox, OpenSMSClient, create_receiver_app
-from opensms_async._server import serve
-from opensms_async.testing import run_simulator
+from opensms_async.testing import run_simulator, serve
 
 TOKEN = "example-inbound-token"
 NUMBER, POLLED, HANDSET = "+32470000000", "+32470000009", "+32470000001"
