@@ -248,6 +248,9 @@ def one_run(store: str, rate: int, args: argparse.Namespace, workdir: str) -> di
     pauses = [seconds for _, seconds in data["gc_pauses"]]
     summary["gc_max_ms"] = max(pauses, default=0.0) * 1e3
     summary["gc_full"] = float(sum(1 for generation, _ in data["gc_pauses"] if generation == 2))
+    for g in range(3):  # per 10,000 callbacks sent (warm-up included, as the pauses are)
+        collections = sum(1 for generation, _ in data["gc_pauses"] if generation == g)
+        summary[f"gc{g}_per_10k"] = collections * 10_000 / total
     summary["cpu_wait"] = waited
     summary["load"] = load
     return summary
@@ -329,6 +332,8 @@ def _absolute_row(
         gc_max = max(r["gc_max_ms"] for r in counted)
         full = sum(r["gc_full"] for r in counted)
         notes.append(f"longest GC {gc_max:.1f} ms, {full:.0f} full")
+        per = [median([r[f"gc{g}_per_10k"] for r in counted]) for g in range(3)]
+        notes.append("GC gen0/1/2 per 10k callbacks " + "/".join(f"{c:.1f}" for c in per))
         waited = max(r["cpu_wait"] for r in counted)
         load = max(r["load"] for r in counted)
         notes.append(f"server waited for a CPU up to {waited:.0%} of a run, load avg {load:.1f}")
