@@ -20,7 +20,8 @@ A run is refused (its figures not counted) on any answer but 204, any socket err
 callback whose event the consumer never saw. Reported per store and rate: p50, p99 and max of
 each run, the worst p99 of the runs beside the target (p99 < 5 ms memory, < 10 ms SQLite, in every
 run), and the answers' own round trip for context. Beside them, what explains a tail that is not
-the receiver's: the server's longest garbage collection, and how long it waited for a CPU while
+the receiver's: the server's longest garbage collection (and the median count of collections of
+each generation per 10,000 callbacks sent), and how long it waited for a CPU while
 runnable (``schedstat``: on a shared machine, other processes holding CPU 0), as a share of the
 run, with the load average when the run started.
 
