@@ -11,6 +11,7 @@
 | ``sqlite`` | the same over ``SQLiteStore`` in the directory ``ARG`` (2xx after commit) |
 | ``redis`` | the same over ``open_store(ARG)``, ``ARG`` a ``redis://`` URL |
 | ``null`` | the receiver over a store that records nothing: the cost of HTTP, token and parsing |
+| ``baseline`` | a Starlette route: parse, queue, 204; one consumer (the latency yardstick) |
 
 ``--consumers N`` runs N tasks in the server that do nothing but ``async for _ in
 tracker.events()`` (counting), opened with the tracker: what a user of the receiver runs. With
@@ -42,6 +43,7 @@ import signal
 import time
 from array import array
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from _util import drain_body, serve_fast
 from starlette.applications import Starlette
@@ -51,10 +53,11 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opensms_async import DeliveryEvent, DeliveryTracker, DeliveryUpdate
+from opensms_async._json import loads as parse_json
 from opensms_async.receiver import create_receiver_app
 from opensms_async.stores import MemoryStore, SQLiteStore, Store, open_store
 
-VARIANTS = ("raw", "starlette", "memory", "sqlite", "redis", "null")
+VARIANTS = ("raw", "starlette", "memory", "sqlite", "redis", "null", "baseline")
 RECEIVERS = ("memory", "sqlite", "redis", "null")
 TOKEN = "bench-token"
 CALLBACK_PATH = "/sms/callback"
@@ -195,8 +198,73 @@ def receiver_lifespan(
     return lifespan()
 
 
+class Baseline:
+    """The latency yardstick: what any receiver with a live consumer must do, and nothing more.
+
+    A bare Starlette route reads the body, parses it as the SDK does (``_json.loads``), hands the
+    parsed callback to an ``asyncio.Queue`` and answers 204; one consumer task iterates the queue
+    with ``async for`` and notes ``time.monotonic()`` per item as the SDK's timed consumer does
+    (three flat columns), keyed by the callback's address and status. No store, no merge, no
+    token check: the SDK's p99 minus this one's is the SDK's own tail on the same machine.
+    """
+
+    def __init__(self, latency: str | None) -> None:
+        self._latency = latency
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.addresses: list[str] = []
+        self.statuses: list[str] = []
+        self.times = array("d")
+        self._task: asyncio.Task[None] | None = None
+
+    async def callback(self, request: Request) -> Response:
+        """Parse, queue, answer 204."""
+        self._queue.put_nowait(parse_json(await request.body()))
+        return Response(status_code=204)
+
+    async def _items(self) -> AsyncIterator[Any]:
+        queue = self._queue
+        while (item := await queue.get()) is not None:
+            yield item
+
+    async def _consume(self) -> None:
+        address, status, at = self.addresses.append, self.statuses.append, self.times.append
+        clock = time.monotonic
+        async for item in self._items():
+            at(clock())
+            info = item["deliveryInfoList"]["deliveryInfo"][0]
+            address(info["address"])
+            status(info["deliveryStatus"])
+
+    def app(self, *, freeze: bool) -> Starlette:
+        """The Starlette app; its lifespan runs the consumer and writes the arrivals."""
+        pauses = GCPauses()
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            self._task = asyncio.create_task(self._consume())
+            if freeze:
+                gc.collect()
+                gc.freeze()
+            if self._latency is not None:
+                gc.callbacks.append(pauses.callback)
+            yield
+            self._queue.put_nowait(None)
+            await asyncio.wait([self._task], timeout=10)
+            if self._latency is not None:
+                arrivals = list(zip(self.addresses, self.statuses, self.times, strict=True))
+                data = {"arrivals": arrivals, "gc_pauses": pauses.seen}
+                await asyncio.to_thread(_write_json, self._latency, data)
+
+        routes = [Route(CALLBACK_PATH, self.callback, methods=["POST"]), Route("/healthz", _health)]
+        return Starlette(routes=routes, lifespan=lifespan)
+
+
 def build(args: argparse.Namespace) -> ASGIApp:
     """The app of one variant, mounted or not."""
+    if args.variant == "baseline":
+        if args.mounted:
+            raise SystemExit("the baseline variant is not mounted")
+        return Baseline(args.latency).app(freeze=args.gc_freeze)
     if args.variant == "raw":
         if args.mounted:
             raise SystemExit("the raw variant cannot be mounted")
@@ -262,7 +330,7 @@ def main() -> None:
         "--gc-freeze", action="store_true", help="diagnosis: gc.freeze() once the tracker is open"
     )
     args = parser.parse_args()
-    if args.latency is not None and args.consumers < 1:
+    if args.latency is not None and args.consumers < 1 and args.variant != "baseline":
         parser.error("--latency needs a consumer")
     if args.profile is None:
         serve(args)

@@ -20,12 +20,22 @@ A run is refused (its figures not counted) on any answer but 204, any socket err
 callback whose event the consumer never saw. Reported per store and rate: p50, p99 and max of
 each run, the worst p99 of the runs beside the target (p99 < 5 ms memory, < 10 ms SQLite, in every
 run), and the answers' own round trip for context. Beside them, what explains a tail that is not
-the receiver's: the server's longest garbage collection, and how long it waited for a CPU while
+the receiver's: the server's longest garbage collection (and the median count of collections of
+each generation per 10,000 callbacks sent), and how long it waited for a CPU while
 runnable (``schedstat``: on a shared machine, other processes holding CPU 0), as a share of the
 run, with the load average when the run started.
 
+**The baseline**, measured in the same run, its runs interleaved with the SDK's: a bare
+Starlette route under the same uvicorn settings and pinning that parses the same callback JSON
+(``_json.loads``), hands it to an ``asyncio.Queue`` and answers 204, one consumer ``async for``-ing
+the queue and noting ``time.monotonic()`` as the SDK's does (``_receiver_apps.py`` variant
+``baseline``). Its p50/p99/max are reported per rate beside the SDK's, and per store and rate the
+SDK's p99 over the baseline's (each round's own ratio, the median as the figure; the difference in
+ms beside): the machine's part of a tail shows in both, the SDK's own part only in the ratio.
+``--no-baseline`` skips it.
+
     .venv/bin/python bench/bench_latency.py [--seconds 10] [--rates 1000,3000] [--rounds 3]
-        [--stores memory,sqlite] [--json-out FILE]
+        [--stores memory,sqlite] [--no-baseline] [--gc-freeze] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from _util import (
     cpu_wait_seconds,
     format_rows,
     free_port,
+    median,
     pin_to_cpu,
     row,
     server_process,
@@ -60,6 +71,8 @@ HERE = Path(__file__).resolve().parent
 TARGETS_MS = {"memory": 5.0, "sqlite": 10.0}
 """p99 of callback → consumer, in every run (PERFORMANCE.md)."""
 LAG = 1000
+BASELINE = "baseline"
+"""The yardstick's name among the stores: ``_receiver_apps.py``'s bare Starlette → Queue app."""
 _BODY = (
     '{{"deliveryInfoList":{{"securityToken":"{token}",'
     '"resourceURL":"http://h/outbound/tel%3A%2B32123/requests/lat-{rid:07d}/deliveryInfos",'
@@ -236,6 +249,9 @@ def one_run(store: str, rate: int, args: argparse.Namespace, workdir: str) -> di
     pauses = [seconds for _, seconds in data["gc_pauses"]]
     summary["gc_max_ms"] = max(pauses, default=0.0) * 1e3
     summary["gc_full"] = float(sum(1 for generation, _ in data["gc_pauses"] if generation == 2))
+    for g in range(3):  # per 10,000 callbacks sent (warm-up included, as the pauses are)
+        collections = sum(1 for generation, _ in data["gc_pauses"] if generation == g)
+        summary[f"gc{g}_per_10k"] = collections * 10_000 / total
     summary["cpu_wait"] = waited
     summary["load"] = load
     return summary
@@ -267,10 +283,10 @@ Results = dict[tuple[str, int], list[dict[str, float] | str]]
 
 
 def measure(args: argparse.Namespace) -> Results:
-    """Interleaved rounds of every store and rate, a fresh server each run."""
-    plans = [
-        (s, r) for s in args.stores.split(",") for r in (int(x) for x in args.rates.split(","))
-    ]
+    """Interleaved rounds of every store and rate (the baseline's too), a fresh server each
+    run."""
+    stores = args.stores.split(",") + ([] if args.no_baseline else [BASELINE])
+    plans = [(s, r) for s in stores for r in (int(x) for x in args.rates.split(","))]
     results: Results = {plan: [] for plan in plans}
     with tempfile.TemporaryDirectory(prefix="opensms-latency-") as workdir:
         for round_no in range(args.rounds):
@@ -286,45 +302,90 @@ def measure(args: argparse.Namespace) -> Results:
 
 
 def rows(results: Results) -> list[dict[str, Any]]:
-    """The table's rows: the worst p99 of the runs beside its target, the rest as notes."""
+    """The table's rows: per store and rate the worst p99 of the runs beside its target, the
+    rest as notes; per rate the baseline's; per store and rate the SDK's p99 over the
+    baseline's (the median of each round's own ratio, the headline on a shared machine)."""
     out = []
     group = "latency: callback sent → async for consumer (open loop, paced; p99 in every run)"
     for (store, rate), runs in results.items():
-        counted = [r for r in runs if isinstance(r, dict)]
-        refused = len(runs) - len(counted)
-        target = TARGETS_MS.get(store)
-        worst = max((r["p99_ms"] for r in counted), default=None)
-        notes = [
-            "runs p50/p99/max ms: "
-            + ", ".join(f"{r['p50_ms']:.1f}/{r['p99_ms']:.1f}/{r['max_ms']:.0f}" for r in counted)
-        ]
-        if counted:
-            due = max(r["p99_from_due_ms"] for r in counted)
-            answer = max(r["answer_p99_ms"] for r in counted)
-            notes.append(f"p99 from due {due:.1f}, 204 round trip p99 {answer:.1f}")
-            gc_max = max(r["gc_max_ms"] for r in counted)
-            full = sum(r["gc_full"] for r in counted)
-            notes.append(f"longest GC {gc_max:.1f} ms, {full:.0f} full")
-            waited = max(r["cpu_wait"] for r in counted)
-            load = max(r["load"] for r in counted)
-            notes.append(
-                f"server waited for a CPU up to {waited:.0%} of a run, load avg {load:.1f}"
-            )
-        if refused:
-            notes.append(f"{refused}/{len(runs)} runs refused")
-        passed = None if target is None or worst is None else worst < target and not refused
-        out.append(
-            row(
-                group,
-                f"{store}, {rate:,}/s: worst p99 of {len(counted)} runs",
-                worst,
-                "ms",
-                target="" if target is None else f"< {target:g} ms",
-                passed=passed,
-                note="; ".join(notes),
-            )
-        )
+        out.append(_absolute_row(group, store, rate, runs))
+    for (store, rate), runs in results.items():
+        if store != BASELINE and (BASELINE, rate) in results:
+            out.append(_ratio_row(group, store, rate, runs, results[BASELINE, rate]))
     return out
+
+
+def _absolute_row(
+    group: str, store: str, rate: int, runs: list[dict[str, float] | str]
+) -> dict[str, Any]:
+    counted = [r for r in runs if isinstance(r, dict)]
+    refused = len(runs) - len(counted)
+    target = TARGETS_MS.get(store)
+    worst = max((r["p99_ms"] for r in counted), default=None)
+    notes = [
+        "runs p50/p99/max ms: "
+        + ", ".join(f"{r['p50_ms']:.1f}/{r['p99_ms']:.1f}/{r['max_ms']:.0f}" for r in counted)
+    ]
+    if counted:
+        due = max(r["p99_from_due_ms"] for r in counted)
+        answer = max(r["answer_p99_ms"] for r in counted)
+        notes.append(f"p99 from due {due:.1f}, 204 round trip p99 {answer:.1f}")
+        gc_max = max(r["gc_max_ms"] for r in counted)
+        full = sum(r["gc_full"] for r in counted)
+        notes.append(f"longest GC {gc_max:.1f} ms, {full:.0f} full")
+        per = [median([r[f"gc{g}_per_10k"] for r in counted]) for g in range(3)]
+        notes.append("GC gen0/1/2 per 10k callbacks " + "/".join(f"{c:.1f}" for c in per))
+        waited = max(r["cpu_wait"] for r in counted)
+        load = max(r["load"] for r in counted)
+        notes.append(f"server waited for a CPU up to {waited:.0%} of a run, load avg {load:.1f}")
+    if refused:
+        notes.append(f"{refused}/{len(runs)} runs refused")
+    passed = None if target is None or worst is None else worst < target and not refused
+    label = "baseline (Starlette→Queue)" if store == BASELINE else store
+    return row(
+        group,
+        f"{label}, {rate:,}/s: worst p99 of {len(counted)} runs",
+        worst,
+        "ms",
+        target="" if target is None else f"< {target:g} ms",
+        passed=passed,
+        note="; ".join(notes),
+    )
+
+
+def _ratio_row(
+    group: str,
+    store: str,
+    rate: int,
+    runs: list[dict[str, float] | str],
+    baselines: list[dict[str, float] | str],
+) -> dict[str, Any]:
+    """The SDK's p99 over the baseline's, round by round (a round's pair is counted only when
+    both runs were), the median as the figure; the differences in ms beside."""
+    pairs = [
+        (sdk, base)
+        for sdk, base in zip(runs, baselines, strict=False)
+        if isinstance(sdk, dict) and isinstance(base, dict)
+    ]
+    ratios = [sdk["p99_ms"] / base["p99_ms"] for sdk, base in pairs]
+    minus = [sdk["p99_ms"] - base["p99_ms"] for sdk, base in pairs]
+    notes = []
+    if pairs:
+        notes.append("rounds p99 ratio: " + ", ".join(f"{r:.2f}" for r in ratios))
+        notes.append("p99 minus baseline ms: " + ", ".join(f"{m:+.1f}" for m in minus))
+        notes.append(
+            "p50 ratio: "
+            + ", ".join(f"{sdk['p50_ms'] / base['p50_ms']:.2f}" for sdk, base in pairs)
+        )
+    if len(pairs) < len(runs):
+        notes.append(f"{len(runs) - len(pairs)}/{len(runs)} rounds without a counted pair")
+    return row(
+        group,
+        f"{store}, {rate:,}/s: p99 ÷ baseline p99 (median of {len(pairs)} rounds)",
+        median(ratios) if ratios else None,
+        "ratio",
+        note="; ".join(notes),
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -336,6 +397,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stores", default="memory,sqlite")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64, help="the generator's pool")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the baseline server's runs"
+    )
     parser.add_argument("--json-out", help="write the table's rows here (run.py reads them)")
     parser.add_argument(
         "--gc-freeze", action="store_true", help="diagnosis: the server calls gc.freeze() at start"

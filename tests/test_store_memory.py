@@ -46,7 +46,7 @@ async def test_memory_states_share_interned_shapes() -> None:
         await store.apply_events(
             [up(S.MESSAGE_WAITING, f"tel:+3360000000{i}", sender=SENDER) for i in (1, 2)]
         )
-        rows = list(store._requests[REQ].rows.values())
+        rows = list(store._requests[REQ].values())
         assert rows[0][1] is rows[1][1]
         assert store._log.request_ids[0] is store._log.request_ids[1]
 

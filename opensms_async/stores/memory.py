@@ -41,17 +41,17 @@ DEFAULT_MAX_EVENTS: Final = 1_000_000
 
 _Row: TypeAlias = tuple[str, StateShape, float]
 """A recipient's state: ``(address, shape, updated_at)``."""
-_Undo: TypeAlias = tuple["_Request", str, _Row | None]
+_Rows: TypeAlias = dict[str, _Row]
+"""The recipients of one request id: a row per address.
 
-
-class _Request:
-    """The recipients of one request id: the canonical id string and a row per address."""
-
-    __slots__ = ("request_id", "rows")
-
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
-        self.rows: dict[str, _Row] = {}
+A dict of plain values, not an object holding one: the garbage collector stops tracking such a
+dict in its next full collection, so a million requests of one recipient each are not a million
+objects that every later full collection walks (a pause of the receiver as long as the store is
+big). An instance of a class (``__slots__`` or not), or a tuple holding the dict, stays tracked
+for ever; the canonical id strings live apart, in a dict of strings (never tracked).
+"""
+_Undo: TypeAlias = tuple[str, _Rows, str, _Row | None]
+"""``(request id, its rows, address, the row before)``: what a failed merge puts back."""
 
 
 class _Pending:
@@ -243,7 +243,9 @@ class MemoryStore(Lifecycle):
     def __init__(self, *, max_events: int = DEFAULT_MAX_EVENTS) -> None:
         if max_events < 1:
             raise ValueError(f"max_events must be at least 1, not {max_events!r}")
-        self._requests: dict[str, _Request] = {}
+        self._requests: dict[str, _Rows] = {}
+        self._ids: dict[str, str] = {}
+        """Each request id to its canonical string (the one the log and the events share)."""
         self._log = _EventLog(max_events)
         self._memo = MergeMemo()  # per store, like its interned shapes: no module-level cache
         self._schedule = _Schedule()
@@ -294,8 +296,8 @@ class MemoryStore(Lifecycle):
         """The state of one recipient, or None if the pair was never seen."""
         self._check_usable()
         request = self._requests.get(request_id)
-        row = None if request is None else request.rows.get(address)
-        return None if request is None or row is None else _state(request.request_id, row)
+        row = None if request is None else request.get(address)
+        return None if row is None else _state(self._ids[request_id], row)
 
     async def get_request(self, request_id: str) -> list[DeliveryState]:
         """The states of every recipient seen for a request, sorted by address."""
@@ -303,7 +305,8 @@ class MemoryStore(Lifecycle):
         request = self._requests.get(request_id)
         if request is None:
             return []
-        return [_state(request.request_id, request.rows[a]) for a in sorted(request.rows)]
+        canonical = self._ids[request_id]
+        return [_state(canonical, request[a]) for a in sorted(request)]
 
     def _merge_all(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:
         """Merge and log every update, all or none (a failing update undoes its call), and
@@ -314,7 +317,7 @@ class MemoryStore(Lifecycle):
         """
         if self._state is not OPEN:
             raise self._unusable()
-        requests, log, memo = self._requests, self._log, self._memo
+        requests, ids, log, memo = self._requests, self._ids, self._log, self._memo
         known_steps, learn = memo.steps, memo.step
         log_request, log_address = log.request_ids.append, log.addresses.append
         log_shape, log_time = log.shapes.append, log.times.append
@@ -324,10 +327,12 @@ class MemoryStore(Lifecycle):
         try:
             for update in updates:
                 request_id = update.request_id
-                request = requests.get(request_id)
-                if request is None:
-                    request = requests[request_id] = _Request(request_id)
-                rows = request.rows
+                rows = requests.get(request_id)
+                if rows is None:
+                    rows = requests[request_id] = {}
+                    ids[request_id] = request_id
+                else:
+                    request_id = ids[request_id]
                 stored = rows.get(update.address)
                 shape = None if stored is None else stored[1]
                 # MergeMemo.step(shape, update), its lookup inlined (a miss asks the memo).
@@ -343,19 +348,19 @@ class MemoryStore(Lifecycle):
                 else:
                     row = stored
                 if row is not stored:
-                    undo.append((request, row[0], stored))
+                    undo.append((request_id, rows, row[0], stored))
                     rows[row[0]] = row
                 event_shape = step.event_shape
                 if event_shape is not None:
                     address, at = row[0], row[2]
-                    log_request(request.request_id)
+                    log_request(request_id)
                     log_address(address)
                     log_shape(event_shape)
                     log_time(at)
                     # status, previous, source, parts_delivered, sms_parts, conflict
                     status, previous, source, parts, sms_parts, conflict = event_shape
                     event = build_event(
-                        str(mark + len(events)), request.request_id, address, status, previous,
+                        str(mark + len(events)), request_id, address, status, previous,
                         source, parts, sms_parts, conflict, at,
                     )  # fmt: skip
                     events.append(event)
@@ -370,13 +375,14 @@ class MemoryStore(Lifecycle):
 
     def _undo(self, undo: list[_Undo], mark: int) -> None:
         """Put back the rows a failed merge changed and drop the events it logged."""
-        for request, address, row in reversed(undo):
+        for request_id, rows, address, row in reversed(undo):
             if row is not None:
-                request.rows[address] = row
+                rows[address] = row
                 continue
-            del request.rows[address]
-            if not request.rows:
-                del self._requests[request.request_id]
+            del rows[address]
+            if not rows:
+                del self._requests[request_id]
+                del self._ids[request_id]
         self._log.truncate(mark)
 
     # --- events ------------------------------------------------------------------------------
