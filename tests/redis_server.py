@@ -18,7 +18,7 @@ import redis
 
 __all__ = ["RedisServer", "find_redis_server", "start_durable_redis_server", "start_redis_server"]
 
-START_TIMEOUT = 10.0
+START_TIMEOUT = 30.0
 """Seconds a server may take to answer PING after it was started."""
 
 

@@ -14,7 +14,7 @@ from opensms_async.stores import RedisStore
 pytestmark = pytest.mark.integration
 
 CONSUMERS = 4
-WAIT = 10.0
+WAIT = 30.0
 """Upper bound on any wait in this file."""
 
 

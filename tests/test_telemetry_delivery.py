@@ -117,11 +117,13 @@ def one(recorded: Recorded, name: str) -> ReadableSpan:
 
 async def spans_ended(recorded: Recorded, name: str, count: int) -> list[ReadableSpan]:
     """The spans called ``name`` once at least ``count`` have ended (bounded wait)."""
-    for _ in range(500):
-        found = named(recorded, name)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.01)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):  # not 500 sleeps of 10 ms (5 s): a hang guard, generous
+            while True:
+                found = named(recorded, name)
+                if len(found) >= count:
+                    return found
+                await asyncio.sleep(0.01)
     raise AssertionError(f"fewer than {count} {name} spans ended: {len(named(recorded, name))}")
 
 
