@@ -81,7 +81,7 @@ def background(
     finally:
         if process.poll() is None:
             process.kill()
-        process.wait(timeout=10)
+        process.wait(timeout=30)
 
 
 def wait_for_text(path: Path, text: str, process: subprocess.Popen[bytes], timeout: float) -> str:

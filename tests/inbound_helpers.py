@@ -43,7 +43,7 @@ async def receiving(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An inbound-only receiver on a real socket, and a client pointed at it."""
     app = create_receiver_app(None, inbox=inbox, inbound_security_token=token, **options)
-    async with serve(app) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with serve(app) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         yield http
 
 

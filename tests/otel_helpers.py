@@ -8,6 +8,7 @@ SDK would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,12 +102,14 @@ def named(recorded: Recorded, name: str) -> list[ReadableSpan]:
 
 
 async def spans_ended(recorded: Recorded, name: str, count: int) -> list[ReadableSpan]:
-    """The spans called ``name`` once at least ``count`` have ended (bounded wait, 10 s)."""
-    for _ in range(1000):
-        found = named(recorded, name)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.01)
+    """The spans called ``name`` once at least ``count`` have ended (bounded wait)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):  # a hang guard, generous for a loaded machine
+            while True:
+                found = named(recorded, name)
+                if len(found) >= count:
+                    return found
+                await asyncio.sleep(0.01)
     raise AssertionError(f"fewer than {count} {name} spans ended: {len(named(recorded, name))}")
 
 

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "crash-test-token-3"
 PATH = "/sms/callback"
 CONCURRENCY = 32
-STARTUP_TIMEOUT = 20.0
+STARTUP_TIMEOUT = 60.0
 LOAD_TIMEOUT = 60.0
 
 
@@ -140,7 +140,7 @@ async def receiver_process(
     finally:
         if process.poll() is None:
             process.kill()
-        process.wait(timeout=10)
+        process.wait(timeout=30)
 
 
 def _spawn(command: list[str], workdir: Path, name: str) -> subprocess.Popen[bytes]:

@@ -23,7 +23,7 @@ __all__ = ["LIFESPAN_WAIT", "TRANSPORTS", "lifespan", "reach"]
 
 TRANSPORTS = ["asgi", pytest.param("socket", marks=pytest.mark.integration)]
 """Parameters for a ``transport`` fixture: in process (a unit test), then over a socket."""
-LIFESPAN_WAIT = 10.0
+LIFESPAN_WAIT = 30.0
 """Seconds the app's lifespan startup or shutdown may take at most."""
 
 
@@ -61,7 +61,7 @@ async def _step(
 
 @contextlib.asynccontextmanager
 async def reach(
-    app: ASGIApp, transport: str, *, timeout: float = 10.0
+    app: ASGIApp, transport: str, *, timeout: float = 30.0
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     """An HTTP client for ``app`` and the base URL to prefix its paths with."""
     if transport == "socket":

@@ -27,7 +27,7 @@ __all__ = [
     "start_redis_server",
 ]
 
-START_TIMEOUT = 10.0
+START_TIMEOUT = 30.0
 """Seconds a server may take to answer PING after it was started."""
 
 

@@ -19,7 +19,7 @@ S = DeliveryStatus
 REQ = "4c27e3a8-0f4d-4d2e-9a51-0d3c5e6f7a8b"
 ADDR = "tel:+33612345678"
 SENDER = "tel:+32123456"
-WAIT = 10.0
+WAIT = 30.0
 """Upper bound on any wait in the store tests: a hang fails fast instead of stalling the run."""
 
 

@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def take(stream: AsyncIterator[T], count: int, timeout: float = 10.0) -> list[T]:
+async def take(stream: AsyncIterator[T], count: int, timeout: float = 30.0) -> list[T]:
     """The next ``count`` items of ``stream``, within ``timeout`` seconds (TimeoutError after);
     the stream stays open, so that a test can take more from it later."""
     out: list[T] = []

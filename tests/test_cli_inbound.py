@@ -325,7 +325,7 @@ def test_receive_serves_inbound_and_prints_each_message_once_and_whole(
         assert made.returncode == 0, made.stderr
         sim.simulator.route_inbound_to(f"http://127.0.0.1:{port}/sms/inbound")
         injected = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG_TEXT)
-        with httpx.Client(timeout=10, trust_env=False) as http:
+        with httpx.Client(timeout=30, trust_env=False) as http:
             answer = http.post(
                 f"http://127.0.0.1:{port}/sms/callback",
                 json={
@@ -378,7 +378,7 @@ def test_receive_inbound_only_from_the_environment(tmp_path: Path) -> None:
             }
         }
         url = f"http://127.0.0.1:{port}"
-        with httpx.Client(timeout=10, trust_env=False) as http:
+        with httpx.Client(timeout=30, trust_env=False) as http:
             wrong = http.post(f"{url}/in", json=body, headers={"Authorization": "Bearer nope"})
             right = http.post(
                 f"{url}/in", json=body, headers={"Authorization": f"Bearer {IN_TOKEN}"}

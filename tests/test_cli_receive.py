@@ -163,12 +163,12 @@ async def test_a_callback_recorded_right_after_start_is_printed(
     out = RecordingOutput()
     receive = asyncio.create_task(args.run(args, out))
     try:
-        async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+        async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
             answer = await _post_when_accepting(http, port, callback("first"), receive)
         assert answer.status_code == 204
         recorded.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(out.printed.wait(), 10)
+            await asyncio.wait_for(out.printed.wait(), 30)
         assert out.request_ids == ["first"]
     finally:
         receive.cancel()
@@ -198,7 +198,7 @@ def test_a_callback_posted_the_instant_the_port_accepts_is_printed(tmp_path: Pat
         background(
             "receive", "--port", str(port), "--token", TOKEN, "--store", store, out=out, err=err
         ) as process,
-        httpx.Client(timeout=10, trust_env=False) as http,
+        httpx.Client(timeout=30, trust_env=False) as http,
     ):
         deadline = time.monotonic() + 30
         while True:
@@ -300,7 +300,7 @@ def test_a_wrong_token_shows_as_a_warning_without_v(tmp_path: Path) -> None:
         "receive", "--port", str(port), "--token", TOKEN, "--store", store, out=out, err=err
     ) as process:
         wait_for_text(err, "receiving on", process, 30)
-        with httpx.Client(timeout=10, trust_env=False) as http:
+        with httpx.Client(timeout=30, trust_env=False) as http:
             answer = http.post(
                 f"http://127.0.0.1:{port}/sms/callback", json=callback("r1", token="guess-1234")
             )

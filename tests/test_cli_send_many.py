@@ -91,7 +91,7 @@ def test_killed_mid_run_and_resumed_sends_each_message_exactly_once(
             assert process.poll() is None and time.monotonic() < deadline, err.read_text()
             time.sleep(0.005)
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+        process.wait(timeout=30)
     done_before = len(results(results_file))
     assert done_before < ROWS
     sim.simulator.clear_faults()

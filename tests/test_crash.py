@@ -128,7 +128,7 @@ async def crash_scenario(store_url: str, workdir: Path) -> None:
 
         async with DeliveryTracker(store=store_url, client=client, reconcile_after=0.2) as t:
             finals = [
-                await t.wait_for_final(sent.request_id, address, timeout=10)
+                await t.wait_for_final(sent.request_id, address, timeout=30)
                 for address in sent.recipients
             ]
             assert [state.status for state in finals] == [

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 TOKEN = "replica-in-token-1"
 REPLICAS = 3
 MESSAGES = 40
-STARTUP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 60.0
 
 
 @contextlib.contextmanager
@@ -48,7 +48,7 @@ def replicas(store_url: str, workdir: Path) -> Iterator[list[tuple[str, Path]]]:
         for process, _, _ in started:
             if process.poll() is None:
                 process.kill()
-            process.wait(timeout=10)
+            process.wait(timeout=30)
 
 
 async def healthy(http: httpx.AsyncClient, url: str) -> None:
@@ -97,7 +97,7 @@ def printed(out: Path) -> list[dict[str, Any]]:
 @contextlib.asynccontextmanager
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     """A client for the replicas (no proxies from the environment)."""
-    async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+    async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
         yield http
 
 

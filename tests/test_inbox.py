@@ -145,7 +145,7 @@ async def test_closing_ends_every_iterator() -> None:
     waiting = asyncio.ensure_future(take(stream, 1))
     await asyncio.sleep(0.05)
     await inbox.aclose()
-    assert await asyncio.wait_for(waiting, 10) == []
+    assert await asyncio.wait_for(waiting, 30) == []
     with pytest.raises(RuntimeError, match="closed"):
         await inbox.ingest([wire("a")])
 

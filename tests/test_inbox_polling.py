@@ -195,7 +195,7 @@ async def test_polled_messages_come_once_and_whole(consumes: bool) -> None:
             messages = await take(inbox.messages(), 3)
             assert inbox._poller is not None
             fetched = inbox._poller.fetches
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(30):
                 while inbox._poller.fetches < fetched + 3:  # noqa: ASYNC110 - a task polls
                     await asyncio.sleep(0.02)
             assert await inbox.store.read_messages(None) == messages  # nothing came twice
@@ -253,9 +253,9 @@ async def test_a_message_both_posted_and_polled_comes_once() -> None:
             async with OpenSMSClient(api_key=sim.api_key, base_url=sim.base_url) as client:
                 await client.create_inbound_subscription("https://me.example/in", TOKEN, False)
             sent = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
-            await sim.simulator.settle()
+            await sim.simulator.settle(timeout=30)
             (message,) = await take(inbox.messages(), 1)
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(30):
                 while sim.simulator.inbox_size(NUMBER):  # noqa: ASYNC110 - the inbox's task polls
                     await asyncio.sleep(0.02)
             assert await inbox.store.read_messages(None) == [message]

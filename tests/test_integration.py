@@ -39,7 +39,7 @@ def client_for(sim: RunningSimulator, **kwargs: object) -> OpenSMSClient:
 
 async def poll_until_final(client: OpenSMSClient, request_id: str) -> dict[str, object]:
     """Poll deliveryInfos until every recipient is final (bounded)."""
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(30):
         while True:
             infos = await client.get_delivery_infos(SENDER, request_id)
             if all(info.is_final for info in infos.delivery_infos):
@@ -158,7 +158,7 @@ async def test_lost_callbacks_recovered_by_polling() -> None:
         sent = await client.send_message(SENDER, ["+33612345670", "+33612345699"], "Hi")
         await tracker.track(sent)
         finals = await asyncio.gather(
-            *(tracker.wait_for_final(sent.request_id, a, timeout=10) for a in sent.recipients)
+            *(tracker.wait_for_final(sent.request_id, a, timeout=30) for a in sent.recipients)
         )
         events = await tracker.store.read_events(None)
     assert [f.status for f in finals] == [S.DELIVERED_TO_TERMINAL, S.DELIVERY_IMPOSSIBLE]
@@ -184,7 +184,7 @@ async def test_callbacks_reach_the_tracker() -> None:
         )
         await tracker.track(sent)
         finals = await asyncio.gather(
-            *(tracker.wait_for_final(sent.request_id, a, timeout=10) for a in sent.recipients)
+            *(tracker.wait_for_final(sent.request_id, a, timeout=30) for a in sent.recipients)
         )
         events = await tracker.store.read_events(None)
     assert [f.status for f in finals] == [

@@ -100,8 +100,8 @@ class Consumers:
             self._changed.set()
 
     async def reach(self, count: int) -> None:
-        """Wait until every consumer has seen ``count`` items (5 s at most)."""
-        async with asyncio.timeout(5):
+        """Wait until every consumer has seen ``count`` items (30 s at most: a hang guard)."""
+        async with asyncio.timeout(30):
             while min(self.seen) < count:
                 self._changed.clear()
                 await self._changed.wait()

@@ -85,7 +85,7 @@ class RevokingAPI:
         place = self.held
         if self.held == IN_FLIGHT:
             self.all_in.set()
-        await asyncio.wait_for(self.all_in.wait(), timeout=10)
+        await asyncio.wait_for(self.all_in.wait(), timeout=30)
         await asyncio.sleep(0.02 * place)
         return Reply(401)
 
@@ -98,7 +98,7 @@ async def test_a_revoked_token_is_fetched_again_once() -> None:
         async with client:
             assert await client.get_subscription() is None  # tok-1 fetched and cached
             api.valid.clear()  # tok-1 revoked
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(60):
                 answers = await asyncio.gather(
                     *(client.get_subscription() for _ in range(IN_FLIGHT))
                 )

@@ -76,7 +76,7 @@ async def start(
     """A receiver reached over ``transport``; its lifespan opens the tracker."""
     tracker = DeliveryTracker(store=store or MemoryStore())
     app = create_receiver_app(tracker, tokens, path=PATH, **kw)
-    async with reach(app, transport, timeout=5) as (http, url):
+    async with reach(app, transport, timeout=30) as (http, url):
         yield Receiver(tracker, url, http)
 
 

@@ -244,7 +244,7 @@ async def test_the_simulator_posts_one_whole_message(concat: bool) -> None:
     async with Inbox() as inbox, simulated(inbox, concat, inbound_duplicate_rate=0.5) as sim:
         sent = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
         short = sim.simulator.inject_inbound(HANDSET, NUMBER, "Yes")
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
         messages = await take(inbox.messages(), 2)
         assert await logged(inbox) == messages  # nothing else was logged
     assert sorted((m.text, m.complete) for m in messages) == [(LONG, True), ("Yes", True)]
@@ -258,7 +258,7 @@ async def test_legacy_parts_without_udh_fields_are_separate_messages() -> None:
     """concat absent: each part is posted without UDH fields and yielded as its own message."""
     async with Inbox() as inbox, simulated(inbox, None) as sim:
         sent = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
         messages = await take(inbox.messages(), 3)
     assert sorted(m.message_id for m in messages) == sorted(sent.message_ids)
     assert (
@@ -274,7 +274,7 @@ async def test_posts_answered_503_are_retried_and_recorded_once() -> None:
     """The store fails the first posts: 503, BICS (the simulator) retries, one message comes out."""
     async with Inbox(FlakyStore(failures=2)) as inbox, simulated(inbox, False) as sim:
         sent = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
         (message,) = await take(inbox.messages(), 1)
         assert [m.text for m in await logged(inbox)] == [LONG]
     assert (message.text, message.message_id) == (LONG, sent.message_id)

@@ -85,7 +85,7 @@ async def test_closing_a_store_ends_a_blocked_read_and_keeps_no_connection(
     await asyncio.sleep(0.2)  # not a condition of the test: the read is blocked or soon is
     await store.aclose()
     with pytest.raises(StoreError):
-        await asyncio.wait_for(reader, 10.0)
+        await asyncio.wait_for(reader, 30.0)
     assert open_connections(name) == []
 
 
@@ -134,6 +134,6 @@ async def test_closing_an_inbox_under_a_consumer_keeps_no_connection(redis_url: 
     consumer = asyncio.create_task(consume())
     await asyncio.sleep(0.2)  # not a condition of the test: the consumer is waiting or soon is
     await inbox.aclose()
-    await asyncio.wait_for(consumer, 10.0)
+    await asyncio.wait_for(consumer, 30.0)
     assert got == []
     assert open_connections(name) == []

@@ -26,11 +26,11 @@ async def test_a_read_that_reaches_its_wait_after_close_raises_at_once(redis_url
         return await xrange(*args, **kwargs)
 
     store._redis.xrange = slow_xrange  # type: ignore[method-assign]
-    reader = asyncio.create_task(store.read_events(None, timeout=30.0))
+    reader = asyncio.create_task(store.read_events(None, timeout=300.0))
     await looking.wait()
     closing = asyncio.create_task(store.aclose())
     await asyncio.sleep(0)
     release.set()
     with pytest.raises(StoreError):
-        await asyncio.wait_for(reader, 10.0)  # without the fix: blocks the whole 30 s
+        await asyncio.wait_for(reader, 30.0)  # without the fix: blocks the whole 300 s
     await closing

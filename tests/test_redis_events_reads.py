@@ -13,7 +13,7 @@ from opensms_async import DeliveryEvent, DeliveryStatus, DeliveryTracker, Delive
 from opensms_async.stores import RedisStore
 
 S = DeliveryStatus
-WAIT = 10.0
+WAIT = 30.0
 """Upper bound on any wait in this file."""
 
 pytestmark = pytest.mark.integration

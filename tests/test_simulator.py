@@ -44,7 +44,7 @@ async def sim() -> AsyncIterator[RunningSimulator]:
 @pytest.fixture
 async def api(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {sim.api_key}"}
-    async with httpx.AsyncClient(base_url=sim.base_url, headers=headers, timeout=5) as client:
+    async with httpx.AsyncClient(base_url=sim.base_url, headers=headers, timeout=30) as client:
         yield client
 
 
@@ -62,14 +62,14 @@ async def receiver(status: int = 204) -> AsyncIterator[tuple[str, list[dict[str,
         yield f"{server.url}/cb", bodies
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - polling state another thread may change
             await asyncio.sleep(0.01)
 
 
 async def poll_until_final(api: httpx.AsyncClient, location: str) -> dict[str, Any]:
-    async with asyncio.timeout(3.0):
+    async with asyncio.timeout(30.0):
         while True:
             response = await api.get(f"{location}/deliveryInfos")
             infos: dict[str, Any] = response.json()["deliveryInfoList"]
@@ -284,7 +284,7 @@ async def test_asynchronous_send_callbacks_start_with_message_accepted(
         sim.simulator.route_callbacks_to(url)
         body = send_body("tel:+33612345678", "tel:+33612345699", asynchronous=True)
         location = (await api.post(REQUESTS, json=body)).headers["location"]
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert statuses(bodies, "tel:+33612345678") == [
         "MessageAccepted",
         "DeliveredToNetwork",
@@ -321,7 +321,7 @@ async def test_multipart_message_is_partially_delivered_part_by_part(
         sim.simulator.route_callbacks_to(url)
         response = await api.post(REQUESTS, json=send_body("tel:+33612345678", text="x" * 400))
         infos = await poll_until_final(api, response.headers["location"])
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert infos["smsParts"] == 3
     assert infos["deliveryInfo"][0]["smsPartsDeliveredToTerminal"] == 3
     steps = [b["deliveryInfoList"]["deliveryInfo"][0] for b in bodies]
@@ -369,7 +369,7 @@ async def test_callbacks_carry_each_state_in_the_bics_shape(
         sim.simulator.route_callbacks_to(url)
         body = send_body("tel:+33612345678", callbackData="ref-1")
         location = (await api.post(REQUESTS, json=body)).headers["location"]
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert statuses(bodies, "tel:+33612345678") == ["DeliveredToNetwork", "DeliveredToTerminal"]
     infos = bodies[-1]["deliveryInfoList"]
     assert infos["securityToken"] == "r2k5hq3"
@@ -395,7 +395,7 @@ async def test_notify_url_takes_precedence_over_the_subscription(
         await subscribe(api)
         sim.simulator.route_callbacks_to(sub_url)
         await api.post(REQUESTS, json=send_body("tel:+33612345678", notifyURL=notify_url))
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert statuses(notify_bodies, "tel:+33612345678")[-1] == "DeliveredToTerminal"
     assert sub_bodies == []
 
@@ -409,7 +409,7 @@ async def test_final_delivery_subscription_gets_only_final_states(
         await api.post("/outbound/subscriptions", json={"callback": callback})
         sim.simulator.route_callbacks_to(url)
         await api.post(REQUESTS, json=send_body("tel:+33612345678", "tel:+33612345699"))
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert sorted(statuses(bodies, a)[0] for a in ("tel:+33612345678", "tel:+33612345699")) == [
         "DeliveredToTerminal",
         "DeliveryImpossible",
@@ -428,7 +428,7 @@ async def test_send_final_delivery_overrides_the_subscription(
         await api.post(REQUESTS, json=send_body("tel:+331", finalDelivery=False))
         final_only = send_body("tel:+332", notifyURL=notify_url, finalDelivery=True)
         await api.post(REQUESTS, json=final_only)
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert statuses(bodies, "tel:+331") == ["DeliveredToNetwork", "DeliveredToTerminal"]
     assert statuses(notify_bodies, "tel:+332") == ["DeliveredToTerminal"]
 
@@ -443,7 +443,7 @@ async def test_send_final_delivery_limits_a_subscription_that_wants_every_state(
         sim.simulator.route_callbacks_to(url)
         await api.post(REQUESTS, json=send_body("tel:+331", finalDelivery=True))
         await api.post(REQUESTS, json=send_body("tel:+332"))
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert statuses(bodies, "tel:+331") == ["DeliveredToTerminal"]
     assert statuses(bodies, "tel:+332") == ["DeliveredToNetwork", "DeliveredToTerminal"]
 
@@ -456,7 +456,7 @@ async def test_uncertain_number_goes_through_delivery_uncertain(
         await subscribe(api)
         sim.simulator.route_callbacks_to(url)
         await api.post(REQUESTS, json=send_body("tel:+33612345698"))
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert statuses(bodies, "tel:+33612345698") == [
         "DeliveredToNetwork",
         "DeliveryUncertain",
@@ -471,7 +471,7 @@ async def test_drop_rate_one_sends_no_callback() -> None:
         async with httpx.AsyncClient(base_url=sim.base_url, headers=_auth(sim)) as api:
             await subscribe(api)
             await api.post(REQUESTS, json=send_body("tel:+33612345678"))
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert bodies == []
     assert (sim.simulator.callbacks_dropped, sim.simulator.callbacks_attempted) == (2, 0)
 
@@ -489,7 +489,7 @@ async def test_duplicate_rate_one_posts_every_callback_twice() -> None:
         async with httpx.AsyncClient(base_url=sim.base_url, headers=_auth(sim)) as api:
             await subscribe(api)
             await api.post(REQUESTS, json=send_body("tel:+33612345678"))
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert sorted(statuses(bodies, "tel:+33612345678")) == [
         "DeliveredToNetwork",
         "DeliveredToNetwork",
@@ -505,7 +505,7 @@ async def test_failed_callbacks_are_lost_not_retried() -> None:
         async with httpx.AsyncClient(base_url=sim.base_url, headers=_auth(sim)) as api:
             await subscribe(api)
             await api.post(REQUESTS, json=send_body("tel:+33612345678"))
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert len(bodies) == 2
     assert (sim.simulator.callbacks_failed, sim.simulator.callbacks_acknowledged) == (2, 0)
 
@@ -600,7 +600,7 @@ async def test_slow_fault_times_the_client_out_but_still_sends(
     sim: RunningSimulator, api: httpx.AsyncClient
 ) -> None:
     """A slow answer makes the client time out, yet the message is sent afterwards."""
-    sim.simulator.add_fault(Fault.slow(0.3, endpoint="send"))
+    sim.simulator.add_fault(Fault.slow(1.0, endpoint="send"))
     with pytest.raises(httpx.ReadTimeout):
         await api.post(REQUESTS, json=send_body("tel:+33612345678"), timeout=0.1)
     await eventually(lambda: sim.simulator.sends == 1)
@@ -694,7 +694,7 @@ async def test_factory_fixture_applies_settings(
             REQUESTS, json=send_body("tel:+33612345678"), headers={"Authorization": "Bearer k"}
         )
     assert response.status_code == 201
-    await running.simulator.settle()
+    await running.simulator.settle(timeout=30)
     assert (
         running.simulator.state_of(running.simulator.messages[0].request_id, "tel:+33612345678")
         == "DeliveredToTerminal"

@@ -63,7 +63,7 @@ async def sim() -> AsyncIterator[RunningSimulator]:
 async def api(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
     """Plain httpx with the simulator's API key."""
     headers = {"Authorization": f"Bearer {sim.api_key}"}
-    async with httpx.AsyncClient(base_url=sim.base_url, headers=headers, timeout=5) as client:
+    async with httpx.AsyncClient(base_url=sim.base_url, headers=headers, timeout=30) as client:
         yield client
 
 
@@ -103,7 +103,7 @@ async def subscribe(api: httpx.AsyncClient, **extra: Any) -> httpx.Response:
     return await api.post("/inbound/subscriptions", json={"callback": callback})
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     """Wait (bounded) until another task or thread makes ``condition`` true."""
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - state changed by the simulator's tasks
@@ -330,7 +330,7 @@ async def test_posts_follow_the_subscription_concat(
         await subscribe(api, **extra)
         sim.simulator.route_inbound_to(box.url)
         message = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert message.posted and not message.polled
     assert sim.simulator.inbox_size(NUMBER) == 0
     for headers, body in box.posts:
@@ -360,7 +360,7 @@ async def test_parts_are_posted_shuffled_with_a_seeded_order() -> None:
             sim.simulator.inbound_target = box.url
             await _subscribe_with(sim, concat=False)
             message = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG * 2)
-            await sim.simulator.settle()
+            await sim.simulator.settle(timeout=30)
         number_of = {part.message_id: part.number for part in message.parts}
         orders.append([number_of[b["messageId"]] for b in box.bodies])
     assert orders[0] == orders[1]
@@ -377,7 +377,7 @@ async def test_failed_posts_are_retried_until_acknowledged(
         message = sim.simulator.inject_inbound(HANDSET, NUMBER, "Hi")
         await eventually(lambda: len(box.posts) >= 1)
         await subscribe(api, securityToken="new-token-123")  # BICS retries with the old one
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     attempts = sim.simulator.inbound_attempts
     assert [(a.message_id, a.attempt, a.outcome, a.status_code) for a in attempts] == [
         (message.message_id, 0, "retrying", 503),
@@ -395,7 +395,7 @@ async def test_an_unreachable_receiver_is_retried_then_abandoned() -> None:
         sim.simulator.route_inbound_to(f"{closed}/in")
         await _subscribe_with(sim)
         sim.simulator.inject_inbound(HANDSET, NUMBER, "Hi")
-        await sim.simulator.settle(timeout=10)
+        await sim.simulator.settle(timeout=30)
     attempts = sim.simulator.inbound_attempts
     assert len(attempts) == len(BICS_RETRY_DELAYS) + 1
     assert [a.outcome for a in attempts] == ["retrying"] * len(BICS_RETRY_DELAYS) + ["abandoned"]
@@ -408,7 +408,7 @@ async def test_duplicate_rate_posts_each_message_twice() -> None:
         sim.simulator.route_inbound_to(box.url)
         await _subscribe_with(sim, concat=False)
         message = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert sorted(b["messageId"] for b in box.bodies) == sorted(message.message_ids * 2)
     assert sorted(a.copy for a in sim.simulator.inbound_attempts) == [0, 0, 0, 1, 1, 1]
 
@@ -420,7 +420,7 @@ async def test_both_ways_with_inbox_with_subscription(sim: RunningSimulator) -> 
         sim.simulator.route_inbound_to(box.url)
         await _subscribe_with(sim, concat=False)
         message = sim.simulator.inject_inbound(HANDSET, NUMBER, LONG)
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert message.posted and message.polled
     assert len(box.posts) == 3
     assert sim.simulator.inbox_size(NUMBER) == 3

@@ -21,7 +21,7 @@ from opensms_async.stores.sqlite import DEFAULT_MAX_EVENTS, DEFAULT_RETENTION, S
 S = DeliveryStatus
 SENDER = "tel:+3212345"
 T0 = 1_700_000_000.0
-WAIT = 20.0
+WAIT = 30.0
 """Real seconds any background work here may take at most."""
 
 V1_SCHEMA = (

@@ -120,7 +120,7 @@ async def test_sqlite_reader_sees_another_connections_writes(tmp_path: Path) -> 
         waiting = asyncio.create_task(reader.read_events(None, timeout=WAIT))
         await asyncio.sleep(0.1)
         await writer.apply_events([up(S.MESSAGE_WAITING)])
-        events = await asyncio.wait_for(waiting, 2.0)
+        events = await asyncio.wait_for(waiting, WAIT / 2)  # short of the reader's own timeout
         assert [e.status for e in events] == [S.MESSAGE_WAITING]
 
 

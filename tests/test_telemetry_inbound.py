@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 NUMBER = "+32470000000"
 HANDSET = "+32470000001"
 FAST: dict[str, Any] = {"seed": 11, "step_delay": (0.01, 0.02), "inbound_retry_time_scale": 1e-4}
-WAIT = 10.0
+WAIT = 30.0
 
 
 @pytest.fixture

@@ -101,10 +101,9 @@ async def test_a_poll_in_another_process_links_to_the_send(otel: Recorded, tmp_p
             DeliveryTracker(store_url, client=client, reconcile_after=0.2) as poller_side,
         ):
             await poller_side.wait_for_final(sent.request_id, sent.recipients[0], timeout=30)
-            for _ in range(500):
-                if any(s.name == "opensms.reconcile" for s in otel.spans()):
-                    break
-                await asyncio.sleep(0.01)
+            async with asyncio.timeout(30):  # the span ends just after the poll that made it
+                while not any(s.name == "opensms.reconcile" for s in otel.spans()):  # noqa: ASYNC110 - spans end in another task, no event
+                    await asyncio.sleep(0.01)
     [send] = [s for s in otel.spans() if s.name == "opensms.send_message"]
     reconciles = [s for s in otel.spans() if s.name == "opensms.reconcile"]
     assert reconciles and send.context is not None

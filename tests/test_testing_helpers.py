@@ -146,7 +146,7 @@ async def test_the_body_is_what_the_simulator_posts() -> None:
         sim.simulator.route_callbacks_to(receiver.url + PATH)
         await client.create_subscription("https://me.example/sms/callback", TOKEN)
         sent = await client.send_message(sender, [address], "Hello")
-        await sim.simulator.settle()
+        await sim.simulator.settle(timeout=30)
     assert bodies, "the simulator posted no callback"
     for body in bodies:
         [info] = body["deliveryInfoList"]["deliveryInfo"]

@@ -248,7 +248,7 @@ async def test_out_of_order_storm_converges(tracker: DeliveryTracker) -> None:
 async def test_wait_for_final_on_an_unseen_pair(tracker: DeliveryTracker) -> None:
     """wait_for_final waits for a pair never seen and returns its final state."""
     reads = Answers(tracker.store, "get")
-    waiter = asyncio.create_task(tracker.wait_for_final("req-9", "+339", timeout=5))
+    waiter = asyncio.create_task(tracker.wait_for_final("req-9", "+339", timeout=60))
     await reads.reach(1)  # it read nothing: it waits
     await tracker.ingest([update(S.DELIVERED_TO_NETWORK, address="tel:+339", request_id="req-9")])
     assert not waiter.done()
@@ -273,7 +273,7 @@ async def test_close_ends_iterators(store: Store) -> None:
     consumer = asyncio.create_task(take(tracker.events(), 100))
     await reads.reach(1)  # it read the (empty) log: it waits for events
     await tracker.aclose()
-    assert await asyncio.wait_for(consumer, 2) == []
+    assert await asyncio.wait_for(consumer, 30) == []
     await tracker.aclose()
     with pytest.raises(RuntimeError):
         await tracker.ingest([update(S.DELIVERED_TO_NETWORK)])

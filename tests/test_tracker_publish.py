@@ -16,7 +16,7 @@ from opensms_async import DeliveryEvent, DeliveryStatus, DeliveryTracker, Delive
 from opensms_async.stores import SQLiteStore
 
 S = DeliveryStatus
-WAIT = 10.0
+WAIT = 30.0
 """Upper bound on any wait in this file: without the store's publish, each test fails here."""
 
 
