@@ -12,15 +12,15 @@ from __future__ import annotations
 import collections
 import heapq
 import re
-from collections.abc import Sequence
-from typing import Final, TypeAlias
+from collections.abc import Coroutine, Sequence
+from typing import Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
 from ..._exceptions import InvalidStoreURLError, StoreError
 from ..._inbound_message import InboundMessage, logged, logged_single
-from ..._lifecycle import OPEN, Lifecycle
+from ..._lifecycle import OPEN
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
-from .._common import Wakeup, parse_cursor, read_start, read_waiting
+from .._common import InProcessLog, Wakeup
 from .._url_options import options, positive_int, redact
 from ._base import Received
 
@@ -110,7 +110,7 @@ class _Log:
         return self.messages[start : start + limit]
 
 
-class MemoryInboundStore(Lifecycle):
+class MemoryInboundStore(InProcessLog[InboundMessage]):
     """An :class:`~opensms_async.stores.inbound.InboundStore` in process memory.
 
     Nothing survives the process. ``max_messages`` bounds the log (default
@@ -123,6 +123,7 @@ class MemoryInboundStore(Lifecycle):
     shared: bool = False
     _open_twice = True
     _lifecycle_error = StoreError
+    _log: _Log
 
     def __init__(self, *, max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
         if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
@@ -241,25 +242,9 @@ class MemoryInboundStore(Lifecycle):
 
     # --- the log -----------------------------------------------------------------------------
 
-    async def read_messages(
+    def read_messages(
         self, after: str | None, *, limit: int = 1000, timeout: float = 0.0
-    ) -> list[InboundMessage]:
+    ) -> Coroutine[Any, Any, list[InboundMessage]]:
         """Up to ``limit`` messages after cursor ``after`` (None: the oldest retained); with
         ``timeout`` > 0, waits up to that long for one when there is none."""
-        start = read_start(after, limit)
-
-        async def read() -> list[InboundMessage]:
-            self._check_usable()
-            return self._log.read(start, limit)
-
-        return await read_waiting(read, self._wakeup, timeout)
-
-    async def last_cursor(self) -> str | None:
-        """The cursor of the newest logged message, or None for an empty log."""
-        self._check_usable()
-        last = self._log.next_cursor - 1
-        return str(last) if last >= self._log.first_retained else None
-
-    def cursor_key(self, cursor: str) -> tuple[int, int]:
-        """``(n, 0)`` for cursor ``"n"``; ValueError for a malformed cursor."""
-        return (parse_cursor(cursor), 0)
+        return self._read_log(after, limit, timeout)
