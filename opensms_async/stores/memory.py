@@ -24,15 +24,14 @@ import heapq
 from array import array
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, TypeAlias
-from urllib.parse import urlsplit
 
-from .._exceptions import InvalidStoreURLError, StoreError
+from .._exceptions import StoreError
 from .._lifecycle import OPEN
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, build_event
 from ._base import PendingRequest
 from ._common import InProcessLog, Listeners, Wakeup
 from ._memo import EventShape, MergeMemo, StateShape, state_from_shape
-from ._url_options import options, positive_int, redact
+from ._url_options import memory_options, positive_int
 
 __all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore"]
 
@@ -255,10 +254,7 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
     def from_url(cls, url: str) -> MemoryStore:
         """The store ``memory://`` names (option ``?max_events=N``); InvalidStoreURLError for
         anything else."""
-        parts = urlsplit(url)
-        if parts.scheme.lower() != "memory" or parts.netloc or parts.path not in ("", "/"):
-            raise InvalidStoreURLError(f"a memory store URL has no host or path: {redact(url)!r}")
-        given = options(url, parts.query, {"max_events"})
+        given = memory_options(url, {"max_events"})
         if "max_events" not in given:
             return cls()
         return cls(max_events=positive_int(url, "max_events", given["max_events"]))

@@ -14,14 +14,13 @@ import heapq
 import re
 from collections.abc import Coroutine, Sequence
 from typing import Any, Final, TypeAlias
-from urllib.parse import urlsplit
 
-from ..._exceptions import InvalidStoreURLError, StoreError
+from ..._exceptions import StoreError
 from ..._inbound_message import InboundMessage, logged, logged_single
 from ..._lifecycle import OPEN
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
 from .._common import InProcessLog, Wakeup
-from .._url_options import options, positive_int, redact
+from .._url_options import memory_options, positive_int
 from ._base import Received
 
 __all__ = ["DEFAULT_MAX_MESSAGES", "MemoryInboundStore"]
@@ -140,10 +139,7 @@ class MemoryInboundStore(InProcessLog[InboundMessage]):
     def from_url(cls, url: str) -> MemoryInboundStore:
         """The store ``memory://`` names (option ``?max_messages=N``; a delivery store's
         ``max_events`` is accepted and left to it); InvalidStoreURLError for anything else."""
-        parts = urlsplit(url)
-        if parts.scheme.lower() != "memory" or parts.netloc or parts.path not in ("", "/"):
-            raise InvalidStoreURLError(f"a memory store URL has no host or path: {redact(url)!r}")
-        given = options(url, parts.query, {"max_events", "max_messages"})
+        given = memory_options(url, {"max_events", "max_messages"})
         if "max_messages" not in given:
             return cls()
         return cls(max_messages=positive_int(url, "max_messages", given["max_messages"]))
