@@ -85,7 +85,7 @@ class CountedLog(Protocol[_T]):
 class InProcessLog(Lifecycle, Generic[_T]):
     """The reads of a store whose log is a :class:`CountedLog` in this process (``_log``),
     woken by ``_wakeup``: what the memory stores share of ``read_events``/``read_messages``,
-    ``last_cursor`` and ``cursor_key``."""
+    ``last_cursor`` and ``cursor_key``, and a close that wakes the waiting readers."""
 
     _log: CountedLog[_T]
     _wakeup: Wakeup
@@ -109,6 +109,10 @@ class InProcessLog(Lifecycle, Generic[_T]):
     def cursor_key(self, cursor: str) -> tuple[int, int]:
         """``(n, 0)`` for cursor ``"n"``; ValueError for a malformed cursor."""
         return (parse_cursor(cursor), 0)
+
+    async def _aclose(self) -> None:
+        # Nothing to release: further use raises StoreError, and waiting readers wake to see it.
+        self._wakeup.fire()
 
 
 class Wakeup:

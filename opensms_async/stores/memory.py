@@ -267,10 +267,6 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
         """How many events the log retains."""
         return self._log.max_events
 
-    async def _aclose(self) -> None:
-        # Nothing to release: further use raises StoreError, and waiting readers wake to see it.
-        self._wakeup.fire()
-
     # --- states ------------------------------------------------------------------------------
 
     async def apply_events(self, updates: Sequence[DeliveryUpdate]) -> list[DeliveryEvent]:

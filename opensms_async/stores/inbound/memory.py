@@ -152,9 +152,6 @@ class MemoryInboundStore(InProcessLog[InboundMessage]):
         """How many messages the log retains."""
         return self._log.max_messages
 
-    async def _aclose(self) -> None:
-        self._wakeup.fire()  # waiting readers wake to see the store closed
-
     # --- receiving ---------------------------------------------------------------------------
 
     async def receive(
