@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from .._exceptions import InvalidCursorError
+from .._exceptions import InvalidCursorError, StoreError
 from .._lifecycle import Lifecycle
 from .._telemetry import log_fields
 
@@ -16,6 +16,7 @@ __all__ = [
     "CountedLog",
     "InProcessLog",
     "Listeners",
+    "StoreLifecycle",
     "Wakeup",
     "parse_cursor",
     "read_start",
@@ -82,7 +83,16 @@ class CountedLog(Protocol[_T]):
         ...
 
 
-class InProcessLog(Lifecycle, Generic[_T]):
+class StoreLifecycle(Lifecycle):
+    """The lifecycle of every store: a second ``open()`` of an open store does nothing (a user
+    may open one and hand it to a tracker or an inbox, which opens it again), and using one that
+    is not open raises StoreError (so that a receiver whose store was closed answers 503)."""
+
+    _open_twice = True
+    _lifecycle_error = StoreError
+
+
+class InProcessLog(StoreLifecycle, Generic[_T]):
     """The reads of a store whose log is a :class:`CountedLog` in this process (``_log``),
     woken by ``_wakeup``: what the memory stores share of ``read_events``/``read_messages``,
     ``last_cursor`` and ``cursor_key``, and a close that wakes the waiting readers."""

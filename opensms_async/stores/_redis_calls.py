@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, TypeVar
 
 from .._exceptions import StoreError, StoreUnavailableError
-from .._lifecycle import OPEN, Lifecycle
+from .._lifecycle import OPEN
+from ._common import StoreLifecycle
 from ._redis_codec import cursor_key
 
 __all__ = ["CallingStore", "Calls"]
@@ -102,7 +103,7 @@ class Calls:
         self._drained = True  # in the same step as the last look at the count: nothing slips in
 
 
-class CallingStore(Lifecycle):
+class CallingStore(StoreLifecycle):
     """What both Redis stores do around their calls: check that they are open and that a cursor
     is well formed, and repeat a blocking read in slices (``_slice`` seconds) through ``_calls``
     until it brings something."""

@@ -29,8 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from .._exceptions import StoreError, StoreUnavailableError
-from .._lifecycle import Lifecycle
-from ._common import Wakeup
+from ._common import StoreLifecycle, Wakeup
 
 __all__ = ["Batch", "Committed", "Connect", "Writer", "WriterOwner", "connect_wal", "rollback"]
 
@@ -332,7 +331,7 @@ def _resolve(
             future.set_result(value)
 
 
-class WriterOwner(Lifecycle):
+class WriterOwner(StoreLifecycle):
     """A SQLite store's lifecycle around its :class:`Writer`: ``open()`` starts the thread once
     (made by :meth:`_make_writer`) and waits for its connection; ``aclose()`` wakes the waiting
     readers, lets the thread finish what is queued and stops it; a store dropped without

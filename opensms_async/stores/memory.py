@@ -25,7 +25,6 @@ from array import array
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, TypeAlias
 
-from .._exceptions import StoreError
 from .._lifecycle import OPEN
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, build_event
 from ._base import PendingRequest
@@ -236,8 +235,6 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
     shared: bool = False
     durable: bool = False
     consecutive: bool = True
-    _open_twice = True
-    _lifecycle_error = StoreError
     _log: _EventLog
 
     def __init__(self, *, max_events: int = DEFAULT_MAX_EVENTS) -> None:

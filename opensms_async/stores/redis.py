@@ -146,8 +146,6 @@ class RedisStore(CallingStore):
     durable: bool = True
     """As durable as the server is configured to be (see the module docstring)."""
     consecutive: bool = False
-    _open_twice = True
-    _lifecycle_error = StoreError
 
     def __init__(
         self,

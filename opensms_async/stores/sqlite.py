@@ -165,8 +165,6 @@ class SQLiteStore(WriterOwner):
 
     shared: bool = False
     consecutive: bool = True
-    _open_twice = True
-    _lifecycle_error = StoreError
     _writer: _Writer | None
 
     def __init__(

@@ -15,7 +15,6 @@ import re
 from collections.abc import Coroutine, Sequence
 from typing import Any, Final, TypeAlias
 
-from ..._exceptions import StoreError
 from ..._inbound_message import InboundMessage, logged, logged_single
 from ..._lifecycle import OPEN
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
@@ -120,8 +119,6 @@ class MemoryInboundStore(InProcessLog[InboundMessage]):
     """
 
     shared: bool = False
-    _open_twice = True
-    _lifecycle_error = StoreError
     _log: _Log
 
     def __init__(self, *, max_messages: int = DEFAULT_MAX_MESSAGES) -> None:

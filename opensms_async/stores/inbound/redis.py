@@ -75,8 +75,6 @@ class RedisInboundStore(CallingStore):
     """
 
     shared: bool = True
-    _open_twice = True
-    _lifecycle_error = StoreError
 
     def __init__(
         self,

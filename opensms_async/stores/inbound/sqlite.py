@@ -101,8 +101,6 @@ class SQLiteInboundStore(WriterOwner):
     """
 
     shared: bool = False
-    _open_twice = True
-    _lifecycle_error = StoreError
 
     def __init__(
         self,
