@@ -15,8 +15,7 @@ import asyncio
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self, TextIO
+from typing import TextIO
 
 import attrs
 
@@ -24,6 +23,7 @@ from ._client import OpenSMSClient
 from ._exceptions import StoreUnavailableError
 from ._inbound_message import InboundMessage
 from ._inbox import Inbox
+from ._lifecycle import AsyncContext
 from ._reassembly import Part
 from .stores.inbound import InboundStore, Received
 from .testing import InboundAttempt, InjectedInbound, Simulator
@@ -55,7 +55,7 @@ the receiver answers 503 (and logs it on stderr), and BICS retries it {retry:g} 
 scaled down for the demo)."""
 
 
-class FlakyInboundStore:
+class FlakyInboundStore(AsyncContext):
     """An inbound store that is unavailable for the first receive of one part number, and
     keeps, per ``messageId``, what it answered each time (in the order it answered).
 
@@ -76,20 +76,6 @@ class FlakyInboundStore:
     async def aclose(self) -> None:
         """Close the wrapped store."""
         await self._store.aclose()
-
-    async def __aenter__(self) -> Self:
-        """Open the wrapped store; this wrapper."""
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the wrapped store."""
-        await self.aclose()
 
     async def receive(
         self, parts: Sequence[Part], *, now: float, timeout: float, retention: float

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -11,13 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import TYPE_CHECKING, Final
 
 from ._addressing import normalize_inbound_number
-from ._exceptions import StoreError, StoreUnavailableError
 from ._inbound import InboundSmsMessage, InboundSmsMessageList
 from ._inbound_message import InboundMessage
 from ._inbound_webhook import InboundPayloadError, part_from_wire
 from ._inbox_poller import InboundPoller
 from ._lifecycle import OPEN, Lifecycle
-from ._live import LiveBuffer
+from ._live import LiveBuffer, follow
 from ._reassembly import DEFAULT_REASSEMBLY_TIMEOUT, Part
 from ._state import Source
 from ._telemetry import log_fields, mask_numbers
@@ -36,8 +34,6 @@ DEFAULT_INBOUND_RETENTION: Final = 4 * 24 * 3600.0
 BICS_RETRY_HORIZON: Final = 3 * 24 * 3600.0
 """BICS retries an inbound post for up to 3 days: a shorter retention lets a late retry through."""
 _MAX_BATCH_SIZE: Final = 200
-_OUTAGE_BACKOFF: Final = 0.25
-_MAX_OUTAGE_BACKOFF: Final = 5.0
 
 
 class Inbox(Lifecycle):
@@ -250,7 +246,7 @@ class Inbox(Lifecycle):
 
     # --- reading -------------------------------------------------------------------------
 
-    async def messages(self, since: str | None = None) -> AsyncIterator[InboundMessage]:
+    def messages(self, since: str | None = None) -> AsyncIterator[InboundMessage]:
         """Every message after cursor ``since`` (None: the oldest retained), then live ones.
 
         Any number of consumers may iterate at once, each at its own pace (one that falls
@@ -259,35 +255,15 @@ class Inbox(Lifecycle):
         a restart. Ends when the inbox closes. While the store is unavailable it waits and
         resumes after the last message it yielded.
         """
-        self._check_usable()
-        cursor = since
-        outage = _OUTAGE_BACKOFF
-        reader = self._live.attach()
-        try:
-            while self._state is OPEN:
-                try:
-                    batch = await reader.next(cursor)
-                except StoreUnavailableError as exc:
-                    logger.warning(
-                        "messages paused, store unavailable: %s",
-                        mask_numbers(str(exc)),
-                        extra=log_fields("messages", outcome="paused", error=type(exc).__name__),
-                    )
-                    with contextlib.suppress(TimeoutError):  # a close ends the wait at once
-                        await asyncio.wait_for(self._closing.wait(), outage)
-                    outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
-                    continue
-                except StoreError:
-                    if self._state is OPEN:
-                        raise
-                    return  # the store closed under a read: the inbox is closing
-                outage = _OUTAGE_BACKOFF
-                for message in batch:
-                    yield message
-                if batch:
-                    cursor = batch[-1].cursor
-        finally:
-            reader.close()
+        return follow(
+            self,
+            self._live,
+            since,
+            self._closing,
+            logger=logger,
+            name="messages",
+            describe=mask_numbers,
+        )
 
 
 def _check_seconds(name: str, value: object) -> None:

@@ -26,7 +26,7 @@ import enum
 from types import TracebackType
 from typing import ClassVar, Self
 
-__all__ = ["Lifecycle", "LifecycleState"]
+__all__ = ["AsyncContext", "Lifecycle", "LifecycleState"]
 
 
 class LifecycleState(enum.Enum):
@@ -41,7 +41,30 @@ OPEN = LifecycleState.OPEN
 CLOSED = LifecycleState.CLOSED
 
 
-class Lifecycle:
+class AsyncContext:
+    """``async with x`` as ``await x.open()`` then ``await x.aclose()``, for anything that has
+    those two (a :class:`Lifecycle`, or a wrapper that hands them to what it wraps)."""
+
+    async def open(self) -> None:
+        """Open."""
+
+    async def aclose(self) -> None:
+        """Close."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class Lifecycle(AsyncContext):
     """``open()``/``aclose()``/``async with`` on top of two hooks, :meth:`_open` and
     :meth:`_aclose`; see the module docstring for the rules.
 
@@ -78,18 +101,6 @@ class Lifecycle:
                 return
             self._state = CLOSED
             await self._aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _open(self) -> None:
         """Take what the object needs (connect, start threads and tasks)."""

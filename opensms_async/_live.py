@@ -36,14 +36,20 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-from collections.abc import Awaitable, Sequence
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from ._constants import SHARED_STORE_RECHECK
+from ._exceptions import StoreError, StoreUnavailableError
+from ._lifecycle import OPEN, Lifecycle
+from ._telemetry import log_fields
 
-__all__ = ["LiveBuffer", "LogReader", "LogSource", "ReadLog", "Reader"]
+__all__ = ["LiveBuffer", "LogReader", "LogSource", "ReadLog", "Reader", "follow"]
 
 _READ_BATCH = 512
+_OUTAGE_BACKOFF = 0.25
+_MAX_OUTAGE_BACKOFF = 5.0
 
 
 class Logged(Protocol):
@@ -399,3 +405,54 @@ class LiveBuffer(Generic[T]):
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
             raise
+
+
+async def follow(
+    owner: Lifecycle,
+    buffer: LiveBuffer[T],
+    since: str | None,
+    closing: asyncio.Event,
+    *,
+    logger: logging.Logger,
+    name: str,
+    describe: Callable[[str], str] = str,
+) -> AsyncIterator[T]:
+    """Every item after cursor ``since``, then live ones, while ``owner`` is open: the body of
+    ``DeliveryTracker.events()`` and ``Inbox.messages()``, which return it as it is (no
+    generator of theirs in between, each item taken once from the buffer).
+
+    Raises ``owner``'s unusable error at the first step when it is not open. While the store is
+    unavailable, logs (``name``, the error through ``describe``) and waits, doubling from 0.25 s
+    up to 5 s, until ``closing`` is set or it is time to read again, then resumes after the last
+    item it yielded. Ends when ``owner`` closes, a store error raised by the close included.
+    """
+    owner._check_usable()
+    cursor = since
+    outage = _OUTAGE_BACKOFF
+    reader = buffer.attach()
+    try:
+        while owner._state is OPEN:
+            try:
+                batch = await reader.next(cursor)
+            except StoreUnavailableError as exc:
+                logger.warning(
+                    "%s paused, store unavailable: %s",
+                    name,
+                    describe(str(exc)),
+                    extra=log_fields(name, outcome="paused", error=type(exc).__name__),
+                )
+                with contextlib.suppress(TimeoutError):  # a close ends the wait at once
+                    await asyncio.wait_for(closing.wait(), outage)
+                outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
+                continue
+            except StoreError:
+                if owner._state is OPEN:
+                    raise
+                return  # the store closed under a read: the owner is closing
+            outage = _OUTAGE_BACKOFF
+            for item in batch:
+                yield item
+            if batch:
+                cursor = batch[-1].cursor
+    finally:
+        reader.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -12,13 +11,12 @@ from typing import TYPE_CHECKING
 
 from ._addressing import normalize_address
 from ._constants import RECEIPT_RETENTION, SHARED_STORE_RECHECK
-from ._exceptions import InvalidUpdateError, StoreError, StoreUnavailableError
-from ._lifecycle import OPEN, Lifecycle
-from ._live import LiveBuffer
+from ._exceptions import InvalidUpdateError, StoreError
+from ._lifecycle import Lifecycle
+from ._live import LiveBuffer, follow
 from ._models import DeliveryInfoList, SendResult
 from ._poller import ReconciliationPoller
 from ._state import DeliveryEvent, DeliveryState, DeliveryUpdate
-from ._telemetry import log_fields
 from ._telemetry_delivery import DeliveryTelemetry, schedule_trace
 from ._updates import updates_from_send
 from .stores import Store, open_store
@@ -29,9 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryTracker"]
 
 logger = logging.getLogger("opensms_async.tracker")
-
-_OUTAGE_BACKOFF = 0.25
-_MAX_OUTAGE_BACKOFF = 5.0
 
 
 class DeliveryTracker(Lifecycle):
@@ -231,7 +226,7 @@ class DeliveryTracker(Lifecycle):
         self._check_usable()
         return await self.store.get_request(request_id)
 
-    async def events(self, since: str | None = None) -> AsyncIterator[DeliveryEvent]:
+    def events(self, since: str | None = None) -> AsyncIterator[DeliveryEvent]:
         """Every state advance after cursor ``since`` (None: the oldest retained), then live ones.
 
         Any number of consumers may iterate at once; each reads at its own pace (a consumer that
@@ -240,35 +235,7 @@ class DeliveryTracker(Lifecycle):
         store is unavailable (Redis restarting, say) it waits and resumes after the last event
         it yielded, so nothing is skipped.
         """
-        self._check_usable()
-        cursor = since
-        outage = _OUTAGE_BACKOFF
-        reader = self._live.attach()
-        try:
-            while self._state is OPEN:
-                try:
-                    batch = await reader.next(cursor)
-                except StoreUnavailableError as exc:
-                    logger.warning(
-                        "events paused, store unavailable: %s",
-                        exc,
-                        extra=log_fields("events", outcome="paused", error=type(exc).__name__),
-                    )
-                    with contextlib.suppress(TimeoutError):  # a close ends the wait at once
-                        await asyncio.wait_for(self._closing.wait(), outage)
-                    outage = min(outage * 2, _MAX_OUTAGE_BACKOFF)
-                    continue
-                except StoreError:
-                    if self._state is OPEN:
-                        raise
-                    return  # the store closed under a read: the tracker is closing
-                outage = _OUTAGE_BACKOFF
-                for event in batch:
-                    yield event
-                if batch:
-                    cursor = batch[-1].cursor
-        finally:
-            reader.close()
+        return follow(self, self._live, since, self._closing, logger=logger, name="events")
 
     async def wait_for_final(
         self, request_id: str, address: str, timeout: float | None = None

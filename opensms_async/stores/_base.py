@@ -32,9 +32,9 @@ kind to ``STORE_KINDS`` there) and checks rules 1 to 6; ``tests/test_store_urls.
 5. **Cursors**: opaque strings, ordered by :meth:`Store.cursor_key`; declare ``consecutive`` True
    only when each event's key is the previous one's plus one in its first element (``(n, 0)``
    then ``(n + 1, 0)``), which lets the tracker's live buffer tell a gap from an unbroken run.
-6. **Lifecycle**: :class:`opensms_async._lifecycle.Lifecycle` with ``_open_twice`` and
-   ``StoreError``: ``open`` twice is a no-op, ``aclose`` idempotent, use before ``open`` or after
-   ``aclose`` raises StoreError.
+6. **Lifecycle**: :class:`opensms_async.stores._common.StoreLifecycle` (a ``Lifecycle`` with
+   ``_open_twice`` and ``StoreError``): ``open`` twice is a no-op, ``aclose`` idempotent, use
+   before ``open`` or after ``aclose`` raises StoreError.
 7. **A URL**: a ``from_url`` class method, and a line in ``_url.BACKENDS`` (imported lazily).
 
 Every method may raise :class:`StoreError`.

@@ -6,12 +6,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from .._exceptions import InvalidCursorError
+from .._exceptions import InvalidCursorError, StoreError
+from .._lifecycle import Lifecycle
 from .._telemetry import log_fields
 
-__all__ = ["Listeners", "Wakeup", "parse_cursor", "read_start", "read_waiting"]
+__all__ = [
+    "CountedLog",
+    "InProcessLog",
+    "Listeners",
+    "StoreLifecycle",
+    "Wakeup",
+    "parse_cursor",
+    "read_start",
+    "read_waiting",
+]
 
 logger = logging.getLogger("opensms_async.stores")
 
@@ -53,6 +63,66 @@ async def read_waiting(
         if found or remaining <= 0:
             return found
         await wakeup.wait(seen, remaining if recheck is None else min(remaining, recheck))
+
+
+class CountedLog(Protocol[_T]):
+    """A log held in this process whose cursors count 1, 2, 3... (the memory stores')."""
+
+    @property
+    def next_cursor(self) -> int:
+        """The cursor number the next logged item gets."""
+        ...
+
+    @property
+    def first_retained(self) -> int:
+        """The cursor number of the oldest item still retained."""
+        ...
+
+    def read(self, after: int, limit: int) -> list[_T]:
+        """Up to ``limit`` retained items with a cursor number above ``after``, oldest first."""
+        ...
+
+
+class StoreLifecycle(Lifecycle):
+    """The lifecycle of every store: a second ``open()`` of an open store does nothing (a user
+    may open one and hand it to a tracker or an inbox, which opens it again), and using one that
+    is not open raises StoreError (so that a receiver whose store was closed answers 503)."""
+
+    _open_twice = True
+    _lifecycle_error = StoreError
+
+
+class InProcessLog(StoreLifecycle, Generic[_T]):
+    """The reads of a store whose log is a :class:`CountedLog` in this process (``_log``),
+    woken by ``_wakeup``: what the memory stores share of ``read_events``/``read_messages``,
+    ``last_cursor`` and ``cursor_key``, and a close that wakes the waiting readers."""
+
+    _log: CountedLog[_T]
+    _wakeup: Wakeup
+
+    async def _read_log(self, after: str | None, limit: int, timeout: float) -> list[_T]:
+        """The store's ``read_*``, which returns this coroutine as it is (no frame in between)."""
+        start = read_start(after, limit)
+
+        async def read() -> list[_T]:
+            self._check_usable()
+            return self._log.read(start, limit)
+
+        return await read_waiting(read, self._wakeup, timeout)
+
+    async def last_cursor(self) -> str | None:
+        """The cursor of the newest item logged, or None for an empty log."""
+        self._check_usable()
+        last = self._log.next_cursor - 1
+        return str(last) if last >= self._log.first_retained else None
+
+    def cursor_key(self, cursor: str) -> tuple[int, int]:
+        """``(n, 0)`` for cursor ``"n"``; ValueError for a malformed cursor."""
+        return (parse_cursor(cursor), 0)
+
+    async def _aclose(self) -> None:
+        # Nothing to release: further use raises StoreError, and waiting readers wake to see it.
+        self._wakeup.fire()
 
 
 class Wakeup:

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, TypeVar
 
 from .._exceptions import StoreError, StoreUnavailableError
+from .._lifecycle import OPEN
+from ._common import StoreLifecycle
+from ._redis_codec import cursor_key
 
-__all__ = ["Calls"]
+__all__ = ["CallingStore", "Calls"]
 
 _T = TypeVar("_T")
 _DRAIN_ROUNDS: Final = 1000
@@ -97,6 +101,39 @@ class Calls:
                 break
             await self._idle.wait()
         self._drained = True  # in the same step as the last look at the count: nothing slips in
+
+
+class CallingStore(StoreLifecycle):
+    """What both Redis stores do around their calls: check that they are open and that a cursor
+    is well formed, and repeat a blocking read in slices (``_slice`` seconds) through ``_calls``
+    until it brings something."""
+
+    timeout: float
+    _slice: float
+    _calls: Calls
+
+    async def _wait(self, read: Callable[[int], Awaitable[_T]], timeout: float) -> _T | None:
+        """Repeat a blocking read (given its block in ms) until it returns something or
+        ``timeout`` passes; :meth:`aclose` ends it with StoreError."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            self._ready()  # closed while this read was on its way here: never start to block
+            block = min(remaining, self._slice)
+            limit = block + self.timeout  # as long as the socket waits, then unanswered
+            ms = max(1, round(block * 1000))
+            reply = await self._calls.read(functools.partial(read, ms), limit)
+            if reply:
+                return reply
+        return None
+
+    def _checked(self, cursor: str) -> str:
+        cursor_key(cursor)
+        return cursor
+
+    def _ready(self) -> None:
+        if self._state is not OPEN:
+            raise self._unusable()
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

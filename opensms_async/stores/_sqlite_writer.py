@@ -24,12 +24,14 @@ import os
 import queue
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from .._exceptions import StoreError, StoreUnavailableError
+from ._common import StoreLifecycle, Wakeup
 
-__all__ = ["Batch", "Committed", "Connect", "Writer", "rollback"]
+__all__ = ["Batch", "Committed", "Connect", "Writer", "WriterOwner", "connect_wal", "rollback"]
 
 _T = TypeVar("_T")
 _Kind: TypeAlias = Literal["read", "write", "stop"]
@@ -327,6 +329,60 @@ def _resolve(
             future.set_exception(error)
         else:
             future.set_result(value)
+
+
+class WriterOwner(StoreLifecycle):
+    """A SQLite store's lifecycle around its :class:`Writer`: ``open()`` starts the thread once
+    (made by :meth:`_make_writer`) and waits for its connection; ``aclose()`` wakes the waiting
+    readers, lets the thread finish what is queued and stops it; a store dropped without
+    ``aclose()`` still stops its thread."""
+
+    _wakeup: Wakeup
+    _writer: Writer | None = None
+    _started: asyncio.Future[None] | None = None
+    _finalizer: weakref.finalize[Any, Any] | None = None
+
+    def _make_writer(self, loop: asyncio.AbstractEventLoop) -> Writer:
+        """The store's writer thread, not started yet."""
+        raise NotImplementedError
+
+    async def _open(self) -> None:
+        if self._started is None:
+            self._writer = self._make_writer(asyncio.get_running_loop())
+            self._started = self._writer.start()
+            self._finalizer = weakref.finalize(self, self._writer.stop_nowait)
+        await asyncio.shield(self._started)
+
+    async def _aclose(self) -> None:
+        self._wakeup.fire()
+        if self._started is None or self._writer is None or self._finalizer is None:
+            return
+        self._finalizer.detach()
+        with contextlib.suppress(StoreError):
+            await asyncio.shield(self._started)
+            await self._writer.stop()
+
+
+def connect_wal(
+    path: str, synchronous: str, create_schema: Callable[[sqlite3.Connection], None]
+) -> sqlite3.Connection:
+    """Open ``path`` in autocommit and WAL mode, ``synchronous`` (its PRAGMA) set, and run
+    ``create_schema`` on it; StoreError when that is impossible (the connection then closed)."""
+    try:
+        # Autocommit mode: the writer begins and commits transactions itself.
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=True)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        conn.execute(synchronous)
+        create_schema(conn)
+    except (sqlite3.Error, OSError, StoreError) as exc:
+        conn.close()
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
+    return conn
 
 
 def _write_error(exc: Exception) -> Exception:

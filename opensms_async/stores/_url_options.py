@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from .._exceptions import InvalidStoreURLError
 
-__all__ = ["options", "positive_int", "positive_seconds", "redact"]
+__all__ = ["memory_options", "options", "positive_int", "positive_seconds", "redact", "sqlite_url"]
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _UNPARSEABLE = "<unparseable URL>"
@@ -37,6 +37,35 @@ def options(shown: str, query: str, known: Collection[str]) -> dict[str, str]:
     if repeated:
         raise InvalidStoreURLError(f"option {repeated[0]!r} given twice in {shown!r}")
     return {name: values[0] for name, values in parsed.items()}
+
+
+def memory_options(url: str, known: Collection[str]) -> dict[str, str]:
+    """The options of a ``memory://`` URL, all of them ``known``; InvalidStoreURLError for
+    another scheme, a host or a path."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "memory" or parts.netloc or parts.path not in ("", "/"):
+        raise InvalidStoreURLError(f"a memory store URL has no host or path: {redact(url)!r}")
+    return options(url, parts.query, known)
+
+
+def sqlite_url(url: str, known: Collection[str]) -> tuple[str, str, dict[str, str]]:
+    """The file a ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
+    ``sqlite:///:memory:`` URL names, its ``synchronous`` option (NORMAL, the default, or FULL,
+    upper-cased) and its other options, all of them ``known``; InvalidStoreURLError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite" or parts.netloc:
+        raise InvalidStoreURLError(
+            f"a SQLite URL has no host: {redact(url)!r} (relative: sqlite:///file.db,"
+            " absolute: sqlite:////path/file.db)"
+        )
+    path = unquote(parts.path[1:])  # the third slash ends the empty host
+    if not path or path.endswith("/"):
+        raise InvalidStoreURLError(f"a SQLite URL needs a file name: {url!r}")
+    given = options(url, parts.query, {"synchronous", *known})
+    synchronous = given.pop("synchronous", "NORMAL").upper()
+    if synchronous not in ("NORMAL", "FULL"):
+        raise InvalidStoreURLError(f"synchronous must be NORMAL or FULL in {url!r}")
+    return path, synchronous, given
 
 
 def _parse_query(query: str) -> dict[str, list[str]] | None:

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections.abc import Callable, Sequence
-from typing import Final, TypeAlias
-from urllib.parse import urlsplit
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Final, TypeAlias
 
-from .._exceptions import InvalidStoreURLError, StoreError
-from .._lifecycle import OPEN, Lifecycle
+from .._lifecycle import OPEN
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, build_event
 from ._base import PendingRequest
-from ._common import Listeners, Wakeup, parse_cursor, read_start, read_waiting
+from ._common import InProcessLog, Listeners, Wakeup
 from ._memo import EventShape, MergeMemo, StateShape, state_from_shape
-from ._url_options import options, positive_int, redact
+from ._url_options import memory_options, positive_int
 
 __all__ = ["DEFAULT_MAX_EVENTS", "MemoryStore"]
 
@@ -222,7 +220,7 @@ class _EventLog:
         )
 
 
-class MemoryStore(Lifecycle):
+class MemoryStore(InProcessLog[DeliveryEvent]):
     """A :class:`~opensms_async.stores.Store` in process memory, for tests and single processes.
 
     Nothing survives the process. ``max_events`` bounds the event log (default
@@ -237,8 +235,7 @@ class MemoryStore(Lifecycle):
     shared: bool = False
     durable: bool = False
     consecutive: bool = True
-    _open_twice = True
-    _lifecycle_error = StoreError
+    _log: _EventLog
 
     def __init__(self, *, max_events: int = DEFAULT_MAX_EVENTS) -> None:
         if max_events < 1:
@@ -256,10 +253,7 @@ class MemoryStore(Lifecycle):
     def from_url(cls, url: str) -> MemoryStore:
         """The store ``memory://`` names (option ``?max_events=N``); InvalidStoreURLError for
         anything else."""
-        parts = urlsplit(url)
-        if parts.scheme.lower() != "memory" or parts.netloc or parts.path not in ("", "/"):
-            raise InvalidStoreURLError(f"a memory store URL has no host or path: {redact(url)!r}")
-        given = options(url, parts.query, {"max_events"})
+        given = memory_options(url, {"max_events"})
         if "max_events" not in given:
             return cls()
         return cls(max_events=positive_int(url, "max_events", given["max_events"]))
@@ -271,10 +265,6 @@ class MemoryStore(Lifecycle):
     def max_events(self) -> int:
         """How many events the log retains."""
         return self._log.max_events
-
-    async def _aclose(self) -> None:
-        # Nothing to release: further use raises StoreError, and waiting readers wake to see it.
-        self._wakeup.fire()
 
     # --- states ------------------------------------------------------------------------------
 
@@ -387,28 +377,12 @@ class MemoryStore(Lifecycle):
 
     # --- events ------------------------------------------------------------------------------
 
-    async def read_events(
+    def read_events(
         self, after: str | None, *, limit: int = 1000, timeout: float = 0.0
-    ) -> list[DeliveryEvent]:
+    ) -> Coroutine[Any, Any, list[DeliveryEvent]]:
         """Up to ``limit`` events after cursor ``after`` (None: the oldest retained), oldest first;
         with ``timeout`` > 0, waits up to that long for one when there is none."""
-        start = read_start(after, limit)
-
-        async def read() -> list[DeliveryEvent]:
-            self._check_usable()
-            return self._log.read(start, limit)
-
-        return await read_waiting(read, self._wakeup, timeout)
-
-    async def last_cursor(self) -> str | None:
-        """The cursor of the newest logged event, or None for an empty log."""
-        self._check_usable()
-        last = self._log.next_cursor - 1
-        return str(last) if last >= self._log.first_retained else None
-
-    def cursor_key(self, cursor: str) -> tuple[int, int]:
-        """``(n, 0)`` for cursor ``"n"``; ValueError for a malformed cursor."""
-        return (parse_cursor(cursor), 0)
+        return self._read_log(after, limit, timeout)
 
     # --- polling schedule --------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ from redis.asyncio import Redis
 from redis.typing import KeyT, StreamIdT
 
 from .._exceptions import StoreError, StoreUnavailableError
-from .._lifecycle import OPEN, Lifecycle
+from .._lifecycle import OPEN
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate
 from .._telemetry import log_fields
 from . import _redis_codec as codec
@@ -80,7 +80,7 @@ from . import _redis_errors as errors
 from . import _redis_scripts as scripts
 from ._base import PendingRequest
 from ._common import Listeners
-from ._redis_calls import Calls
+from ._redis_calls import CallingStore, Calls
 from ._redis_expiry import Expiry
 
 __all__ = [
@@ -124,7 +124,7 @@ class _Call:
     """Loop time when its caller gets StoreUnavailableError if Redis has not answered."""
 
 
-class RedisStore(Lifecycle):
+class RedisStore(CallingStore):
     """A :class:`~opensms_async.stores.Store` in Redis, shared by any number of replicas.
 
     ``client`` is a ``redis://`` or ``rediss://`` URL (connection options only in its query; the
@@ -146,8 +146,6 @@ class RedisStore(Lifecycle):
     durable: bool = True
     """As durable as the server is configured to be (see the module docstring)."""
     consecutive: bool = False
-    _open_twice = True
-    _lifecycle_error = StoreError
 
     def __init__(
         self,
@@ -628,21 +626,6 @@ class RedisStore(Lifecycle):
 
     # --- helpers -----------------------------------------------------------------------------
 
-    async def _wait(self, read: Callable[[int], Awaitable[_T]], timeout: float) -> _T | None:
-        """Repeat a blocking read (given its block in ms) until it returns something or
-        ``timeout`` passes; :meth:`close` ends it with StoreError."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (remaining := deadline - loop.time()) > 0:
-            self._ready()  # closed while this read was on its way here: never start to block
-            block = min(remaining, self._slice)
-            limit = block + self.timeout  # as long as the socket waits, then unanswered
-            ms = max(1, round(block * 1000))
-            reply = await self._calls.read(functools.partial(read, ms), limit)
-            if reply:
-                return reply
-        return None
-
     def _bounded(
         self, action: str, until: float | None = None
     ) -> contextlib.AbstractAsyncContextManager[None]:
@@ -663,14 +646,6 @@ class RedisStore(Lifecycle):
     def _translated(self, action: str) -> contextlib.AbstractContextManager[None]:
         """Turn redis-py's errors into the store's, without secrets."""
         return errors.translated(self._redis, self._where, action, _FULL)
-
-    def _checked(self, cursor: str) -> str:
-        codec.cursor_key(cursor)
-        return cursor
-
-    def _ready(self) -> None:
-        if self._state is not OPEN:
-            raise self._unusable()
 
 
 # --- batches -----------------------------------------------------------------------------------

@@ -31,28 +31,25 @@ transaction; a file of any other version is refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import sqlite3
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Final, TypeAlias
-from urllib.parse import unquote, urlsplit
 
 from .._constants import RECEIPT_RETENTION
-from .._exceptions import InvalidStoreURLError, StoreError
-from .._lifecycle import OPEN, Lifecycle
+from .._exceptions import StoreError
+from .._lifecycle import OPEN
 from .._models import DeliveryStatus
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
 from ._base import PendingRequest
 from ._common import Listeners, Wakeup, parse_cursor, read_start, read_waiting
 from ._memo import EventShape, MergeMemo, StateShape, Step
 from ._sqlite_retention import Retention
-from ._sqlite_writer import Batch, Writer, rollback
-from ._url_options import options, positive_int, positive_seconds, redact
+from ._sqlite_writer import Batch, Writer, WriterOwner, connect_wal, rollback
+from ._url_options import positive_int, positive_seconds, sqlite_url
 
 __all__ = ["DEFAULT_MAX_EVENTS", "DEFAULT_RETENTION", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -141,7 +138,7 @@ _Merged: TypeAlias = tuple[DeliveryUpdate, Step, float, int]
 """What merging one update did: the update, the step, ``updated_at`` after it, the event cursor."""
 
 
-class SQLiteStore(Lifecycle):
+class SQLiteStore(WriterOwner):
     """A :class:`~opensms_async.stores.Store` in one SQLite file (WAL mode), for one process.
 
     ``path`` is the database file (created when missing; its directory must exist), or
@@ -168,8 +165,7 @@ class SQLiteStore(Lifecycle):
 
     shared: bool = False
     consecutive: bool = True
-    _open_twice = True
-    _lifecycle_error = StoreError
+    _writer: _Writer | None
 
     def __init__(
         self,
@@ -199,28 +195,13 @@ class SQLiteStore(Lifecycle):
         self._wakeup = Wakeup()
         self._listeners: Listeners[DeliveryEvent] = Listeners()
         self._memo = MergeMemo()  # used on the writer thread only
-        self._writer: _Writer | None = None
-        self._started: asyncio.Future[None] | None = None
-        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
         """The store a ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or
         ``sqlite:///:memory:`` URL names, with options ``synchronous`` (NORMAL or FULL),
         ``retention`` (seconds) and ``max_events``; InvalidStoreURLError for anything else."""
-        parts = urlsplit(url)
-        if parts.scheme.lower() != "sqlite" or parts.netloc:
-            raise InvalidStoreURLError(
-                f"a SQLite URL has no host: {redact(url)!r} (relative: sqlite:///file.db,"
-                " absolute: sqlite:////path/file.db)"
-            )
-        path = unquote(parts.path[1:])  # the third slash ends the empty host
-        if not path or path.endswith("/"):
-            raise InvalidStoreURLError(f"a SQLite URL needs a file name: {url!r}")
-        given = options(url, parts.query, {"synchronous", "retention", "max_events"})
-        synchronous = given.pop("synchronous", "NORMAL").upper()
-        if synchronous not in _SYNCHRONOUS:
-            raise InvalidStoreURLError(f"synchronous must be NORMAL or FULL in {url!r}")
+        path, synchronous, given = sqlite_url(url, {"retention", "max_events"})
         retention = DEFAULT_RETENTION
         if "retention" in given:
             retention = positive_seconds(url, "retention", given["retention"])
@@ -243,31 +224,16 @@ class SQLiteStore(Lifecycle):
         """
         await super().open()
 
-    async def _open(self) -> None:
-        if self._started is None:
-            loop = asyncio.get_running_loop()
-            retention = Retention(self.retention, self.max_events, self._clock)
-            self._writer = _Writer(
-                self.path, self.synchronous, loop, self._wakeup, self._listeners,
-                self._max_batch, self._memo, retention, self._clock,
-            )  # fmt: skip
-            self._started = self._writer.start()
-            # A store dropped without aclose() still stops its thread.
-            self._finalizer = weakref.finalize(self, self._writer.stop_nowait)
-        await asyncio.shield(self._started)
+    def _make_writer(self, loop: asyncio.AbstractEventLoop) -> _Writer:
+        retention = Retention(self.retention, self.max_events, self._clock)
+        return _Writer(
+            self.path, self.synchronous, loop, self._wakeup, self._listeners,
+            self._max_batch, self._memo, retention, self._clock,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         """Finish the queued work, close the file and stop the thread; idempotent."""
         await super().aclose()
-
-    async def _aclose(self) -> None:
-        self._wakeup.fire()
-        if self._started is None or self._writer is None or self._finalizer is None:
-            return
-        self._finalizer.detach()
-        with contextlib.suppress(StoreError):
-            await asyncio.shield(self._started)
-            await self._writer.stop()
 
     # --- states ------------------------------------------------------------------------------
 
@@ -448,21 +414,7 @@ def _check_retention(retention: float | None, max_events: int) -> None:
 def _connect(path: str, synchronous: str, now: float) -> _Connection:
     """Open ``path`` in WAL mode with the schema ready (migrated at ``now`` if it was of
     version 1); StoreError when that is impossible."""
-    try:
-        # Autocommit mode: transactions are begun and committed explicitly by the writer.
-        conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-    except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
-    try:
-        conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        conn.execute(_SYNCHRONOUS[synchronous])
-        _create_schema(conn, now)
-    except (sqlite3.Error, OSError, StoreError) as exc:
-        conn.close()
-        if isinstance(exc, StoreError):
-            raise
-        raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
-    return conn
+    return connect_wal(path, _SYNCHRONOUS[synchronous], partial(_create_schema, now=now))
 
 
 def _create_schema(conn: _Connection, now: float) -> None:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import collections
 import heapq
 import re
-from collections.abc import Sequence
-from typing import Final, TypeAlias
-from urllib.parse import urlsplit
+from collections.abc import Coroutine, Sequence
+from typing import Any, Final, TypeAlias
 
-from ..._exceptions import InvalidStoreURLError, StoreError
 from ..._inbound_message import InboundMessage, logged, logged_single
-from ..._lifecycle import OPEN, Lifecycle
+from ..._lifecycle import OPEN
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
-from .._common import Wakeup, parse_cursor, read_start, read_waiting
-from .._url_options import options, positive_int, redact
+from .._common import InProcessLog, Wakeup
+from .._url_options import memory_options, positive_int
 from ._base import Received
 
 __all__ = ["DEFAULT_MAX_MESSAGES", "MemoryInboundStore"]
@@ -110,7 +108,7 @@ class _Log:
         return self.messages[start : start + limit]
 
 
-class MemoryInboundStore(Lifecycle):
+class MemoryInboundStore(InProcessLog[InboundMessage]):
     """An :class:`~opensms_async.stores.inbound.InboundStore` in process memory.
 
     Nothing survives the process. ``max_messages`` bounds the log (default
@@ -121,8 +119,7 @@ class MemoryInboundStore(Lifecycle):
     """
 
     shared: bool = False
-    _open_twice = True
-    _lifecycle_error = StoreError
+    _log: _Log
 
     def __init__(self, *, max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
         if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
@@ -139,10 +136,7 @@ class MemoryInboundStore(Lifecycle):
     def from_url(cls, url: str) -> MemoryInboundStore:
         """The store ``memory://`` names (option ``?max_messages=N``; a delivery store's
         ``max_events`` is accepted and left to it); InvalidStoreURLError for anything else."""
-        parts = urlsplit(url)
-        if parts.scheme.lower() != "memory" or parts.netloc or parts.path not in ("", "/"):
-            raise InvalidStoreURLError(f"a memory store URL has no host or path: {redact(url)!r}")
-        given = options(url, parts.query, {"max_events", "max_messages"})
+        given = memory_options(url, {"max_events", "max_messages"})
         if "max_messages" not in given:
             return cls()
         return cls(max_messages=positive_int(url, "max_messages", given["max_messages"]))
@@ -154,9 +148,6 @@ class MemoryInboundStore(Lifecycle):
     def max_messages(self) -> int:
         """How many messages the log retains."""
         return self._log.max_messages
-
-    async def _aclose(self) -> None:
-        self._wakeup.fire()  # waiting readers wake to see the store closed
 
     # --- receiving ---------------------------------------------------------------------------
 
@@ -241,25 +232,9 @@ class MemoryInboundStore(Lifecycle):
 
     # --- the log -----------------------------------------------------------------------------
 
-    async def read_messages(
+    def read_messages(
         self, after: str | None, *, limit: int = 1000, timeout: float = 0.0
-    ) -> list[InboundMessage]:
+    ) -> Coroutine[Any, Any, list[InboundMessage]]:
         """Up to ``limit`` messages after cursor ``after`` (None: the oldest retained); with
         ``timeout`` > 0, waits up to that long for one when there is none."""
-        start = read_start(after, limit)
-
-        async def read() -> list[InboundMessage]:
-            self._check_usable()
-            return self._log.read(start, limit)
-
-        return await read_waiting(read, self._wakeup, timeout)
-
-    async def last_cursor(self) -> str | None:
-        """The cursor of the newest logged message, or None for an empty log."""
-        self._check_usable()
-        last = self._log.next_cursor - 1
-        return str(last) if last >= self._log.first_retained else None
-
-    def cursor_key(self, cursor: str) -> tuple[int, int]:
-        """``(n, 0)`` for cursor ``"n"``; ValueError for a malformed cursor."""
-        return (parse_cursor(cursor), 0)
+        return self._read_log(after, limit, timeout)

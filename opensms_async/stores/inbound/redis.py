@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -41,12 +40,11 @@ from redis.asyncio import Redis
 
 from ..._exceptions import InvalidStoreURLError, StoreError
 from ..._inbound_message import InboundMessage, decode
-from ..._lifecycle import OPEN, Lifecycle
 from ..._reassembly import Part, group_key
 from .. import _redis_codec as codec
 from .. import _redis_config as config
 from .. import _redis_errors as errors
-from .._redis_calls import Calls
+from .._redis_calls import CallingStore, Calls
 from .._url_options import options, positive_int, redact
 from . import _redis_scripts as scripts
 from ._base import Received
@@ -66,7 +64,7 @@ _DELIVERY_OPTIONS: Final = ("retention", "max_events")
 logger = logging.getLogger("opensms_async.stores.redis")
 
 
-class RedisInboundStore(Lifecycle):
+class RedisInboundStore(CallingStore):
     """An :class:`~opensms_async.stores.inbound.InboundStore` in Redis, shared by replicas.
 
     ``client`` is a ``redis://`` or ``rediss://`` URL (connection options only in its query; use
@@ -77,8 +75,6 @@ class RedisInboundStore(Lifecycle):
     """
 
     shared: bool = True
-    _open_twice = True
-    _lifecycle_error = StoreError
 
     def __init__(
         self,
@@ -209,25 +205,15 @@ class RedisInboundStore(Lifecycle):
         async with self._bounded("read inbound messages"):
             entries = codec.range_entries(await self._redis.xrange(log, start, "+", limit))
         if not entries and timeout > 0:
-            entries = await self._wait(log, after or "0-0", limit, timeout)
-        return [decode(codec.text(i), _field(fields)) for i, fields in entries]
-
-    async def _wait(self, log: str, last: str, limit: int, timeout: float) -> list[tuple[Any, Any]]:
-        """``XREAD BLOCK`` in slices until an entry comes or ``timeout`` passes; :meth:`aclose`
-        ends it with StoreError."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (remaining := deadline - loop.time()) > 0:
-            self._ready()  # closed while this read was on its way here: never start to block
-            block = min(remaining, self._slice)
-            ms = max(1, round(block * 1000))
             with errors.translated(self._redis, self._where, "wait for inbound messages"):
-                # As long as the socket waits, then unanswered.
-                xread = functools.partial(self._blocking.xread, {log: last}, count=limit, block=ms)
-                reply = await self._calls.read(xread, block + self.timeout)
-            if entries := codec.read_entries(reply):
-                return entries
-        return []
+                last = after or "0-0"
+
+                async def read(ms: int) -> list[tuple[Any, Any]]:
+                    reply = await self._blocking.xread({log: last}, count=limit, block=ms)
+                    return codec.read_entries(reply)
+
+                entries = await self._wait(read, timeout) or []
+        return [decode(codec.text(i), _field(fields)) for i, fields in entries]
 
     async def last_cursor(self) -> str | None:
         """The cursor of the newest logged message, or None for an empty log."""
@@ -249,14 +235,6 @@ class RedisInboundStore(Lifecycle):
         return errors.bounded(
             deadline, self.timeout, self._redis, self._where, action, within=self._calls.tracked()
         )
-
-    def _checked(self, cursor: str) -> str:
-        codec.cursor_key(cursor)
-        return cursor
-
-    def _ready(self) -> None:
-        if self._state is not OPEN:
-            raise self._unusable()
 
 
 def _part_row(part: Part) -> list[object]:

@@ -28,13 +28,11 @@ import contextlib
 import json
 import os
 import sqlite3
-import weakref
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, Final, TypeAlias
-from urllib.parse import unquote, urlsplit
 
-from ..._exceptions import InvalidStoreURLError, StoreError
+from ..._exceptions import StoreError
 from ..._inbound_message import (
     InboundMessage,
     decode,
@@ -43,11 +41,11 @@ from ..._inbound_message import (
     logged,
     logged_single,
 )
-from ..._lifecycle import OPEN, Lifecycle
+from ..._lifecycle import OPEN
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
 from .._common import Wakeup, parse_cursor, read_start, read_waiting
-from .._sqlite_writer import Writer
-from .._url_options import options, positive_int, redact
+from .._sqlite_writer import Writer, WriterOwner, connect_wal
+from .._url_options import positive_int, sqlite_url
 from ._base import Received
 
 __all__ = ["DEFAULT_MAX_MESSAGES", "SCHEMA_VERSION", "SQLiteInboundStore"]
@@ -90,7 +88,7 @@ _FORGET: Final = """DELETE FROM inbound_seen WHERE message_id > ? AND message_id
 _READ: Final = "SELECT cursor, message FROM inbound_log WHERE cursor > ? ORDER BY cursor LIMIT ?"
 
 
-class SQLiteInboundStore(Lifecycle):
+class SQLiteInboundStore(WriterOwner):
     """An :class:`~opensms_async.stores.inbound.InboundStore` in one SQLite file (WAL mode).
 
     ``path`` is the database file (created when missing; its directory must exist), or
@@ -103,8 +101,6 @@ class SQLiteInboundStore(Lifecycle):
     """
 
     shared: bool = False
-    _open_twice = True
-    _lifecycle_error = StoreError
 
     def __init__(
         self,
@@ -127,9 +123,6 @@ class SQLiteInboundStore(Lifecycle):
         self._poll_interval = poll_interval
         self._max_batch = max_batch
         self._wakeup = Wakeup()
-        self._writer: Writer | None = None
-        self._started: asyncio.Future[None] | None = None
-        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._sweep = _Sweep()  # the writer thread's alone
 
     @classmethod
@@ -138,19 +131,7 @@ class SQLiteInboundStore(Lifecycle):
         ``sqlite:///:memory:`` URL names, with options ``synchronous`` (NORMAL or FULL) and
         ``max_messages`` (the delivery store's ``retention`` and ``max_events`` are accepted and
         left to it); InvalidStoreURLError for anything else."""
-        parts = urlsplit(url)
-        if parts.scheme.lower() != "sqlite" or parts.netloc:
-            raise InvalidStoreURLError(
-                f"a SQLite URL has no host: {redact(url)!r} (relative: sqlite:///file.db,"
-                " absolute: sqlite:////path/file.db)"
-            )
-        path = unquote(parts.path[1:])  # the third slash ends the empty host
-        if not path or path.endswith("/"):
-            raise InvalidStoreURLError(f"a SQLite URL needs a file name: {url!r}")
-        given = options(url, parts.query, {"synchronous", "max_messages", *_DELIVERY_OPTIONS})
-        synchronous = given.get("synchronous", "NORMAL").upper()
-        if synchronous not in _SYNCHRONOUS:
-            raise InvalidStoreURLError(f"synchronous must be NORMAL or FULL in {url!r}")
+        path, synchronous, given = sqlite_url(url, {"max_messages", *_DELIVERY_OPTIONS})
         max_messages = DEFAULT_MAX_MESSAGES
         if "max_messages" in given:
             max_messages = positive_int(url, "max_messages", given["max_messages"])
@@ -162,26 +143,11 @@ class SQLiteInboundStore(Lifecycle):
             f"max_messages={self.max_messages!r})"
         )
 
-    async def _open(self) -> None:
-        if self._started is None:
-            loop = asyncio.get_running_loop()
-            connect = partial(_connect, self.path, self.synchronous)
-            self._writer = Writer(
-                self.path, connect, loop, max_batch=self._max_batch, committed=self._committed
-            )
-            self._started = self._writer.start()
-            # A store dropped without aclose() still stops its thread.
-            self._finalizer = weakref.finalize(self, self._writer.stop_nowait)
-        await asyncio.shield(self._started)
-
-    async def _aclose(self) -> None:
-        self._wakeup.fire()
-        if self._started is None or self._writer is None or self._finalizer is None:
-            return
-        self._finalizer.detach()
-        with contextlib.suppress(StoreError):
-            await asyncio.shield(self._started)
-            await self._writer.stop()
+    def _make_writer(self, loop: asyncio.AbstractEventLoop) -> Writer:
+        connect = partial(connect_wal, self.path, _SYNCHRONOUS[self.synchronous], _create_schema)
+        return Writer(
+            self.path, connect, loop, max_batch=self._max_batch, committed=self._committed
+        )
 
     # --- receiving ---------------------------------------------------------------------------
 
@@ -426,25 +392,6 @@ def _exists(sql: str, params: tuple[object, ...], conn: sqlite3.Connection) -> b
 
 
 # --- connection and schema -------------------------------------------------------------------
-
-
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
-    """Open ``path`` in WAL mode with the inbound tables ready; StoreError when impossible."""
-    try:
-        # Autocommit mode: the writer begins and commits transactions itself.
-        conn = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=True)
-    except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
-    try:
-        conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        conn.execute(_SYNCHRONOUS[synchronous])
-        _create_schema(conn)
-    except (sqlite3.Error, OSError, StoreError) as exc:
-        conn.close()
-        if isinstance(exc, StoreError):
-            raise
-        raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
-    return conn
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
