@@ -113,6 +113,11 @@ class CallbackDispatcher:
     Owns the HTTP client and the timers of the callbacks not yet posted; opened and closed by the
     simulator app's lifespan. While closed, callbacks are planned but never posted. ``target``
     says, when a callback is due, where it goes (the subscription may have changed since).
+
+    The callbacks of one recipient are posted one after the other, in the order of their planned
+    times (the seeded jitter decides any reordering), each once its time has come and the one
+    before it has been answered: so a seed gives the same order of arrival on a loaded machine
+    as on an idle one. Recipients are posted concurrently.
     """
 
     def __init__(
@@ -124,11 +129,12 @@ class CallbackDispatcher:
         self._target = target
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unfinished = 0
 
     @property
     def pending(self) -> int:
         """Callbacks scheduled and not yet finished."""
-        return len(self._tasks)
+        return self._unfinished
 
     def count(self, outcome: Outcome) -> int:
         """Attempts that ended with ``outcome``."""
@@ -144,6 +150,7 @@ class CallbackDispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._unfinished = 0
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -152,22 +159,38 @@ class CallbackDispatcher:
         """Plan every callback of ``message`` and start its timers."""
         for address in message.addresses:
             timeline = message.timelines[address]
-            for planned in plan_callbacks(message.request_id, address, timeline, rates, rng):
-                self.planned.append(planned)
-                self._schedule(message, planned)
+            planned = plan_callbacks(message.request_id, address, timeline, rates, rng)
+            self.planned.extend(planned)
+            self._schedule(message, sorted(planned, key=_planned_time))
 
-    def _schedule(self, message: SentMessage, planned: PlannedCallback) -> None:
-        if self._client is None:
+    def _schedule(self, message: SentMessage, chain: list[PlannedCallback]) -> None:
+        if self._client is None or not chain:
             return
-        job = self._fire(self._client, message, planned)
-        task = asyncio.get_running_loop().create_task(job)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._fire_in_order(self._client, message, chain, loop.time()))
+        self._unfinished += len(chain)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _fire_in_order(
+        self,
+        client: httpx.AsyncClient,
+        message: SentMessage,
+        chain: list[PlannedCallback],
+        planned_at: float,
+    ) -> None:
+        """Post one recipient's callbacks in turn, each at its time or after the one before."""
+        loop = asyncio.get_running_loop()
+        for planned in chain:
+            await asyncio.sleep(max(0.0, planned_at + planned.delay - loop.time()))
+            try:
+                await self._fire(client, message, planned)
+            finally:
+                self._unfinished -= 1
 
     async def _fire(
         self, client: httpx.AsyncClient, message: SentMessage, planned: PlannedCallback
     ) -> None:
-        await asyncio.sleep(planned.delay)
         target = self._target(message)
         if planned.dropped:
             self._record(planned, "dropped")
@@ -209,3 +232,7 @@ class CallbackDispatcher:
         error: str | None = None,
     ) -> None:
         self.attempts.append(CallbackAttempt(planned, outcome, url, status, error))
+
+
+def _planned_time(planned: PlannedCallback) -> float:
+    return planned.delay
