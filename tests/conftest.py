@@ -3,6 +3,7 @@ what the command-line tests share (``no_opensms_env``, ``busy_port``)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from collections.abc import Iterator
@@ -60,3 +61,12 @@ def busy_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         yield sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _collector_unfrozen() -> Iterator[None]:
+    """``opensms receive`` run in this process freezes every object alive (``gc.freeze()``):
+    give them back to the collector after the test, so no later test runs on a frozen heap."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()

@@ -127,7 +127,7 @@ async def test_a_publish_parses_one_cursor_whatever_the_consumers(
         for n in range(1, 51):
             await live.ingest(n)
             await consumers.reach(n + 1)
-        assert parsed[0] <= 50
+        assert 1 <= parsed[0] <= 50  # counted (the patch took), one parse per publish at most
         await consumers.stop()
 
 

@@ -15,7 +15,7 @@ from opensms_async.stores.inbound import MemoryInboundStore
 
 WAITING = DeliveryStatus.MESSAGE_WAITING
 
-WAIT = 5.0
+WAIT = 30.0
 """Upper bound on any wait in this file: a hang fails fast."""
 
 

@@ -42,11 +42,12 @@ _Row: TypeAlias = tuple[str, StateShape, float]
 _Rows: TypeAlias = dict[str, _Row]
 """The recipients of one request id: a row per address.
 
-A dict of plain values, not an object holding one: the garbage collector stops tracking such a
-dict in its next full collection, so a million requests of one recipient each are not a million
-objects that every later full collection walks (a pause of the receiver as long as the store is
-big). An instance of a class (``__slots__`` or not), or a tuple holding the dict, stays tracked
-for ever; the canonical id strings live apart, in a dict of strings (never tracked).
+A dict of plain values, not an object holding one: the garbage collector of CPython 3.11 to
+3.13 stops tracking such a dict in its next full collection (3.14 no longer does, gh-127010),
+so a million requests of one recipient each are not a million objects that every later full
+collection walks (a pause of the receiver as long as the store is big). An instance of a class
+(``__slots__`` or not), or a tuple holding the dict, stays tracked for ever; the canonical id
+strings live apart, in a dict of strings (never tracked).
 """
 _Undo: TypeAlias = tuple[str, _Rows, str, _Row | None]
 """``(request id, its rows, address, the row before)``: what a failed merge puts back."""

@@ -1,4 +1,5 @@
-"""Delivery callbacks of the simulator: planned (seeded) at send time, posted on timers.
+"""Delivery callbacks of the simulator: planned (seeded) at send time, posted when due, each
+recipient's in turn (the next once the one before was answered).
 
 Like BICS, the simulator never retries a callback: a non-2xx answer, a timeout or a connection
 error loses it, and is recorded as ``failed``. Drops, duplicates and jitter are decided when the
@@ -44,7 +45,8 @@ class CallbackRates:
 
 @attrs.frozen
 class PlannedCallback:
-    """A callback decided at send time: posted ``delay`` seconds after the send, unless dropped.
+    """A callback decided at send time: posted ``delay`` seconds after the send (or, when the
+    recipient's callback before it is answered later than that, right after), unless dropped.
 
     ``copy`` is 0 for the original and 1 for its duplicate.
     """
@@ -146,14 +148,14 @@ class CallbackDispatcher:
 
     async def aclose(self) -> None:
         """Cancel the callbacks still waiting and close the client."""
+        client, self._client = self._client, None  # nothing is scheduled from now on
         tasks, self._tasks = list(self._tasks), set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._unfinished = 0
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if client is not None:
+            await client.aclose()
 
     def plan(self, message: SentMessage, rates: CallbackRates, rng: random.Random) -> None:
         """Plan every callback of ``message`` and start its timers."""
@@ -185,6 +187,8 @@ class CallbackDispatcher:
             await asyncio.sleep(max(0.0, planned_at + planned.delay - loop.time()))
             try:
                 await self._fire(client, message, planned)
+            except Exception as exc:  # this one is lost (BICS never retries), not those after it
+                self._record(planned, "failed", error=type(exc).__name__)
             finally:
                 self._unfinished -= 1
 
@@ -216,8 +220,11 @@ class CallbackDispatcher:
             security_token=target.token,
         )
         try:
-            response = await client.post(target.url, json=body)
-        except httpx.HTTPError as exc:
+            # One deadline for the whole post: a receiver that trickles its answer would hold up
+            # the recipient's next callbacks (httpx's timeouts bound each read, not the answer).
+            async with asyncio.timeout(self._timeout):
+                response = await client.post(target.url, json=body)
+        except (httpx.HTTPError, TimeoutError) as exc:
             self._record(planned, "failed", target.url, error=type(exc).__name__)
             return
         outcome: Outcome = "acknowledged" if response.is_success else "failed"
