@@ -16,15 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, TypeVar
 
 from .._exceptions import StoreError, StoreUnavailableError
 from .._lifecycle import OPEN
+from .._telemetry import log_fields
 from ._common import StoreLifecycle
 from ._redis_codec import cursor_key
 
 __all__ = ["CallingStore", "Calls"]
+
+logger = logging.getLogger("opensms_async.stores.redis")
 
 _T = TypeVar("_T")
 _DRAIN_ROUNDS: Final = 1000
@@ -36,13 +40,17 @@ class Calls:
     """What one store has in flight: calls (:meth:`tracked`) and blocking reads (:meth:`read`).
 
     ``closed`` is the store's error for a call made once :meth:`drain` has returned; ``name`` and
-    ``where`` (the store's class and redacted URL) go into the messages of blocking reads.
+    ``where`` (the store's class and redacted URL) go into the messages of blocking reads;
+    ``grace`` (the store's ``timeout``) is how long a cancelled read may take to end.
     """
 
-    def __init__(self, closed: Callable[[], Exception], name: str, where: str) -> None:
+    def __init__(
+        self, closed: Callable[[], Exception], name: str, where: str, grace: float
+    ) -> None:
         self._closed = closed
         self._name = name
         self._where = where
+        self._grace = grace
         self._count = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -84,13 +92,27 @@ class Calls:
         return task.result()
 
     async def end_reads(self) -> None:
-        """Cancel the blocking reads and wait until each has ended (one whose cancel redis-py
-        swallowed ends with its block, which the socket timeout bounds)."""
+        """Cancel the blocking reads and wait until each has ended, ``grace`` seconds at most.
+
+        One whose cancel redis-py swallowed ends with its block, which the socket timeout
+        bounds; a client of the caller's may have none, and a close must not wait for ever: such
+        a read is left to end on its own (logged), its connection with it.
+        """
         reads = list(self._reads)
         for read in reads:
             read.cancel()
-        if reads:
-            await asyncio.wait(reads)
+        if not reads:
+            return
+        _, running = await asyncio.wait(reads, timeout=self._grace)
+        if running:
+            logger.warning(
+                "%s closed with %d blocking read(s) still running %.0f s after being cancelled"
+                " (a Redis client without a socket timeout?)",
+                self._name,
+                len(running),
+                self._grace,
+                extra=log_fields("store.close", outcome="abandoned"),
+            )
 
     async def drain(self) -> None:
         """End the blocking reads, wait for the calls in flight; none may start afterwards, so

@@ -188,7 +188,7 @@ class RedisStore(CallingStore):
         """The calls of the batch in flight."""
         self._timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._calls = Calls(self._unusable, type(self).__name__, self._where)
+        self._calls = Calls(self._unusable, type(self).__name__, self._where, self.timeout)
         self._listeners: Listeners[DeliveryEvent] = Listeners()
 
     @classmethod

@@ -99,7 +99,7 @@ class RedisInboundStore(CallingStore):
         self._slice = config.block_slice(self._blocking)
         self._receive = self._redis.register_script(scripts.RECEIVE)
         self._expire = self._redis.register_script(scripts.EXPIRE)
-        self._calls = Calls(self._unusable, type(self).__name__, self._where)
+        self._calls = Calls(self._unusable, type(self).__name__, self._where, self.timeout)
 
     @classmethod
     def from_url(cls, url: str) -> RedisInboundStore:
