@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -75,7 +74,6 @@ __all__ = [
     "create_receiver_app",
 ]
 
-logger = logging.getLogger("opensms_async.receiver")
 
 _PROBE_TIMEOUT = 1.0
 """Longest a health check waits for the store to answer its read."""
