@@ -131,6 +131,8 @@ class Inbox(Lifecycle):
             else None
         )
         self._sweeper: asyncio.Task[None] | None = None
+        self._unlisten: Callable[[], None] | None = None
+        """Set while the store hands what it logs to :meth:`_logged` (its ``listen``)."""
         self._started = False
         """True once open() began: from then on aclose() closes the store."""
         self._closing = asyncio.Event()
@@ -145,6 +147,9 @@ class Inbox(Lifecycle):
     async def _open(self) -> None:
         self._started = True
         await self.store.open()
+        listen = getattr(self.store, "listen", None)  # not part of the protocol: optional
+        if callable(listen):
+            self._unlisten = listen(self._logged)
         await self._live.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="opensms-inbox-reassembly")
         if self._poller is not None:
@@ -165,6 +170,8 @@ class Inbox(Lifecycle):
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        if self._unlisten is not None:
+            self._unlisten()
         await self.store.aclose()
 
     # --- recording -----------------------------------------------------------------------
@@ -197,21 +204,33 @@ class Inbox(Lifecycle):
             raise self._unusable()
         if not parts:
             return Received([])
-        # The store's write and its publish are one task the caller only waits for: a caller
-        # cancelled once the store wrote (SQLite commits on its own thread) must not keep what
-        # was logged from the live consumers until the next publish.
+        if self._unlisten is not None:  # the store publishes what it logged: see _logged
+            return await self._store_receive(parts)
+        # A store without ``listen``: its write and the publish are one task the caller only
+        # waits for, so that a caller cancelled once the store wrote does not keep what was
+        # logged from the live consumers until the next publish.
         recording = asyncio.ensure_future(self._record(parts))
         recording.add_done_callback(_retrieve)
         return await asyncio.shield(recording)
 
-    async def _record(self, parts: Sequence[Part]) -> Received:
-        received = await self.store.receive(
+    def _store_receive(self, parts: Sequence[Part]) -> Awaitable[Received]:
+        return self.store.receive(
             parts, now=self._clock(), timeout=self.reassembly_timeout, retention=self.retention
         )
+
+    async def _record(self, parts: Sequence[Part]) -> Received:
+        received = await self._store_receive(parts)
         if received.messages:
-            self._live.publish(received.messages)
-            self._telemetry.logged(received.messages)
+            self._logged(received.messages)
         return received
+
+    def _logged(self, messages: Sequence[InboundMessage]) -> None:
+        """What the store logged goes to the live consumers (and is counted): called by the
+        store itself once recorded, whether or not the caller still waits (a caller cancelled
+        once SQLite's writer committed), or, for a store without ``listen``, by
+        :meth:`_record`, a task of its own the caller only waits for."""
+        self._live.publish(messages)
+        self._telemetry.logged(messages)
 
     def _read_log(
         self, after: str | None, *, limit: int = 1000, timeout: float = 0.0
@@ -239,8 +258,7 @@ class Inbox(Lifecycle):
                 )
             else:
                 if expired:
-                    self._live.publish(expired)
-                    self._telemetry.logged(expired)
+                    self._logged(expired)
             # The loop's own sleep, not the injected one: that paces polls, this is a timer.
             await asyncio.sleep(self._tick)
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import collections
 import heapq
 import re
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, TypeAlias
 
 from ..._inbound_message import InboundMessage, logged, logged_single
 from ..._lifecycle import OPEN
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
-from .._common import InProcessLog, Wakeup
+from .._common import InProcessLog, Listeners, Wakeup
 from .._url_options import memory_options, positive_int
 from ._base import Received
 
@@ -131,6 +131,7 @@ class MemoryInboundStore(InProcessLog[InboundMessage]):
         opened at another time is stale and skipped."""
         self._log = _Log(max_messages)
         self._wakeup = Wakeup()
+        self._listeners: Listeners[InboundMessage] = Listeners()
 
     @classmethod
     def from_url(cls, url: str) -> MemoryInboundStore:
@@ -184,6 +185,7 @@ class MemoryInboundStore(InProcessLog[InboundMessage]):
             out.extend(self._append(m) for m in outcome.messages)
         if out:
             self._logged()
+            self._listeners.publish(out)
         return Received(out, duplicates)
 
     def _append_single(self, part: Part, now: float) -> InboundMessage:
@@ -201,6 +203,11 @@ class MemoryInboundStore(InProcessLog[InboundMessage]):
     def _logged(self) -> None:
         self._log.trim()
         self._wakeup.fire()
+
+    def listen(self, listener: Callable[[Sequence[InboundMessage]], None]) -> Callable[[], None]:
+        """Hand what each ``receive`` logs to ``listener``, before it returns, in log order;
+        returns the function that stops it. (What ``expire`` logs, it returns.)"""
+        return self._listeners.add(listener)
 
     async def expire(self, now: float, *, timeout: float) -> list[InboundMessage]:
         """Log the groups whose window has ended (at most a thousand a call), forget old ids."""

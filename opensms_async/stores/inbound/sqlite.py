@@ -28,7 +28,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Final, TypeAlias
 
@@ -43,7 +43,7 @@ from ..._inbound_message import (
 )
 from ..._lifecycle import OPEN
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
-from .._common import Wakeup, parse_cursor, read_start, read_waiting
+from .._common import Listeners, Wakeup, parse_cursor, read_start, read_waiting
 from .._sqlite_writer import Writer, WriterOwner, connect_wal
 from .._url_options import positive_int, sqlite_url
 from ._base import Received
@@ -123,6 +123,7 @@ class SQLiteInboundStore(WriterOwner):
         self._poll_interval = poll_interval
         self._max_batch = max_batch
         self._wakeup = Wakeup()
+        self._listeners: Listeners[InboundMessage] = Listeners()
         self._sweep = _Sweep()  # the writer thread's alone
 
     @classmethod
@@ -205,9 +206,20 @@ class SQLiteInboundStore(WriterOwner):
         """Write transactions committed so far (for tests of group commit)."""
         return 0 if self._writer is None else self._writer.batches
 
+    def listen(self, listener: Callable[[Sequence[InboundMessage]], None]) -> Callable[[], None]:
+        """Hand what the ``receive`` calls of each transaction logged to ``listener`` on the
+        event loop once committed, in log order, whether or not their callers still wait (a
+        cancelled call may be committed); returns the function that stops it. (What
+        ``expire`` logs, it returns.)"""
+        return self._listeners.add(listener)
+
     def _committed(self, results: Sequence[object]) -> None:
-        """On the loop, once a write transaction committed: wake the waiting readers."""
+        """On the loop, once a write transaction committed, before its callers get their
+        results: wake the waiting readers, hand what its ``receive`` calls logged on."""
         self._wakeup.fire()
+        logged = [m for r in results if isinstance(r, Received) for m in r.messages]
+        if logged:
+            self._listeners.publish(logged)
 
     def _ready(self) -> Writer:
         writer = self._writer
