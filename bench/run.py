@@ -38,7 +38,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     # name: (script, its options, its options with --quick)
     "client": (
         "bench_client.py",
-        ["--seconds", "1.5", "--rounds", "3"],
+        ["--seconds", "2", "--rounds", "5"],
         ["--seconds", "0.8", "--rounds", "1"],
     ),
     "receiver": (
