@@ -40,6 +40,7 @@ import gc
 import json
 import os
 import signal
+import sys
 import time
 from array import array
 from collections.abc import AsyncIterator, Sequence
@@ -329,7 +330,12 @@ def main() -> None:
     parser.add_argument(
         "--gc-freeze", action="store_true", help="diagnosis: gc.freeze() once the tracker is open"
     )
+    parser.add_argument(
+        "--switch-interval", type=float, help="diagnosis: sys.setswitchinterval() at start"
+    )
     args = parser.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     if args.latency is not None and args.consumers < 1 and args.variant != "baseline":
         parser.error("--latency needs a consumer")
     if args.profile is None:

@@ -151,6 +151,17 @@ def cpu_wait_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def steal_seconds(cpu: int) -> float:
+    """Seconds the hypervisor has kept virtual CPU ``cpu`` from running so far (Linux
+    ``/proc/stat``'s steal column; 0 on bare metal): invisible to ``schedstat``, whose clock
+    stops with the virtual CPU."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields[0] == f"cpu{cpu}":
+            return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 class RunRefused(RuntimeError):
     """A run met a non-2xx answer, a socket error or a lost event: its figure means nothing."""
 

@@ -5,9 +5,19 @@ uvloop and httptools) runs in its own process pinned to CPU 0. This process, pin
 an **open-loop** load generator: callback ``n`` is due at ``start + n / rate`` whatever the
 answers do (wrk's closed loop would wait for an answer before sending more, and so hide the
 stalls it should measure). It sends each callback on an idle keep-alive connection from a pool
-opened beforehand (``--connections``), noting ``time.monotonic()`` just before the write; when
-every connection is busy, the callback waits for the first to free up, and the lag from the
-moment it was due is reported beside (so a generator that could not keep the pace shows).
+opened beforehand (``--connections``, 256: enough that none waits through a stall of tens of
+ms at 3,000/s), noting ``time.monotonic()`` just before the write; when every connection is
+busy, the callback waits for the first to free up (counted, and the lag from the moment it was
+due is reported beside, so a generator that could not keep the pace shows).
+
+The generator adds no tail of its own (since 2026-12-02; ``bench/diag_floor.py`` measures it
+against a plain-Python epoll server answering at once): it runs asyncio's own loop over
+``select(2)``, whose timeout is in microseconds, and sleeps to each callback's due time, so it
+leaves its CPU idle between sends; its requests are built beforehand; its collector is frozen
+and off during a run. The generator before (``--pacing spin --generator-gc on``, diagnosis) ran
+uvloop, whose timers tick in milliseconds, and so spun through every gap under 2 ms: at
+1,000/s and above it held CPU 1 at 100 %, competing with everything else the machine ran, and
+its own collections ran mid-run.
 
 The consumer in the server notes ``time.monotonic()`` as each event arrives, keyed by the
 event's address and status, and writes the list when the server stops. On Linux,
@@ -23,7 +33,10 @@ run), and the answers' own round trip for context. Beside them, what explains a 
 the receiver's: the server's longest garbage collection (and the median count of collections of
 each generation per 10,000 callbacks sent), and how long it waited for a CPU while
 runnable (``schedstat``: on a shared machine, other processes holding CPU 0), as a share of the
-run, with the load average when the run started.
+run, with the load average when the run started; and the **steal** time of CPU 0 and CPU 1 (a
+virtual machine's CPUs kept from running by the hypervisor, ``/proc/stat``), which ``schedstat``
+cannot see: on this project's VMs it reached 10 to 40 % in some runs, whose tails, the bare
+baseline's included, were then tens of ms.
 
 **The baseline**, measured in the same run, its runs interleaved with the SDK's: a bare
 Starlette route under the same uvicorn settings and pinning that parses the same callback JSON
@@ -35,7 +48,8 @@ ms beside): the machine's part of a tail shows in both, the SDK's own part only 
 ``--no-baseline`` skips it.
 
     .venv/bin/python bench/bench_latency.py [--seconds 10] [--rates 1000,3000] [--rounds 3]
-        [--stores memory,sqlite] [--no-baseline] [--gc-freeze] [--json-out FILE]
+        [--stores memory,sqlite] [--no-baseline] [--connections 256] [--json-out FILE]
+        diagnosis: [--gc-freeze] [--pacing spin] [--generator-gc on] [--switch-interval S]
 """
 
 from __future__ import annotations
@@ -43,13 +57,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gc
 import json
 import math
 import os
+import selectors
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -64,6 +80,7 @@ from _util import (
     pin_to_cpu,
     row,
     server_process,
+    steal_seconds,
     write_rows,
 )
 
@@ -139,13 +156,19 @@ class Connection(asyncio.Protocol):
 class Generator:
     """The open-loop load: callbacks due at a fixed pace, sent on idle connections."""
 
-    def __init__(self, rate: float, total: int) -> None:
+    def __init__(
+        self, rate: float, total: int, *, pacing: str = "select", collector: str = "frozen"
+    ) -> None:
         self.rate = rate
+        self.pacing = pacing
+        self.collector = collector
         self.requests = [callback(n) for n in range(total)]
         self.due = [0.0] * total
         self.sent_at = [math.nan] * total
         self.answered_at = [math.nan] * total
         self.failures: list[str] = []
+        self.pool_waits = 0
+        """Callbacks that found every connection busy (sent late: their lag from due shows it)."""
         self.finished = False
         self._idle: collections.deque[Connection] = collections.deque()
         self._waiting: collections.deque[int] = collections.deque()
@@ -179,6 +202,8 @@ class Generator:
 
     def _dispatch(self, n: int) -> None:
         self._outstanding += 1
+        if not self._idle:
+            self.pool_waits += 1
         if self._idle:
             self._send(self._idle.popleft(), n)
         else:
@@ -190,21 +215,48 @@ class Generator:
         start = time.monotonic() + 0.05
         total = len(self.requests)
         self.due = [start + n / self.rate for n in range(total)]
+        collecting = gc.isenabled()
+        if self.collector == "frozen":  # no collection can stall the generator mid-run
+            gc.collect()
+            gc.freeze()
+            gc.disable()
+        try:
+            await self._pace(total)
+            self._done = loop.create_future()
+            if self._outstanding:
+                await asyncio.wait_for(self._done, 30)
+        finally:
+            if collecting:
+                gc.enable()
+            gc.unfreeze()
+        self.finished = True
+
+    async def _pace(self, total: int) -> None:
         n = 0
+        due = self.due
+        clock = time.monotonic
         while n < total:
-            now = time.monotonic()
-            while n < total and self.due[n] <= now:
+            now = clock()
+            while n < total and due[n] <= now:
                 self._dispatch(n)
                 n += 1
             if n < total:
-                ahead = self.due[n] - time.monotonic()
-                # The loop's timers tick in milliseconds: sleep through the long gaps, spin (one
-                # loop turn at a time, answers read meanwhile) through the short ones.
-                await asyncio.sleep(ahead - 0.0015 if ahead > 0.002 else 0)
-        self._done = loop.create_future()
-        if self._outstanding:
-            await asyncio.wait_for(self._done, 30)
-        self.finished = True
+                ahead = due[n] - clock()
+                if self.pacing == "spin":
+                    # The old generator (diagnosis): uvloop's timers tick in milliseconds, so it
+                    # slept through the long gaps and spun through the short ones.
+                    await asyncio.sleep(ahead - 0.0015 if ahead > 0.002 else 0)
+                else:
+                    await asyncio.sleep(ahead)  # select(2)'s timeout: microseconds
+
+
+def loop_factory(pacing: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """asyncio's own loop over ``select(2)``, whose timeout is in microseconds, so the generator
+    sleeps to each due time (libuv's and epoll's timeouts are in milliseconds); uvloop for the
+    old spinning generator."""
+    if pacing == "select":
+        return lambda: asyncio.SelectorEventLoop(selectors.SelectSelector())
+    return uvloop.new_event_loop
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -222,14 +274,19 @@ def one_run(store: str, rate: int, args: argparse.Namespace, workdir: str) -> di
     argv += ["--consumers", "1", "--latency", arrivals] + (
         ["--gc-freeze"] if args.gc_freeze else []
     )
+    if args.switch_interval is not None:
+        argv += ["--switch-interval", str(args.switch_interval)]
     total = int(rate * (args.warmup + args.seconds))
-    generator = Generator(rate, total)
+    generator = Generator(rate, total, pacing=args.pacing, collector=args.generator_gc)
     load = os.getloadavg()[0]
     with server_process(argv, port) as (_, pid):
         waited, started = cpu_wait_seconds(pid), time.monotonic()
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        stolen = [steal_seconds(cpu) for cpu in (0, 1)]
+        with asyncio.Runner(loop_factory=loop_factory(args.pacing)) as runner:
             runner.run(_drive(generator, port, args.connections))
-        waited = (cpu_wait_seconds(pid) - waited) / (time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        waited = (cpu_wait_seconds(pid) - waited) / elapsed
+        stolen = [(steal_seconds(cpu) - s) / elapsed for cpu, s in zip((0, 1), stolen, strict=True)]
         time.sleep(0.3)  # the last events reach the consumer (they were recorded before the 204)
     if generator.failures:
         raise RunRefused(f"{len(generator.failures)} failures, first: {generator.failures[0]}")
@@ -253,6 +310,8 @@ def one_run(store: str, rate: int, args: argparse.Namespace, workdir: str) -> di
         collections = sum(1 for generation, _ in data["gc_pauses"] if generation == g)
         summary[f"gc{g}_per_10k"] = collections * 10_000 / total
     summary["cpu_wait"] = waited
+    summary["pool_waits"] = float(generator.pool_waits)
+    summary["steal_server"], summary["steal_generator"] = stolen
     summary["load"] = load
     return summary
 
@@ -285,7 +344,7 @@ Results = dict[tuple[str, int], list[dict[str, float] | str]]
 def measure(args: argparse.Namespace) -> Results:
     """Interleaved rounds of every store and rate (the baseline's too), a fresh server each
     run."""
-    stores = args.stores.split(",") + ([] if args.no_baseline else [BASELINE])
+    stores = [s for s in args.stores.split(",") if s] + ([] if args.no_baseline else [BASELINE])
     plans = [(s, r) for s in stores for r in (int(x) for x in args.rates.split(","))]
     results: Results = {plan: [] for plan in plans}
     with tempfile.TemporaryDirectory(prefix="opensms-latency-") as workdir:
@@ -338,6 +397,12 @@ def _absolute_row(
         waited = max(r["cpu_wait"] for r in counted)
         load = max(r["load"] for r in counted)
         notes.append(f"server waited for a CPU up to {waited:.0%} of a run, load avg {load:.1f}")
+        waits = max(r["pool_waits"] for r in counted)
+        notes.append(f"callbacks that waited for a connection: up to {waits:.0f} a run")
+        notes.append(
+            "steal CPU 0/1 per run: "
+            + ", ".join(f"{r['steal_server']:.0%}/{r['steal_generator']:.0%}" for r in counted)
+        )
     if refused:
         notes.append(f"{refused}/{len(runs)} runs refused")
     passed = None if target is None or worst is None else worst < target and not refused
@@ -396,9 +461,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rates", default="1000,3000", help="callbacks/s, comma-separated")
     parser.add_argument("--stores", default="memory,sqlite")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=64, help="the generator's pool")
+    parser.add_argument("--connections", type=int, default=256, help="the generator's pool")
+    parser.add_argument(
+        "--pacing",
+        default="select",
+        choices=("select", "spin"),
+        help="select: sleep to each due time; spin: diagnosis, the generator before 2026-12-02",
+    )
+    parser.add_argument(
+        "--generator-gc",
+        default="frozen",
+        choices=("frozen", "on"),
+        help="frozen: the generator's collector frozen and off during a run; on: diagnosis",
+    )
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the baseline server's runs"
+    )
+    parser.add_argument(
+        "--switch-interval", type=float, help="diagnosis: the server's sys.setswitchinterval()"
     )
     parser.add_argument("--json-out", help="write the table's rows here (run.py reads them)")
     parser.add_argument(
