@@ -77,6 +77,8 @@ def text(value: bytes | str) -> str:
 
 def number(value: float, name: str) -> str:
     """A finite float as the exact decimal string Redis and Lua read back to the same double."""
+    if type(value) is float and math.isfinite(value):  # the hot path: every update's time
+        return repr(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     if not math.isfinite(value):
@@ -172,7 +174,8 @@ def events_from_rows(updates: Sequence[DeliveryUpdate], rows: Any) -> list[Deliv
         # status, previous, source, parts_delivered, sms_parts, conflict, at
         event = build_event(
             text(stream_id), update.request_id, update.address, DeliveryStatus.parse(status),
-            before, Source(update.source), parts, sms_parts, bool(conflict), float(at),
+            before, _SOURCES.get(update.source) or Source(update.source), parts, sms_parts,
+            bool(conflict), float(at),
         )  # fmt: skip
         events.append(event)
     return events
