@@ -16,10 +16,20 @@ named ``APP/N``: the app, and N live consumers in the server iterating ``tracker
 | ``null/0`` | a store that records nothing (``--variants``) | diagnosis: HTTP, token, parse |
 
 Every variant's server is started (and warmed up) first and serves to the end, idle while
-another is measured; rounds are interleaved (each starts at another variant), so the runs of
-one round are seconds apart. Medians are reported, because absolute numbers drift on these
-machines: only ratios measured in one run mean anything. Besides the ratio of the
-median rates, each round's own ratio (to the yardstick run of the same round) and their median.
+another is measured. A round runs each receiver variant right beside a run of its own yardstick
+(a pair: the yardstick first in one round, second in the next, so that a drift of the machine
+during a pair counts against each side in turn), and every other variant once; rounds are
+interleaved (each starts at another pair). Medians are reported, because absolute numbers drift
+on these machines: only ratios measured in one run mean anything. A receiver's figure is the
+median of its pairs' ratios (callbacks/s ÷ the yardstick's); beside it the same by CPU (the
+yardstick's CPU per callback ÷ the receiver's) and the ratio of the median rates.
+
+Why pairs: the runs of a round used to follow the variants' order, so a receiver and its
+yardstick could be three runs (15 s) apart, and a burst of another engineer's load in between
+moved one round's ratio by ±0.3 (``memory-mounted/4`` ÷ ``starlette-mounted``: 0.73 to 1.30
+per round). Back to back, both sides of a ratio meet nearly the same machine. This measures the
+same thing (each side's callbacks/s over the same wrk load); it only moves the yardstick's runs
+next to the runs they divide, at the cost of one yardstick run per receiver variant and round.
 
 **A run with any socket error or non-2xx answer is refused**, never counted: wrk reports
 connect/read/write errors, timeouts (over 5 s) and answers with a status over 399 (the apps
@@ -326,18 +336,21 @@ def redis_for(
 
 
 Results = dict[str, list[dict[str, float] | str]]
-"""Per variant, each round's figures, or the reason it was refused."""
+"""Per variant, each run's figures, or the reason it was refused."""
+Pairs = dict[str, list[tuple[dict[str, float] | str, dict[str, float] | str]]]
+"""Per receiver variant, each pair's (its run, its yardstick's run beside it)."""
 
 
-def measure(variants: Sequence[Variant], args: argparse.Namespace) -> Results:
+def measure(variants: Sequence[Variant], args: argparse.Namespace) -> tuple[Results, Pairs]:
     """Interleaved rounds over every variant's server; a refused run is kept as its reason.
 
-    Every server is started (and warmed up) first and runs to the end, so that a round takes
-    ``duration`` seconds per variant and the runs of one round are seconds apart: their ratios
-    see the same machine. At the end each receiver's event counts are checked: a server whose
-    consumers missed events has every run refused.
+    Every server is started (and warmed up) first and runs to the end; each receiver's runs are
+    paired with a yardstick run right beside them (:func:`round_schedule`), so that each ratio's
+    two sides see the same machine. At the end each receiver's event counts are checked: a
+    server whose consumers missed events has every run refused.
     """
     results: Results = {v.name: [] for v in variants}
+    pairs: Pairs = {v.name: [] for v in variants}
     with (
         tempfile.TemporaryDirectory(prefix="opensms-bench-") as workdir,
         redis_for(variants, args) as redis,
@@ -349,18 +362,40 @@ def measure(variants: Sequence[Variant], args: argparse.Namespace) -> Results:
             for server in running:
                 _run_once(results, server, setup, "w", args.warmup, keep=False)
             for round_no in range(args.rounds):
-                shift = round_no * len(running) // max(args.rounds, 1)
-                for server in [*running[shift:], *running[:shift]]:
-                    _run_once(results, server, setup, f"m{round_no}-", args.duration)
+                for group in round_schedule(running, round_no, args.rounds):
+                    outcomes = [
+                        _run_once(results, server, setup, f"m{round_no}-", args.duration)
+                        for server in group
+                    ]
+                    if len(group) == 2:  # a pair: (receiver, yardstick) in either order
+                        mine, theirs = (0, 1) if group[0].variant.receiver else (1, 0)
+                        pairs[group[mine].variant.name].append((outcomes[mine], outcomes[theirs]))
         for server in running:  # stopped now: each receiver wrote its stats
             if server.variant.receiver:
                 _check_server(results, server)
-    return results
+    return results, pairs
+
+
+def round_schedule(running: Sequence[Server], round_no: int, rounds: int) -> list[list[Server]]:
+    """One round's runs, in order: each receiver beside its yardstick (a pair, the yardstick
+    first in even rounds, second in odd ones), every other variant alone; the round starts at
+    another group than the one before."""
+    by_name = {server.variant.name: server for server in running}
+    paired = {s.variant.yardstick for s in running if s.variant.receiver}
+    groups: list[list[Server]] = []
+    for server in running:
+        if server.variant.receiver:
+            yardstick = by_name[server.variant.yardstick]
+            groups.append([yardstick, server] if round_no % 2 == 0 else [server, yardstick])
+        elif server.variant.name not in paired:
+            groups.append([server])
+    shift = round_no * len(groups) // max(rounds, 1)
+    return [*groups[shift:], *groups[:shift]]
 
 
 def _run_once(
     results: Results, server: Server, setup: Setup, tag: str, seconds: int, *, keep: bool = True
-) -> None:
+) -> dict[str, float] | str:
     name = server.variant.name
     try:
         outcome: dict[str, float] | str = load(server, setup, tag=tag, seconds=seconds)
@@ -369,6 +404,7 @@ def _run_once(
         print(f"refused: {name} ({tag}): {exc}", file=sys.stderr)
     if keep or isinstance(outcome, str):
         results[name].append(outcome)
+    return outcome
 
 
 def _check_server(results: Results, server: Server) -> None:
@@ -389,9 +425,9 @@ def _counted(runs: Sequence[dict[str, float] | str]) -> list[dict[str, float]]:
     return [r for r in runs if isinstance(r, dict)]
 
 
-def summarise(variants: Sequence[Variant], results: Results) -> dict[str, Any]:
-    """Medians, ratios to each variant's yardstick (of the medians, and the median of each
-    round's own ratio), CPU ratios, refusals, events per callback."""
+def summarise(variants: Sequence[Variant], results: Results, pairs: Pairs) -> dict[str, Any]:
+    """Medians, ratios to each variant's yardstick (the median of each pair's own ratio, by rate
+    and by CPU, and the ratio of the medians), refusals, events per callback."""
     out: dict[str, Any] = {}
     for variant in variants:
         runs = results.get(variant.name, [])
@@ -412,18 +448,21 @@ def summarise(variants: Sequence[Variant], results: Results) -> dict[str, Any]:
     for variant in variants:
         entry, base = out[variant.name], out.get(variant.yardstick)
         if variant.receiver and base and "callbacks_per_s" in base and "callbacks_per_s" in entry:
-            entry["ratio"] = entry["callbacks_per_s"] / base["callbacks_per_s"]
-            paired = [
-                mine["rate"] / theirs["rate"]
-                for mine, theirs in zip(
-                    results[variant.name], results[variant.yardstick], strict=False
-                )
-                if isinstance(mine, dict) and isinstance(theirs, dict)
+            entry["ratio_of_medians"] = entry["callbacks_per_s"] / base["callbacks_per_s"]
+            # A run refused after the fact (a consumer missed events) is no longer in results.
+            kept = {id(r) for r in _counted(results[variant.name])}
+            both = [
+                (mine, theirs)
+                for mine, theirs in pairs.get(variant.name, [])
+                if isinstance(mine, dict) and isinstance(theirs, dict) and id(mine) in kept
             ]
-            entry["per_round_ratios"] = [round(p, 3) for p in paired]
-            entry["ratio_by_cpu"] = base["cpu_us_per_callback"] / entry["cpu_us_per_callback"]
-            if paired:
-                entry["median_round_ratio"] = median(paired)
+            by_rate = [mine["rate"] / theirs["rate"] for mine, theirs in both]
+            by_cpu = [theirs["cpu_us"] / mine["cpu_us"] for mine, theirs in both]
+            entry["per_round_ratios"] = [round(p, 3) for p in by_rate]
+            entry["per_round_ratios_by_cpu"] = [round(p, 3) for p in by_cpu]
+            if by_rate:
+                entry["ratio"] = median(by_rate)
+                entry["ratio_by_cpu"] = median(by_cpu)
     return out
 
 
@@ -445,11 +484,13 @@ def rows(variants: Sequence[Variant], summary: dict[str, Any]) -> list[dict[str,
         ratio = entry.get("ratio")
         target = variant.target
         notes = [variant.role] if variant.role else []
-        if "median_round_ratio" in entry:
-            notes.append(f"per round {entry['per_round_ratios']}")
-        if "ratio_by_cpu" in entry:
-            cpu = "incl. redis-server" if variant.app == "redis" else ""
-            notes.append(f"by CPU {entry['ratio_by_cpu']:.2f} {cpu}".strip())
+        if "ratio" in entry:
+            notes.append(f"per pair {entry['per_round_ratios']}")
+            cpu = " incl. redis-server" if variant.app == "redis" else ""
+            notes.append(
+                f"by CPU {entry['ratio_by_cpu']:.2f}{cpu} {entry['per_round_ratios_by_cpu']}"
+            )
+            notes.append(f"ratio of medians {entry['ratio_of_medians']:.2f}")
         if waited:
             notes.append(waited)
         if refused:
@@ -496,7 +537,7 @@ def main() -> None:
         variants.insert(0, Variant.parse(yardstick))  # a ratio needs its yardstick in the run
     if args.no_redis:
         variants = [v for v in variants if v.app != "redis"]
-    summary = summarise(variants, measure(variants, args))
+    summary = summarise(variants, *measure(variants, args))
     table = rows(variants, summary)
     write_rows(args.json_out, table)
     print(format_rows(table))
