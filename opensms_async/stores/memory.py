@@ -49,8 +49,6 @@ collection walks (a pause of the receiver as long as the store is big). An insta
 (``__slots__`` or not), or a tuple holding the dict, stays tracked for ever; the canonical id
 strings live apart, in a dict of strings (never tracked).
 """
-_Undo: TypeAlias = tuple[str, _Rows, str, _Row | None]
-"""``(request id, its rows, address, the row before)``: what a failed merge puts back."""
 
 
 class _Pending:
@@ -312,8 +310,9 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
         known_steps, learn = memo.steps, memo.step
         log_request, log_address = log.request_ids.append, log.addresses.append
         log_shape, log_time = log.shapes.append, log.times.append
-        mark = log.next_cursor
-        undo: list[_Undo] = []
+        mark = cursor = log.next_cursor
+        undo: list[_Row | None] = []
+        """The row each update found (None: none), in order: what a failure puts back."""
         events: list[DeliveryEvent] = []
         try:
             for update in updates:
@@ -325,6 +324,7 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
                 else:
                     request_id = ids[request_id]
                 stored = rows.get(update.address)
+                undo.append(stored)
                 shape = None if stored is None else stored[1]
                 # MergeMemo.step(shape, update), its lookup inlined (a miss asks the memo).
                 step = known_steps.get(
@@ -339,7 +339,6 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
                 else:
                     row = stored
                 if row is not stored:
-                    undo.append((request_id, rows, row[0], stored))
                     rows[row[0]] = row
                 event_shape = step.event_shape
                 if event_shape is not None:
@@ -351,12 +350,13 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
                     # status, previous, source, parts_delivered, sms_parts, conflict
                     status, previous, source, parts, sms_parts, conflict = event_shape
                     event = build_event(
-                        str(mark + len(events)), request_id, address, status, previous,
-                        source, parts, sms_parts, conflict, at,
+                        f"{cursor}", request_id, address, status, previous, source, parts,
+                        sms_parts, conflict, at,
                     )  # fmt: skip
                     events.append(event)
+                    cursor += 1
         except BaseException:
-            self._undo(undo, mark)
+            self._undo(updates, undo, mark)
             raise
         if events:
             log.trim()
@@ -364,15 +364,25 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
             self._listeners.publish(events)
         return events
 
-    def _undo(self, undo: list[_Undo], mark: int) -> None:
-        """Put back the rows a failed merge changed and drop the events it logged."""
-        for request_id, rows, address, row in reversed(undo):
+    def _undo(self, updates: Sequence[DeliveryUpdate], undo: list[_Row | None], mark: int) -> None:
+        """Put back the rows a failed merge changed and drop the events it logged.
+
+        ``undo[i]`` is the row ``updates[i]`` found; undone newest first, so a pair updated twice
+        in the call gets its first row back. A row an update inserted is keyed by its address.
+        """
+        requests = self._requests
+        for i in reversed(range(len(undo))):
+            update, row = updates[i], undo[i]
+            request_id = update.request_id
+            rows = requests.get(request_id)
+            if rows is None:
+                continue  # the update failed before its request was entered
             if row is not None:
-                rows[address] = row
+                rows[row[0]] = row
                 continue
-            del rows[address]
+            rows.pop(update.address, None)  # None: it failed before its row was entered
             if not rows:
-                del self._requests[request_id]
+                del requests[request_id]
                 del self._ids[request_id]
         self._log.truncate(mark)
 
