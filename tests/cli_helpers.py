@@ -127,8 +127,9 @@ def read_text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def interrupt(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
-    """Ctrl-C (SIGINT) and the exit code."""
+def interrupt(process: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
+    """Ctrl-C (SIGINT) and the exit code (the timeout a hang guard: a loaded machine took
+    over 20 s to run a child's shutdown)."""
     process.send_signal(signal.SIGINT)
     return process.wait(timeout=timeout)
 
