@@ -1,5 +1,6 @@
-"""What the inbound tests post and run: a callback body as BICS posts it, its header, an
-inbound-only receiver on a real socket, and a memory inbound store that fails or hangs on cue."""
+"""What the inbound tests post and run: a callback body as BICS posts it (and the message as
+the client's model), its header, an inbound-only receiver on a real socket, and a memory
+inbound store that fails or hangs on cue."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from opensms_async import Inbox, StoreUnavailableError, create_receiver_app
+from opensms_async import InboundSmsMessage, Inbox, StoreUnavailableError, create_receiver_app
 from opensms_async._reassembly import Part
 from opensms_async._server import serve
 from opensms_async.stores.inbound import MemoryInboundStore, Received
@@ -30,6 +31,17 @@ def body(message_id: str = "m-1", text: str = "Hello", **extra: Any) -> dict[str
         **extra,
     }
     return {"InboundSmsMessage": message}
+
+
+def wire(message_id: str, text: str) -> InboundSmsMessage:
+    """An inbound message as BICS posts it, as ``Inbox.ingest`` takes it."""
+    return InboundSmsMessage(
+        message_id=message_id,
+        sender_address="32470000001",
+        destination_address="32470000000",
+        message=text,
+        date_time="2021-11-24T09:13:40.639",
+    )
 
 
 def bearer(token: str = TOKEN) -> dict[str, str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from inbound_helpers import wire
 from stream_helpers import take
 
-from opensms_async import InboundSmsMessage, Inbox
+from opensms_async import Inbox
 from opensms_async._reassembly import Part
 from opensms_async.stores.inbound import MemoryInboundStore, Received
 
@@ -28,17 +29,6 @@ class SlowAnswer(MemoryInboundStore):
         self.logged.set()
         await self.answer.wait()
         return received
-
-
-def wire(message_id: str, text: str) -> InboundSmsMessage:
-    """An inbound message as BICS posts it."""
-    return InboundSmsMessage(
-        message_id=message_id,
-        sender_address="32470000001",
-        destination_address="32470000000",
-        message=text,
-        date_time="2021-11-24T09:13:40.639",
-    )
 
 
 async def test_a_cancelled_ingest_still_reaches_a_waiting_consumer() -> None:

@@ -12,9 +12,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from inbound_helpers import wire
 from stream_helpers import take
 
-from opensms_async import InboundSmsMessage, Inbox
+from opensms_async import Inbox
 from opensms_async._inbound_message import InboundMessage
 from opensms_async._reassembly import Part
 from opensms_async.stores.inbound import (
@@ -23,17 +24,6 @@ from opensms_async.stores.inbound import (
     Received,
     SQLiteInboundStore,
 )
-
-
-def wire(message_id: str, text: str) -> InboundSmsMessage:
-    """An inbound message as BICS posts it."""
-    return InboundSmsMessage(
-        message_id=message_id,
-        sender_address="32470000001",
-        destination_address="32470000000",
-        message=text,
-        date_time="2021-11-24T09:13:40.639",
-    )
 
 
 def wait_for_commit(path: Path, rows: int) -> None:
