@@ -146,18 +146,20 @@ class Consumers:
 
 
 class GCPauses:
-    """Every garbage collection of the server: its generation and how long it held the loop."""
+    """Every garbage collection of the server: its generation, how long it held the loop, and
+    when it started (``time.monotonic()``, so that a diagnosis can line it up with lags)."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[int, float]] = []
+        self.seen: list[tuple[int, float, float]] = []
         self._started = 0.0
 
     def callback(self, phase: str, info: dict[str, int]) -> None:
         """``gc.callbacks`` hook."""
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = time.monotonic()
         else:
-            self.seen.append((info["generation"], time.perf_counter() - self._started))
+            started = self._started
+            self.seen.append((info["generation"], time.monotonic() - started, started))
 
 
 def _write_json(path: str, data: object) -> None:

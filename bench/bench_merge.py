@@ -15,7 +15,9 @@ Reported (medians of interleaved rounds, on uvloop, pinned to CPU 0): MemoryStor
 consumers (the target, at least 300k events/s), MemoryStore with 1 consumer, and SQLiteStore
 (a temporary file, group commit) with 4 consumers, for context. Beside events/s (wall clock),
 events per CPU-second of this process, steadier on a shared machine, and the time the garbage
-collector ran per event (``gc.callbacks``).
+collector ran per event (``gc.callbacks``). Printed below the table: the load average when
+the run started, and the share of the run this process waited for a CPU (``schedstat``) and the
+hypervisor stole from CPU 0 (``/proc/stat``): a disturbed run shows there.
 
 Absolute events/s drift with the machine, so each memory figure is also given as a ratio to a
 **baseline measured in the same round**: the same updates, the same producer (a batch, then a
@@ -39,7 +41,15 @@ from collections.abc import Callable
 from typing import Any
 
 import uvloop
-from _util import format_rows, median, pin_to_cpu, row, write_rows
+from _util import (
+    cpu_wait_seconds,
+    format_rows,
+    median,
+    pin_to_cpu,
+    row,
+    steal_seconds,
+    write_rows,
+)
 
 from opensms_async import DeliveryTracker
 from opensms_async._models import DeliveryStatus
@@ -242,11 +252,17 @@ def main() -> None:
     parser.add_argument("--json-out", help="write the table's rows here (run.py reads them)")
     args = parser.parse_args()
     pin_to_cpu(0)
+    load = os.getloadavg()[0]
+    waited, stolen, started = cpu_wait_seconds(os.getpid()), steal_seconds(0), time.monotonic()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         results = runner.run(measure(args))
+    elapsed = time.monotonic() - started
+    waited = (cpu_wait_seconds(os.getpid()) - waited) / elapsed
+    stolen = (steal_seconds(0) - stolen) / elapsed
     table = rows(results, args.consumers)
     write_rows(args.json_out, table)
     print(format_rows(table))
+    print(f"load average {load:.2f} at the start; CPU wait {waited:.1%}, steal CPU 0 {stolen:.1%}")
 
 
 if __name__ == "__main__":

@@ -159,9 +159,15 @@ class LiveBuffer(Generic[T]):
         self._generation = 0
         """Publishes (and closes) so far: a reader notes it before reading, waits for more."""
         self._waiters: list[asyncio.Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop the buffer started on (None before), whose futures its readers wait for:
+        noted once, as ``asyncio.get_running_loop()`` costs a ``getpid()`` system call on
+        CPython 3.11 (not 3.12 or 3.13), which on a virtual machine is a sizeable part of a
+        wake-up (``bench/diag_merge.py``)."""
 
     async def start(self) -> None:
         """Note where the store's log ends: items published from now on are kept here."""
+        self._loop = asyncio.get_running_loop()
         last = await self._source.last_cursor()
         self._base_key = self._source.cursor_key(last) if last is not None else (0, 0)
         self._head, self._tail = last, self._base_key
@@ -307,7 +313,15 @@ class LiveBuffer(Generic[T]):
             if self._tailed and not self._leading:
                 await self._lead()
             else:
-                await self._wait()
+                # _wait(), written out: one coroutine frame less per wake-up (the hot path of
+                # every live consumer).
+                waiter = (self._loop or asyncio.get_running_loop()).create_future()
+                self._waiters.append(waiter)
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    self._forget(waiter)
+                    raise
             start = self._find(cursor, reader.position)
             if start is None or start == len(self._items):
                 return []  # a close, or the buffer started over: the caller looks again
@@ -394,17 +408,20 @@ class LiveBuffer(Generic[T]):
         return self._source.cursor_key(item.cursor)
 
     async def _wait(self) -> None:
-        """Wait for the next publish (or wake)."""
-        waiter = asyncio.get_running_loop().create_future()
+        """Wait for the next publish (or wake); ``next`` writes this out where caught up."""
+        waiter = (self._loop or asyncio.get_running_loop()).create_future()
         self._waiters.append(waiter)
         try:
             await waiter
         except asyncio.CancelledError:
-            # A consumer that gives up (a timeout around its anext) leaves no waiter behind: on
-            # a tracker idle for hours, they would pile up until the next publish.
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+            self._forget(waiter)
             raise
+
+    def _forget(self, waiter: asyncio.Future[None]) -> None:
+        """A consumer that gives up (a timeout around its anext) leaves no waiter behind: on a
+        tracker idle for hours, they would pile up until the next publish."""
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
 
 
 async def follow(

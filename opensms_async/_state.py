@@ -29,6 +29,7 @@ __all__ = [
     "DeliveryEvent",
     "DeliveryState",
     "DeliveryUpdate",
+    "EventDraft",
     "MergeOutcome",
     "MergeResult",
     "Source",
@@ -192,6 +193,11 @@ class _EventDraft(_WeakReferable):
     sms_parts: int | None
     conflict: bool
     at: float
+
+
+EventDraft = _EventDraft
+"""The draft ``build_event`` fills, for a store's loop that writes ``build_event`` out (the
+memory store's merge): fill every field, then set ``__class__`` to :class:`DeliveryEvent`."""
 
 
 def build_event(

@@ -1,5 +1,6 @@
-"""``build_event`` (the stores' fast ``DeliveryEvent`` constructor): what it hands out is a
-``DeliveryEvent`` in every respect a user can observe, never the draft it was built on."""
+"""``build_event`` (the stores' fast ``DeliveryEvent`` constructor) and the memory store's merge
+loop, which writes it out: what they hand out is a ``DeliveryEvent`` in every respect a user can
+observe, never the draft it was built on."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import weakref
 
 import attrs
 import pytest
+from store_helpers import ADDR, REQ
 
 from opensms_async._models import DeliveryStatus as S
-from opensms_async._state import DeliveryEvent, Source, build_event
+from opensms_async._state import DeliveryEvent, DeliveryUpdate, Source, build_event
+from opensms_async.stores.memory import MemoryStore
 
 FIELDS = ("7", "req-1", "tel:+33612345678", S.DELIVERED_TO_TERMINAL, S.MESSAGE_WAITING,
           Source.CALLBACK, 2, 3, True, 1_700_000_000.5)  # fmt: skip
@@ -61,3 +64,36 @@ def test_built_events_are_independent_objects() -> None:
     assert first.cursor == "7" and first.status is S.DELIVERED_TO_TERMINAL and first.conflict
     assert second.cursor == "8" and second.previous is None and second.source is Source.POLL
     assert first != second
+
+
+async def test_memory_store_hands_out_delivery_events_equal_to_the_constructors() -> None:
+    """The memory store writes build_event out in its merge loop: what it returns and publishes
+    is a frozen DeliveryEvent, field for field the constructor's, the same object for both."""
+    published: list[DeliveryEvent] = []
+    async with MemoryStore() as store:
+        store.listen(published.extend)
+        updates = [
+            DeliveryUpdate(REQ, ADDR, S.MESSAGE_WAITING, Source.POLL, sms_parts=3,
+                           sender="tel:+3212345", received_at=1.5),
+            DeliveryUpdate(REQ, ADDR, S.PARTIALLY_DELIVERED, Source.CALLBACK,
+                           parts_delivered=2, received_at=2.5),
+            DeliveryUpdate(REQ, ADDR, S.DELIVERED_TO_TERMINAL, received_at=3.5),
+            DeliveryUpdate(REQ, ADDR, S.DELIVERY_IMPOSSIBLE, received_at=4.5),
+        ]  # fmt: skip
+        events = await store.apply_events(updates)
+    expected = [
+        DeliveryEvent("1", REQ, ADDR, S.MESSAGE_WAITING, None, Source.POLL, None, 3, False, 1.5),
+        DeliveryEvent("2", REQ, ADDR, S.PARTIALLY_DELIVERED, S.MESSAGE_WAITING,
+                      Source.CALLBACK, 2, 3, False, 2.5),
+        DeliveryEvent("3", REQ, ADDR, S.DELIVERED_TO_TERMINAL, S.PARTIALLY_DELIVERED,
+                      Source.CALLBACK, None, 3, False, 3.5),
+    ]  # fmt: skip
+    assert [attrs.astuple(e, recurse=False) for e in events] == [
+        attrs.astuple(e, recurse=False) for e in expected
+    ]
+    assert events == expected and [hash(e) for e in events] == [hash(e) for e in expected]
+    assert all(type(event) is DeliveryEvent for event in events)
+    assert all(a is b for a, b in zip(published, events, strict=True)) and published
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        events[0].cursor = "9"  # type: ignore[misc]
+    assert repr(events[1]) == repr(expected[1])
