@@ -313,15 +313,7 @@ class LiveBuffer(Generic[T]):
             if self._tailed and not self._leading:
                 await self._lead()
             else:
-                # _wait(), written out: one coroutine frame less per wake-up (the hot path of
-                # every live consumer).
-                waiter = (self._loop or asyncio.get_running_loop()).create_future()
-                self._waiters.append(waiter)
-                try:
-                    await waiter
-                except asyncio.CancelledError:
-                    self._forget(waiter)
-                    raise
+                await self._wait()
             start = self._find(cursor, reader.position)
             if start is None or start == len(self._items):
                 return []  # a close, or the buffer started over: the caller looks again
@@ -408,20 +400,17 @@ class LiveBuffer(Generic[T]):
         return self._source.cursor_key(item.cursor)
 
     async def _wait(self) -> None:
-        """Wait for the next publish (or wake); ``next`` writes this out where caught up."""
+        """Wait for the next publish (or wake)."""
         waiter = (self._loop or asyncio.get_running_loop()).create_future()
         self._waiters.append(waiter)
         try:
             await waiter
         except asyncio.CancelledError:
-            self._forget(waiter)
+            # A consumer that gives up (a timeout around its anext) leaves no waiter behind: on
+            # a tracker idle for hours, they would pile up until the next publish.
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
             raise
-
-    def _forget(self, waiter: asyncio.Future[None]) -> None:
-        """A consumer that gives up (a timeout around its anext) leaves no waiter behind: on a
-        tracker idle for hours, they would pile up until the next publish."""
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(waiter)
 
 
 async def follow(
