@@ -4,6 +4,7 @@ CPU pinning and CPU time, medians, refused runs, and the rows of ``run.py``'s ta
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -99,15 +100,19 @@ def redis_server(folder: str, *, aof: bool = False) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def redis_server_process(folder: str, *, aof: bool = False) -> Iterator[tuple[str, int]]:
-    """:func:`redis_server`, yielding its URL and its pid (whose CPU time a benchmark counts)."""
+def redis_server_process(
+    folder: str, *, aof: bool = False, cpu: int | None = None
+) -> Iterator[tuple[str, int]]:
+    """:func:`redis_server`, yielding its URL and its pid (whose CPU time a benchmark counts);
+    pinned to ``cpu`` when given (and the machine has more than one)."""
     port = free_port()
     persistence = (
         ["--appendonly", "yes", "--appendfsync", "always"] if aof else ["--appendonly", "no"]
     )
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", folder]
     argv += ["--save", "", "--logfile", "redis.log", *(persistence or ["--appendonly", "no"])]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)  # noqa: S603
+    preexec = None if cpu is None else functools.partial(pin_to_cpu, cpu)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, preexec_fn=preexec)  # noqa: S603
     try:
         _wait_for_port(port, proc)
         yield f"redis://127.0.0.1:{port}/0", proc.pid

@@ -330,7 +330,7 @@ def redis_for(
         return
     with (
         tempfile.TemporaryDirectory(prefix="opensms-bench-redis-") as folder,
-        redis_server_process(folder) as server,
+        redis_server_process(folder, cpu=args.redis_cpu) as server,
     ):
         yield server
 
@@ -518,6 +518,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help="comma-separated, in order")
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis variants")
+    parser.add_argument(
+        "--redis-cpu",
+        type=lambda text: None if text == "none" else int(text),
+        default=None,
+        help="pin redis-server to this CPU (default: wherever the kernel puts it; 1 is wrk's)",
+    )
     parser.add_argument("--json-out", help="write the table's rows here (run.py reads them)")
     parser.add_argument("--details", action="store_true", help="print the full JSON summary")
     return parser.parse_args(argv)
