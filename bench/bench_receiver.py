@@ -509,6 +509,15 @@ def rows(variants: Sequence[Variant], summary: dict[str, Any]) -> list[dict[str,
     return out
 
 
+def _cpu_or_none(text: str) -> int | None:
+    """``--redis-cpu``'s value: a CPU number, or ``none``."""
+    if text == "none":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a CPU number or 'none', not {text!r}")
+    return int(text)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -520,7 +529,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis variants")
     parser.add_argument(
         "--redis-cpu",
-        type=lambda text: None if text == "none" else int(text),
+        type=_cpu_or_none,
         default=None,
         help="pin redis-server to this CPU (default: wherever the kernel puts it; 1 is wrk's)",
     )

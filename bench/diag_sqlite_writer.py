@@ -12,7 +12,8 @@ CPU (``schedstat``).
     .venv/bin/python bench/diag_sqlite_writer.py [--variant sqlite/1] [--duration 5]
 
 Run it with ``PYTHONPATH`` pointing at another checkout to see that checkout's writer (the
-instrumentation patches ``Writer._write``, which both have).
+instrumentation patches ``Writer._write`` and the module's ``queue``, so that checkout's writer
+must have both).
 """
 
 from __future__ import annotations
