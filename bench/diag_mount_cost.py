@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import _receiver_apps as apps
@@ -136,34 +136,53 @@ def _name(variant: str, mounted: bool) -> str:
     return variant + ("-mounted" if mounted else "")
 
 
-async def run(requests: int, rounds: int, mark: Callable[[str], None]) -> None:
+async def run(
+    requests: int, rounds: int, mark: Callable[[str], None], apps: Sequence[tuple[str, bool]]
+) -> None:
     """Each app in turn, ``rounds`` times; print the CPU µs per callback."""
     for _ in range(rounds):
-        for variant, mounted in APPS:
+        for variant, mounted in apps:
             mark("start " + _name(variant, mounted))
             cpu = await measure(variant, mounted, requests, mark)
             print(f"{_name(variant, mounted):18} {cpu:6.1f} CPU µs/callback", flush=True)
 
 
-def under_callgrind(requests: int) -> None:
-    """Run this script under callgrind, one dump per phase; print instructions per callback."""
+def under_callgrind(requests: int, names: str, keep: str | None) -> None:
+    """Run this script under callgrind, one dump per phase; print instructions per callback
+    (with ``keep``, the measured phases' dumps are copied into that folder, for
+    ``callgrind_annotate``)."""
     if shutil.which("valgrind") is None:
         sys.exit("--callgrind needs valgrind (apt-get install valgrind)")
+    apps = _apps(names)
     with tempfile.TemporaryDirectory(prefix="diag-mount-") as folder:
         out = os.path.join(folder, "cg.out")
         argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
-        argv += [__file__, "--requests", str(requests), "--child"]
+        argv += [__file__, "--requests", str(requests), "--apps", names, "--child"]
         subprocess.run(argv, check=True, capture_output=True)  # noqa: S603
         phases = sorted(glob.glob(out + ".*"), key=lambda p: int(p.rsplit(".", 1)[1]))
-        counts = [_dump(path) for path in phases]
-    # The dumps come in fours per app: start, warm, measured, and the next start.
-    measured = [cost for trigger, cost in counts if trigger == "measured"]
-    per = {_name(v, m): cost / requests for (v, m), cost in zip(APPS, measured, strict=True)}
+        counts = [(path, *_dump(path)) for path in phases]
+        # The dumps come in fours per app: start, warm, measured, and the next start.
+        measured = [(path, cost) for path, trigger, cost in counts if trigger == "measured"]
+        if keep is not None:
+            os.makedirs(keep, exist_ok=True)
+            for (v, m), (path, _) in zip(apps, measured, strict=True):
+                shutil.copy(path, os.path.join(keep, f"{_name(v, m)}.callgrind"))
+    per = {_name(v, m): cost / requests for (v, m), (_, cost) in zip(apps, measured, strict=True)}
     for name, instructions in per.items():
         print(f"{name:18} {instructions / 1000:7.1f} k instructions/callback")
     for variant in ("starlette", "memory"):
-        added = per[variant + "-mounted"] - per[variant]
-        print(f"mounting adds to {variant:9} {added / 1000:+7.1f} k instructions/callback")
+        if variant in per and variant + "-mounted" in per:
+            added = per[variant + "-mounted"] - per[variant]
+            print(f"mounting adds to {variant:9} {added / 1000:+7.1f} k instructions/callback")
+
+
+def _apps(names: str) -> list[tuple[str, bool]]:
+    """``--apps``' names (``starlette,memory-mounted``...) as (variant, mounted) pairs."""
+    known = {_name(v, m): (v, m) for v, m in APPS}
+    try:
+        return [known[name] for name in names.split(",")]
+    except KeyError as exc:
+        sys.exit(f"--apps: unknown app {exc}; known: {', '.join(known)}")
 
 
 def _dump(path: str) -> tuple[str, int]:
@@ -191,14 +210,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=12800, help="measured callbacks per app")
     parser.add_argument("--callgrind", action="store_true", help="instructions, under valgrind")
+    parser.add_argument(
+        "--apps", default=",".join(_name(v, m) for v, m in APPS), help="comma-separated"
+    )
+    parser.add_argument("--keep", help="--callgrind: copy the measured phases' dumps here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.callgrind:
-        under_callgrind(args.requests)
+        under_callgrind(args.requests, args.apps, args.keep)
     elif args.child:
-        uvloop.run(run(args.requests, 1, _callgrind_mark))
+        uvloop.run(run(args.requests, 1, _callgrind_mark, _apps(args.apps)))
     else:
-        uvloop.run(run(args.requests, 2, lambda label: None))
+        uvloop.run(run(args.requests, 2, lambda label: None, _apps(args.apps)))
 
 
 if __name__ == "__main__":
