@@ -35,6 +35,7 @@ __all__ = [
     "Source",
     "build_event",
     "merge",
+    "new_update",
     "rank",
 ]
 
@@ -77,8 +78,20 @@ class MergeOutcome(enum.StrEnum):
     """A final contradicting a different stored final: the fixed order decides, flagged."""
 
 
-@attrs.frozen
-class DeliveryUpdate:
+class _WeakReferable:
+    """The ``__weakref__`` slot of :class:`DeliveryUpdate` and :class:`DeliveryEvent`, in a base
+    of its own.
+
+    CPython 3.11 refuses a ``__class__`` assignment between two classes whose own slots include
+    ``__weakref__``; with the slot in a shared base, ``new_update`` and ``build_event`` can build
+    on a draft (:class:`_UpdateDraft`, :class:`_EventDraft`) and hand out the frozen class.
+    """
+
+    __slots__ = ("__weakref__",)
+
+
+@attrs.frozen(weakref_slot=False)  # weak-referenceable still: see _WeakReferable
+class DeliveryUpdate(_WeakReferable):
     """One observation of a recipient's status: from a callback, a poll, the send response or
     your own code.
 
@@ -114,6 +127,65 @@ class DeliveryUpdate:
 _UPDATE_FIELDS = tuple(field.name for field in attrs.fields(DeliveryUpdate))
 
 
+class _UpdateDraft(_WeakReferable):
+    """A :class:`DeliveryUpdate` being built by :func:`new_update`: the same slots over the same
+    base (the same layout), with ``object``'s ``__setattr__`` (see :class:`_EventDraft`)."""
+
+    __slots__ = _UPDATE_FIELDS
+    request_id: str
+    address: str
+    status: Status
+    source: Source
+    parts_delivered: int | None
+    sms_parts: int | None
+    status_code: int | None
+    sender: str | None
+    received_at: float
+
+
+def new_update(
+    request_id: str,
+    address: str,
+    status: Status,
+    source: Source,
+    parts_delivered: int | None,
+    sms_parts: int | None,
+    status_code: int | None,
+    sender: str | None,
+    received_at: float,
+) -> DeliveryUpdate:
+    """``DeliveryUpdate(...)`` with every field given in order, cheaper to build: the receiver
+    builds one per callback.
+
+    The same gate (a field refused raises the same :class:`InvalidUpdateError`) and the same
+    frozen object. attrs' frozen ``__init__`` sets each field through ``object.__setattr__`` and
+    its post-init reads them all back for the gate: here the gate sees the arguments, and a
+    canonical update (the common case) is filled as a draft, then made a ``DeliveryUpdate``.
+    ``tests/test_state.py`` keeps it equal to the attrs constructor.
+    """
+    if admit(
+        request_id, address, status, source, parts_delivered, sms_parts, status_code, sender,
+        received_at,
+    ) is not None:  # fmt: skip
+        # Rare: a field to normalise. The constructor does it (and runs the gate again).
+        return DeliveryUpdate(
+            request_id, address, status, source, parts_delivered, sms_parts, status_code, sender,
+            received_at,
+        )  # fmt: skip
+    update = _UpdateDraft()
+    update.request_id = request_id
+    update.address = address
+    update.status = status
+    update.source = source
+    update.parts_delivered = parts_delivered
+    update.sms_parts = sms_parts
+    update.status_code = status_code
+    update.sender = sender
+    update.received_at = received_at
+    update.__class__ = DeliveryUpdate  # type: ignore[assignment]
+    return update  # type: ignore[return-value]
+
+
 @attrs.frozen
 class DeliveryState:
     """The merged state of one recipient of one request."""
@@ -133,17 +205,6 @@ class DeliveryState:
     def is_final(self) -> bool:
         """True when no later state can follow."""
         return is_final(self.status)
-
-
-class _WeakReferable:
-    """The ``__weakref__`` slot of :class:`DeliveryEvent`, in a base of its own.
-
-    CPython 3.11 refuses a ``__class__`` assignment between two classes whose own slots include
-    ``__weakref__``; with the slot in a shared base, ``build_event`` can build on
-    :class:`_EventDraft` and hand out a ``DeliveryEvent``.
-    """
-
-    __slots__ = ("__weakref__",)
 
 
 @attrs.frozen(weakref_slot=False)  # weak-referenceable still: see _WeakReferable

@@ -17,17 +17,20 @@ from urllib.parse import unquote, urlsplit
 from ._addressing import normalize_sender
 from ._exceptions import ValidationError
 from ._models import DeliveryStatus, request_id_from_url
-from ._state import DeliveryUpdate, Source
+from ._state import DeliveryUpdate, Source, new_update
 
 __all__ = [
     "CallbackPayloadError",
     "UrlIds",
     "cached_url_ids",
+    "callback_root",
     "encode_token",
     "find_token",
     "parse_callback",
     "parse_url_ids",
+    "token_in",
     "token_matches",
+    "updates_in",
 ]
 
 _MAX_ENTRIES = 1000
@@ -59,7 +62,11 @@ def token_matches(presented: bytes | None, accepted: Sequence[bytes]) -> bool:
 
 def find_token(payload: object, authorization: bytes | None) -> bytes | None:
     """The token in the body (``deliveryInfoList.securityToken``), else from ``Bearer`` auth."""
-    root = _root(payload)
+    return token_in(callback_root(payload), authorization)
+
+
+def token_in(root: Mapping[str, Any] | None, authorization: bytes | None) -> bytes | None:
+    """:func:`find_token` of a payload whose :func:`callback_root` is ``root``."""
     token = None if root is None else root.get("securityToken")
     if isinstance(token, str):
         return encode_token(token)
@@ -80,7 +87,14 @@ def parse_callback(
     checks and normalises it as the update is built, raising
     :class:`~opensms_async.InvalidUpdateError` (also a ``ValidationError``) for a bad one.
     """
-    root = _root(payload)
+    return updates_in(callback_root(payload), received_at=received_at, url_ids=url_ids)
+
+
+def updates_in(
+    root: Mapping[str, Any] | None, *, received_at: float, url_ids: UrlIds | None = None
+) -> list[DeliveryUpdate]:
+    """:func:`parse_callback` of a payload whose :func:`callback_root` is ``root`` (the receiver
+    finds the root once, for the token and for the updates)."""
     if root is None:
         raise CallbackPayloadError("not a delivery-info callback: no deliveryInfoList/deliveryInfo")
     entries = _entries(root)
@@ -88,6 +102,8 @@ def parse_callback(
     request_id, sender = (url_ids or parse_url_ids)(url) if url else (None, None)
     request_id = request_id or _text(root.get("callbackData"))
     sms_parts = root.get("smsParts")
+    if len(entries) == 1:  # most callbacks: no comprehension (a frame of its own on 3.11)
+        return [_update(entries[0], request_id, sender, sms_parts, received_at)]
     return [_update(entry, request_id, sender, sms_parts, received_at) for entry in entries]
 
 
@@ -96,7 +112,9 @@ def _is_object(value: object) -> TypeGuard[Mapping[str, Any]]:
     return type(value) is dict or isinstance(value, Mapping)
 
 
-def _root(payload: object) -> Mapping[str, Any] | None:
+def callback_root(payload: object) -> Mapping[str, Any] | None:
+    """The object of a callback body holding its entries (and token), or None for a body that
+    is no delivery-info callback."""
     if not _is_object(payload):
         return None
     for key in ("deliveryInfoList", "deliveryInfoNotification"):
@@ -174,8 +192,8 @@ def _update(
     if not request_id:
         raise CallbackPayloadError("no request id: no resourceURL, link or callbackData")
     status = entry.get("deliveryStatus")
-    # Positional, in the order of DeliveryUpdate's fields: once per callback, keywords cost more.
-    return DeliveryUpdate(
+    # DeliveryUpdate(...) built cheaper (new_update), in the order of its fields.
+    return new_update(
         request_id,
         entry.get("address"),  # type: ignore[arg-type]  # the gate refuses what is not a str
         DeliveryStatus.parse(status) if type(status) is str else status,  # type: ignore[arg-type]

@@ -60,10 +60,11 @@ from ._telemetry_receiver import INVALID, ReceiverTelemetry
 from ._tracker import DeliveryTracker
 from ._webhook import (
     cached_url_ids,
+    callback_root,
     encode_token,
-    find_token,
-    parse_callback,
+    token_in,
     token_matches,
+    updates_in,
 )
 
 __all__ = [
@@ -125,17 +126,18 @@ class CallbackEndpoint(Endpoint):
         payload = await self._read_json(scope, headers, receive)
         if type(payload) is Refusal:
             return payload
-        presented = find_token(payload, headers.get(b"authorization"))
+        root = callback_root(payload)  # found once, for the token and the updates
+        presented = token_in(root, headers.get(b"authorization"))
         if not token_matches(presented, self._tokens):
             return self._refused(scope, NO_TOKEN if presented is None else WRONG_TOKEN)
         try:
-            updates = parse_callback(payload, received_at=self._clock(), url_ids=self._url_ids)
+            updates = updates_in(root, received_at=self._clock(), url_ids=self._url_ids)
         except ValidationError as exc:  # not a callback, or a field the update's gate refuses
             return self._refused(scope, _NOT_A_CALLBACK, exc)
         # The updates are all the record needs: while it waits (a group commit, a Redis round
         # trip), the parsed body would be held for nothing, by thousands of callbacks at once
         # under load, surviving the collector's young passes to lengthen its full ones.
-        del payload, headers
+        del payload, headers, root
         return await self._record(self._tracker.ingest, updates)
 
 

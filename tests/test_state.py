@@ -7,6 +7,8 @@ merge rule"), not from the implementation's tables.
 from __future__ import annotations
 
 import itertools
+import pickle
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from opensms_async._exceptions import InvalidUpdateError
 from opensms_async._models import DeliveryStatus, Status
 from opensms_async._state import (
     DeliveryEvent,
@@ -25,6 +28,7 @@ from opensms_async._state import (
     Source,
     build_event,
     merge,
+    new_update,
     rank,
 )
 
@@ -472,6 +476,46 @@ def test_converged_status_is_the_highest_seen(seq: list[DeliveryUpdate]) -> None
     state, _ = fold(seq)
     highest = max(((u.status, u.parts_delivered) for u in seq), key=level)
     assert state is not None and state.status == highest[0]
+
+
+# --- new_update ----------------------------------------------------------------------------------
+
+
+def _update_outcome(build: Any, fields: tuple[Any, ...]) -> tuple[str, object]:
+    """What ``build(*fields)`` makes (its fields and type), or what it raises (type, field)."""
+    try:
+        built = build(*fields)
+    except InvalidUpdateError as exc:
+        return "refused", (type(exc), exc.field, str(exc))
+    return "built", (type(built), attrs.astuple(built, recurse=False))
+
+
+@given(
+    fields=st.tuples(
+        st.sampled_from(["req-1", "", " r", "r" * 300, 7]),
+        st.sampled_from(["tel:+33612345678", "+33612345678", "0612", "tel:+0612", None]),
+        st.sampled_from([*S, "DeliveredToTerminal", "Odd", "", 3]),
+        st.sampled_from([*Source, "callback", "nope"]),
+        st.sampled_from([None, 0, 2, -1, True, 10**9]),
+        st.sampled_from([None, 1, 3, -2, 1.5]),
+        st.sampled_from([None, 0, 2**31, False]),
+        st.sampled_from([None, "tel:+3212345", "+3212345", "BICS", "tel:+0123", " "]),
+        st.sampled_from([0.0, 1.5, 1, float("inf"), float("nan"), "1"]),
+    )
+)
+def test_new_update_is_the_attrs_constructor(fields: tuple[Any, ...]) -> None:
+    """The receiver's fast constructor builds what ``DeliveryUpdate(...)`` builds (canonical or
+    normalised, frozen), and refuses what it refuses with the same error."""
+    outcome = _update_outcome(new_update, fields)
+    assert outcome == _update_outcome(DeliveryUpdate, fields)
+    if outcome[0] == "built":
+        built = new_update(*fields)
+        assert built == DeliveryUpdate(*fields)
+        assert hash(built) == hash(DeliveryUpdate(*fields))
+        assert weakref.ref(built)() is built
+        assert pickle.loads(pickle.dumps(built)) == built  # noqa: S301 - our own bytes
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            built.address = "x"  # type: ignore[misc]
 
 
 # --- build_event ---------------------------------------------------------------------------------
