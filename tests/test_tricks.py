@@ -53,6 +53,24 @@ def test_parse_json_answers_as_json_loads_for_any_bytes(body: bytes) -> None:
     assert _outcome(parse_json, body) == _outcome(json.loads, body)
 
 
+_CALLBACK = (
+    b'{"deliveryInfoList":{"securityToken":"t","deliveryInfo":[{"address":"tel:+3361",'
+    b'"deliveryStatus":"DeliveredToTerminal","deliveryStatusCode":0}],"smsParts":1}}'
+)
+
+
+@pytest.mark.parametrize("cut", range(1, len(_CALLBACK)))
+def test_parse_json_refuses_a_body_cut_short_as_json_loads_does(cut: int) -> None:
+    """A callback cut anywhere (a value missing at the end: the C scanner's StopIteration) is
+    json.loads' JSONDecodeError, with its message and position, never another exception."""
+    body = _CALLBACK[:cut]
+    with pytest.raises(json.JSONDecodeError) as ours:
+        parse_json(body)
+    with pytest.raises(json.JSONDecodeError) as theirs:
+        json.loads(body)
+    assert (ours.value.msg, ours.value.pos) == (theirs.value.msg, theirs.value.pos)
+
+
 _RESOURCE_URLS = [
     "https://api.example/sms/v1/outbound/tel%3A%2B3212345/requests/req-1",
     "https://api.example/sms/v1/outbound/tel%3A%2B3212345/requests/req-1/deliveryInfos",
