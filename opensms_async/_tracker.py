@@ -188,7 +188,8 @@ class DeliveryTracker(Lifecycle):
         ``events()`` consumers and ``wait_for_final`` even if this call is cancelled meanwhile.
         """
         self._check_usable()
-        batch = updates if isinstance(updates, list | tuple) else list(updates)
+        # type() first: ``list | tuple`` is a new union object at every call.
+        batch = updates if type(updates) is list or isinstance(updates, tuple) else list(updates)
         if not batch:
             return []
         try:
