@@ -21,18 +21,23 @@ item it holds (the batch comes again in that read, after the other replicas' ite
 what that read brought. A batch with no such cursor (an inbound Redis store's) is not kept.
 
 What other replicas log while this process logs nothing reaches it only by reading the log: once
-a consumer waits here and no batch has come for ``_IDLE_AFTER`` (2 ms), the buffer starts one
-blocking read after the newest item it holds (``XREAD BLOCK``, up to ``SHARED_STORE_RECHECK``),
-and keeps what it brings. So another replica's event reaches an idle process's consumers at most
-about 2 ms (plus one round trip) after this process's last batch, or as soon as it is logged
-after that; under load (batches less than 2 ms apart) no blocking read is made, and each batch's
-cursor tells at once whether another replica logged before it. The reads run in a task of the
-buffer's, never in a consumer's step: a batch published while a blocking read is in flight wakes
-the consumers at once (that read then ends when Redis has something after its start, this very
-batch, which the buffer already holds and so drops). A failed read is raised to the consumers
-waiting when it fails. Four consumers cost one read of the log (one round trip, each item
-decoded once), not four; so is a log whose cursors are not ``consecutive`` (the buffer relies on
-consecutive cursors to tell that what is published is an unbroken run of the log).
+a consumer waits here, no batch has come for ``_IDLE_AFTER`` (2 ms) and the store has no write in
+flight (its ``writing``; looked at again every 2 ms while it has), the buffer starts one blocking
+read after the newest item it holds (``XREAD BLOCK``, up to ``SHARED_STORE_RECHECK``), and keeps
+what it brings. So another replica's event reaches an idle process's consumers at most about
+2 ms (plus a timer's lateness and one round trip) after this process's last batch, or as soon as
+it is logged after that. Under load (a write in flight, or batches less than 2 ms apart) no
+blocking read is made, and each batch's cursor tells at once whether another replica logged
+before it; the few idle gaps that remain under ``bench_receiver.py``'s load cost one blocking
+read each, which this process's next batch ends (``bench/diag_redis_reads.py``).
+
+The reads run in a task of the buffer's, never in a consumer's step: a batch published while a
+blocking read is in flight wakes the consumers at once (that read then ends when Redis has
+something after its start, this very batch, which the buffer already holds and so drops). A
+failed read is raised to the consumers waiting when it fails. Four consumers cost one read of
+the log (one round trip, each item decoded once), not four; so is a log whose cursors are not
+``consecutive`` (the buffer relies on consecutive cursors to tell that what is published is an
+unbroken run of the log).
 
 Dropping items as soon as every consumer has passed them matters for speed, not only memory:
 an item that dies young is never seen by the garbage collector's older generations, whose
@@ -88,7 +93,11 @@ T = TypeVar("T", bound=Logged)
 
 class LogSource(Protocol):
     """The store a buffer stands in front of: its cursor order, its newest cursor, and whether
-    other processes append to its log (``Store`` and ``InboundStore`` both are one)."""
+    other processes append to its log (``Store`` and ``InboundStore`` both are one).
+
+    A shared store may also have ``writing``, True while a write is in flight whose batch it
+    will publish (``RedisStore``): a buffer then waits for that batch rather than read the log.
+    """
 
     shared: bool
 
@@ -396,10 +405,14 @@ class LiveBuffer(Generic[T]):
                 self._read_when_idle()
 
     def _read_when_idle(self) -> None:
-        """Start the blocking read if no batch was published for ``_IDLE_AFTER``, else look
-        again when none will have been."""
+        """Start the blocking read if no batch was published for ``_IDLE_AFTER`` and the store
+        is not writing one, else look again when none will have been (or in ``_IDLE_AFTER``)."""
         loop = self._loop or asyncio.get_running_loop()
         quiet = self._published_at + _IDLE_AFTER - loop.time()
+        if quiet <= 0 and getattr(self._source, "writing", False) is True:
+            # Its batch comes, and says whether another replica logged before it: under load
+            # (a write in flight most of the time) this process reads nothing back.
+            quiet = _IDLE_AFTER
         if quiet <= 0:
             self._read_log(SHARED_STORE_RECHECK)
         else:

@@ -152,3 +152,35 @@ async def test_a_blocking_read_in_flight_holds_no_consumer(redis_url: str) -> No
         got = await waiting  # before: it waited in the hung read (3 s), then read a copy back
         assert got[0] is logged[0]
         assert not hung.is_set()
+
+
+async def test_no_read_of_the_log_while_the_store_writes_a_batch(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the store has a batch in flight (held here), its caught-up consumer's buffer reads
+    nothing, however long the wait (its batch will say whether another replica logged first);
+    the batch then reaches the consumer as built."""
+    monkeypatch.setattr(_live, "_IDLE_AFTER", 0.001, raising=False)  # looks every millisecond
+    store = CountingRedisStore(redis_url)
+    release = asyncio.Event()
+    async with DeliveryTracker(store=store) as tracker:
+        await tracker.ingest([update(0)])
+        merge = store._merge
+
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            await release.wait()
+            return await merge(*args, **kwargs)
+
+        store._merge = held  # type: ignore[assignment]
+        writing = asyncio.ensure_future(tracker.ingest([update(1)]))
+        stream = tracker.events()
+        await take(stream, 1)  # read from the log (no wait): caught up, the batch held
+        reads = store.reads
+        waiting = asyncio.ensure_future(take(stream, 1, timeout=10.0))
+        try:
+            await asyncio.sleep(0.1)
+            assert store.reads == reads
+        finally:
+            release.set()
+        logged = await writing
+        assert (await waiting)[0] is logged[0]

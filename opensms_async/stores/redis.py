@@ -272,6 +272,12 @@ class RedisStore(CallingStore):
             self._timer = loop.call_at(call.deadline, self._expire)
         return await call.future  # a cancelled caller cancels it: then it is not sent
 
+    @property
+    def writing(self) -> bool:
+        """Whether a batch of applies is queued or in flight: its events will be handed to the
+        listeners (or it fails). The live buffer waits for them rather than read the log."""
+        return bool(self._batch or self._queue)
+
     def listen(self, listener: Callable[[Sequence[DeliveryEvent]], None]) -> Callable[[], None]:
         """Hand every batch of events this store logged to ``listener`` when Redis answers, in
         log order, whether or not its callers still wait; returns the function that stops it.
