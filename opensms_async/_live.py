@@ -397,7 +397,8 @@ class LiveBuffer(Generic[T]):
         """A reader of a tailed buffer is caught up and about to wait: make sure that what
         other replicas log reaches it. No read while one is in flight; at once after a publish
         that did not continue the buffer; else a blocking read once no batch has been published
-        for ``_IDLE_AFTER`` seconds (a timer until then: one per idle gap, not one per wait)."""
+        for ``_IDLE_AFTER`` seconds and the store writes none (one timer until then, looked at
+        every ``_IDLE_AFTER`` while the store writes: never one per wait)."""
         if self._fetch is None:
             if self._behind:
                 self._read_log(0.0)
