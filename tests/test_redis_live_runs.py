@@ -184,3 +184,24 @@ async def test_no_read_of_the_log_while_the_store_writes_a_batch(
             release.set()
         logged = await writing
         assert (await waiting)[0] is logged[0]
+
+
+async def test_each_batch_handed_to_the_listeners_names_the_event_logged_before_it(
+    redis_url: str,
+) -> None:
+    """The merge script answers the stream's newest id before its first entry: each batch a
+    store hands its listeners says, as ``after``, the cursor of the event just before it in the
+    log, whichever replica logged that one (None for the first event of the log)."""
+    runs: list[Any] = []
+    async with RedisStore(redis_url) as store, RedisStore(redis_url) as replica:
+        store.listen(runs.append)
+        for n in range(6):
+            await store.apply_events([update(2 * n), update(2 * n + 1)])
+            if n % 2:
+                await replica.apply_events([update(100 + n)])
+        log = [e.cursor for e in await store.read_events(None, limit=100)]
+    assert len(runs) == 6
+    for run in runs:
+        index = log.index(run[0].cursor)
+        assert run.after == (log[index - 1] if index else None)
+        assert [e.cursor for e in run] == log[index : index + len(run)]
