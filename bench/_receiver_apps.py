@@ -193,6 +193,7 @@ def receiver_lifespan(
         await consumers.stop()
         if stats is not None:
             data: dict[str, object] = {"last_cursor": last, "consumed": consumers.seen}
+            data["package"] = sys.modules["opensms_async"].__file__  # which checkout ran
             await asyncio.to_thread(_write_json, stats, data)
         if latency is not None:
             data = {"arrivals": consumers.arrivals(), "gc_pauses": pauses.seen}

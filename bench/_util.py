@@ -34,10 +34,13 @@ def pin_to_cpu(cpu: int) -> None:
 
 
 @contextlib.contextmanager
-def server_process(argv: Sequence[str], port: int, *, cpu: int = 0) -> Iterator[tuple[str, int]]:
-    """Run ``python argv...`` pinned to ``cpu`` until it answers on ``port``; yield (URL, pid)."""
+def server_process(
+    argv: Sequence[str], port: int, *, cpu: int = 0, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """Run ``python argv...`` pinned to ``cpu`` (in ``env``, default this process's) until it
+    answers on ``port``; yield (URL, pid)."""
     preexec = (lambda: pin_to_cpu(cpu)) if hasattr(os, "sched_setaffinity") else None
-    proc = subprocess.Popen([sys.executable, *argv], preexec_fn=preexec)  # noqa: S603
+    proc = subprocess.Popen([sys.executable, *argv], preexec_fn=preexec, env=env)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, proc)

@@ -190,13 +190,19 @@ class Variant:
     app: str
     consumers: int
     mounted: bool
+    against: bool = False
+    """Named ``...@against``: its server imports the package of ``--against``'s checkout."""
 
     @classmethod
     def parse(cls, name: str) -> Variant:
-        """``starlette``, ``starlette-mounted``, ``memory/1``, ``memory-mounted/4``..."""
-        app, _, consumers = name.partition("/")
+        """``starlette``, ``starlette-mounted``, ``memory/1``, ``memory-mounted/4``,
+        ``redis/1@against``..."""
+        base, _, side = name.partition("@")
+        if side not in ("", "against"):
+            raise SystemExit(f"unknown variant suffix @{side} (only @against)")
+        app, _, consumers = base.partition("/")
         mounted = app.endswith("-mounted")
-        return cls(name, app.removesuffix("-mounted"), int(consumers or 0), mounted)
+        return cls(name, app.removesuffix("-mounted"), int(consumers or 0), mounted, bool(side))
 
     @property
     def receiver(self) -> bool:
@@ -263,17 +269,26 @@ def server_argv(
 
 @contextlib.contextmanager
 def servers(
-    variants: Sequence[Variant], workdir: str, redis: tuple[str, int] | None
+    variants: Sequence[Variant],
+    workdir: str,
+    redis: tuple[str, int] | None,
+    against: str | None = None,
 ) -> Iterator[list[Server]]:
     """A server per variant, all at once (idle but the one under load), each pinned to CPU 0;
-    stopped at the end, when each receiver writes its stats."""
+    stopped at the end, when each receiver writes its stats. A variant ``@against`` runs with
+    ``PYTHONPATH`` at checkout ``against``."""
     with contextlib.ExitStack() as stack:
         started = []
         for variant in variants:
             port = free_port()
             stats = os.path.join(workdir, f"stats-{port}.json")
             argv = server_argv(variant, port, stats, workdir, redis)
-            url, pid = stack.enter_context(server_process(argv, port))
+            env = None
+            if variant.against:
+                if against is None:
+                    raise SystemExit(f"{variant.name} needs --against CHECKOUT")
+                env = {**os.environ, "PYTHONPATH": os.path.abspath(against)}
+            url, pid = stack.enter_context(server_process(argv, port, env=env))
             redis_pid = redis[1] if redis is not None and variant.app == "redis" else None
             started.append(Server(variant, url, pid, stats, redis_pid))
         yield started
@@ -308,6 +323,7 @@ def check_events(stats: str, requests: int, variant: Variant) -> dict[str, float
     with open(stats) as file:
         data: dict[str, Any] = json.load(file)
     last, consumed = data["last_cursor"], data["consumed"]
+    print(f"{variant.name}: the server ran {data.get('package')}", file=sys.stderr)
     # Cursors count events from 1 in memory and SQLite (a fresh store per server); a Redis
     # cursor is a stream id, which counts nothing: there every callback's event is at least seen.
     logged = int(last or 0) if last is None or str(last).isdigit() else None
@@ -358,7 +374,7 @@ def measure(variants: Sequence[Variant], args: argparse.Namespace) -> tuple[Resu
         script = os.path.join(workdir, "callback.lua")
         Path(script).write_text(lua_script())
         setup = Setup(script, args)
-        with servers(variants, workdir, redis) as running:
+        with servers(variants, workdir, redis, args.against) as running:
             for server in running:
                 _run_once(results, server, setup, "w", args.warmup, keep=False)
             for round_no in range(args.rounds):
@@ -534,6 +550,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="pin redis-server to this CPU (default: wherever the kernel puts it; 1 is wrk's)",
     )
     parser.add_argument("--json-out", help="write the table's rows here (run.py reads them)")
+    parser.add_argument(
+        "--against",
+        help="a checkout whose package the variants named ...@against import (A/B in one run)",
+    )
     parser.add_argument("--details", action="store_true", help="print the full JSON summary")
     return parser.parse_args(argv)
 

@@ -12,12 +12,32 @@ store's log instead (never blocking the receiver, never losing an item), then co
 once it has caught up.
 
 For a shared log (Redis), other replicas append to it too, so what this process published is
-not the whole log: the buffer is filled from the log itself, by one blocking read at a time
-after the newest item it holds, made by whichever caught-up reader comes first (the *leader*)
-for every reader. The others wait for that read and take its items from the buffer: four
-consumers cost one read of the log (one round trip, each item decoded once), not four. So is a
-log whose cursors are not ``consecutive`` (the buffer relies on consecutive cursors to tell that
-what is published is an unbroken run of the log).
+not the whole log. A store of one says, with each batch it hands over (a ``LogRun``), the cursor
+of the log's item just before it: when that is the newest item the buffer holds, the batch
+continues the buffer and is kept as it is, like any publish above (every consumer takes the very
+objects the store built; nothing is read back from the log). When it is not (another replica
+logged in between, or the buffer is behind), the buffer reads the log at once after the newest
+item it holds (the batch comes again in that read, after the other replicas' items), and keeps
+what that read brought. A batch with no such cursor (an inbound Redis store's) is not kept.
+
+What other replicas log while this process logs nothing reaches it only by reading the log: once
+a consumer waits here, no batch has come for ``_IDLE_AFTER`` (2 ms) and the store has no write in
+flight (its ``writing``; looked at again every 2 ms while it has), the buffer starts one blocking
+read after the newest item it holds (``XREAD BLOCK``, up to ``SHARED_STORE_RECHECK``), and keeps
+what it brings. So another replica's event reaches an idle process's consumers at most about
+2 ms (plus a timer's lateness and one round trip) after this process's last batch, or as soon as
+it is logged after that. Under load (a write in flight, or batches less than 2 ms apart) no
+blocking read is made, and each batch's cursor tells at once whether another replica logged
+before it; the few idle gaps that remain under ``bench_receiver.py``'s load cost one blocking
+read each, which this process's next batch ends (``bench/diag_redis_reads.py``).
+
+The reads run in a task of the buffer's, never in a consumer's step: a batch published while a
+blocking read is in flight wakes the consumers at once (that read then ends when Redis has
+something after its start, this very batch, which the buffer already holds and so drops). A
+failed read is raised to the consumers waiting when it fails. Four consumers cost one read of
+the log (one round trip, each item decoded once), not four; so is a log whose cursors are not
+``consecutive`` (the buffer relies on consecutive cursors to tell that what is published is an
+unbroken run of the log).
 
 Dropping items as soon as every consumer has passed them matters for speed, not only memory:
 an item that dies young is never seen by the garbage collector's older generations, whose
@@ -38,7 +58,7 @@ import bisect
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from ._constants import SHARED_STORE_RECHECK
 from ._exceptions import StoreError, StoreUnavailableError
@@ -47,7 +67,14 @@ from ._telemetry import log_fields
 
 __all__ = ["LiveBuffer", "LogReader", "LogSource", "ReadLog", "Reader", "follow"]
 
+_NO_RUN: Final = object()
+"""What a publish's ``after`` is when it has none: a batch not known to be a run of the log."""
+
 _READ_BATCH = 512
+_IDLE_AFTER = 0.002
+"""Seconds without a batch published after which a shared log's buffer reads the log, blocking,
+for what other replicas log (see the module): a bound on their events' extra delay while this
+process is idle, far above the gap between batches under load."""
 _OUTAGE_BACKOFF = 0.25
 _MAX_OUTAGE_BACKOFF = 5.0
 
@@ -66,7 +93,11 @@ T = TypeVar("T", bound=Logged)
 
 class LogSource(Protocol):
     """The store a buffer stands in front of: its cursor order, its newest cursor, and whether
-    other processes append to its log (``Store`` and ``InboundStore`` both are one)."""
+    other processes append to its log (``Store`` and ``InboundStore`` both are one).
+
+    A shared store may also have ``writing``, True while a write is in flight whose batch it
+    will publish (``RedisStore``): a buffer then waits for that batch rather than read the log.
+    """
 
     shared: bool
 
@@ -128,8 +159,9 @@ class LiveBuffer(Generic[T]):
 
     Holds the items after a base (the cursor key just before the first one). A reader whose
     cursor is older than the base reads from the store's log (``read``). For a log shared
-    between processes, or whose cursors are not ``consecutive``, publishes are not kept: the
-    buffer is filled by the leader's reads of the log (see the module). Positions find a
+    between processes, or whose cursors are not ``consecutive``, only a publish that says it
+    continues the buffer (a run after its newest item) is kept; the rest comes from the
+    buffer's reads of the log (see the module). Positions find a
     reader's place in O(1): a publish parses its first cursor (and its last), a reader's cursor
     is parsed only when it arrives or falls out of the buffer.
     """
@@ -151,9 +183,15 @@ class LiveBuffer(Generic[T]):
         self._tail: tuple[int, int] | None = None
         """The cursor key of the newest item kept, once known (None: ask the items)."""
         self._tailed = source.shared or not consecutive
-        """Filled from the log by a leader's reads, not by publishes."""
-        self._leading = False
-        """Whether a reader is reading the log for all (tailed buffers only)."""
+        """Filled by the publishes that continue it and by its reads of the log (see above)."""
+        self._fetch: asyncio.Future[list[T]] | None = None
+        """The buffer's read of the log in flight, for every reader (tailed buffers only)."""
+        self._behind = False
+        """A publish did not continue the buffer: read the log at once (tailed buffers)."""
+        self._published_at = -_IDLE_AFTER
+        """Loop time of the last run published (tailed buffers): this process is busy logging."""
+        self._idle: asyncio.TimerHandle | None = None
+        """The timer that starts a blocking read once publishes stop (tailed buffers)."""
         self._ready = False
         self._readers: set[Reader[T]] = set()
         self._generation = 0
@@ -190,9 +228,12 @@ class LiveBuffer(Generic[T]):
 
         O(1) per publish: one cursor parsed (two for a batch of several), no reader visited;
         what every reader has passed is dropped as they read (:meth:`_release`). A tailed buffer
-        ignores publishes: its leader's read of the log brings them, in log order.
+        keeps only a run that continues it (:meth:`_continue`).
         """
         if self._tailed:
+            after = getattr(items, "after", _NO_RUN)
+            if after is not _NO_RUN and self._ready and items:
+                self._continue(items, after)
             return
         if self._ready and items:
             if self._readers:
@@ -227,6 +268,34 @@ class LiveBuffer(Generic[T]):
         self._tail = last
         if len(self._items) > self._size:  # a reader fell behind: it reads the store now
             self._cut(len(self._items) - self._size)
+
+    def _continue(self, items: Sequence[T], after: object) -> None:
+        """A tailed buffer's publish of a run of the log after cursor ``after``: kept as it is
+        when ``after`` is the newest item held (or dropped), the common case, which compares
+        two strings and parses no cursor; else the log is read at once after the newest item
+        held. Either way this process is busy logging: the idle read waits (see the module)."""
+        self._published_at = self._loop.time() if self._loop is not None else 0.0
+        newest = self._items[-1].cursor if self._items else self._head
+        if after == newest:
+            if self._readers:
+                self._items.extend(items)
+                self._tail = None  # parsed only if a read of the log needs it
+                if len(self._items) > self._size:  # a reader fell behind: it reads the store now
+                    self._cut(len(self._items) - self._size)
+            else:  # nobody to keep them for: only note the newest
+                self._drop_all(items[-1].cursor)
+            self.wake()
+            return
+        if self._key(items[-1]) <= self._newest_key():
+            return  # a read of the log brought it first
+        if not self._readers:
+            # Nothing held, nothing to fill: whatever came before it, a reader that comes later
+            # and is older than the newest item published reads the store.
+            self._drop_all(items[-1].cursor)
+            return
+        self._behind = True
+        if self._fetch is None:
+            self._read_log(0.0)
 
     def _unbroken(self, items: Sequence[T], tail: tuple[int, int]) -> Sequence[T]:
         """The rare publish that does not continue the buffer: what to append after a restart."""
@@ -310,10 +379,9 @@ class LiveBuffer(Generic[T]):
             return []
         if start == len(self._items):  # caught up: nothing published since (no await above)
             reader.position = self._dropped + start
-            if self._tailed and not self._leading:
-                await self._lead()
-            else:
-                await self._wait()
+            if self._tailed:
+                self._follow_log()
+            await self._wait()
             start = self._find(cursor, reader.position)
             if start is None or start == len(self._items):
                 return []  # a close, or the buffer started over: the caller looks again
@@ -325,24 +393,75 @@ class LiveBuffer(Generic[T]):
         self._release()
         return batch
 
-    async def _lead(self) -> None:
-        """Read the log after the newest item held, for every reader (a tailed buffer); waits
-        there up to ``SHARED_STORE_RECHECK`` for one. Wakes the others whatever happens (a
-        failed or cancelled read: the next caught-up reader leads)."""
-        self._leading = True
-        try:
-            after = self._items[-1].cursor if self._items else self._head
-            batch = await self._read(after, limit=_READ_BATCH, timeout=SHARED_STORE_RECHECK)
-            if batch:
+    def _follow_log(self) -> None:
+        """A reader of a tailed buffer is caught up and about to wait: make sure that what
+        other replicas log reaches it. No read while one is in flight; at once after a publish
+        that did not continue the buffer; else a blocking read once no batch has been published
+        for ``_IDLE_AFTER`` seconds and the store writes none (one timer until then, looked at
+        every ``_IDLE_AFTER`` while the store writes: never one per wait)."""
+        if self._fetch is None:
+            if self._behind:
+                self._read_log(0.0)
+            elif self._idle is None:
+                self._read_when_idle()
+
+    def _read_when_idle(self) -> None:
+        """Start the blocking read if no batch was published for ``_IDLE_AFTER`` and the store
+        is not writing one, else look again when none will have been (or in ``_IDLE_AFTER``)."""
+        loop = self._loop or asyncio.get_running_loop()
+        quiet = self._published_at + _IDLE_AFTER - loop.time()
+        if quiet <= 0 and getattr(self._source, "writing", False) is True:
+            # Its batch comes, and says whether another replica logged before it: under load
+            # (a write in flight most of the time) this process reads nothing back.
+            quiet = _IDLE_AFTER
+        if quiet <= 0:
+            self._read_log(SHARED_STORE_RECHECK)
+        else:
+            self._idle = loop.call_later(quiet, self._on_idle)
+
+    def _on_idle(self) -> None:
+        """The idle timer: read if someone still waits and no read is in flight (a reader that
+        waits later looks again itself)."""
+        self._idle = None
+        if self._fetch is None and self._waiters:
+            self._read_when_idle()
+
+    def _read_log(self, timeout: float) -> None:
+        """Read the log after the newest item held, for every reader, in a task of the
+        buffer's (no reader's step waits for it: a publish wakes them meanwhile); with
+        ``timeout``, Redis waits up to that long for an item."""
+        self._behind = False
+        after = self._items[-1].cursor if self._items else self._head
+        fetch = asyncio.ensure_future(self._read(after, limit=_READ_BATCH, timeout=timeout))
+        self._fetch = fetch
+        fetch.add_done_callback(self._fetched)
+
+    def _fetched(self, fetch: asyncio.Future[list[T]]) -> None:
+        """The read of the log ended: keep what it brought (for the readers there are), read
+        again at once if a publish did not continue the buffer meanwhile, and wake the waiting
+        readers, with its error if it failed (the next caught-up reader reads again)."""
+        self._fetch = None
+        error = None if fetch.cancelled() else fetch.exception()
+        if error is None and not fetch.cancelled():
+            batch = fetch.result()
+            if batch and self._readers:
                 self._append(batch)
-        finally:
-            self._leading = False
+        if self._behind and self._readers:
+            self._read_log(0.0)
+        if error is None:
             self.wake()
+            return
+        self._generation += 1
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
 
     def _append(self, batch: list[T]) -> None:
-        """Add what was read of the log after the newest item held (or at it): the log's next
-        items, an unbroken run by construction. What another read added meanwhile (a reader
-        behind that caught up during the leader's read) is not added twice."""
+        """Add what was read of the log after a cursor no newer than the newest item held: the
+        log's next items, an unbroken run by construction. What was added meanwhile (by a
+        publish, or a reader behind that caught up during the buffer's read) is not added
+        twice."""
         newest = self._newest_key()
         if self._key(batch[0]) <= newest:
             batch = batch[bisect.bisect_right(batch, newest, key=self._key) :]
@@ -360,9 +479,9 @@ class LiveBuffer(Generic[T]):
         return self._tail
 
     def _adopt(self, batch: list[T], after: str | None) -> None:
-        """A tailed buffer holds only what was read for it: what a reader behind it read past
-        the newest item held continues the buffer (the log's next items), so the reader can
-        wait here with the others and the leader need not read those again."""
+        """What a reader behind a tailed buffer read past the newest item held continues the
+        buffer (the log's next items), so the reader can
+        wait here with the others and the buffer need not read those again."""
         if after is not None and self._source.cursor_key(after) > self._newest_key():
             return  # a read that does not cover the newest held: not known to continue it
         self._append(batch)

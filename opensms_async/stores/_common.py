@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from .._exceptions import InvalidCursorError, StoreError
@@ -16,6 +16,7 @@ __all__ = [
     "CountedLog",
     "InProcessLog",
     "Listeners",
+    "LogRun",
     "StoreLifecycle",
     "Wakeup",
     "parse_cursor",
@@ -157,6 +158,22 @@ class Wakeup:
                 await event.wait()
         except TimeoutError:
             return
+
+
+class LogRun(list[_T]):
+    """What a store logged in one go, as it hands it to its listeners: the items (a list, oldest
+    first) and ``after``, the cursor of the log's item just before the first of them (None: the
+    log was empty), nothing of another writer's in between.
+
+    For a log other processes append to (Redis), the live buffer (``_live.py``) appends a run
+    that continues what it holds as it is, instead of reading those items back from the log.
+    """
+
+    __slots__ = ("after",)
+
+    def __init__(self, items: Iterable[_T], after: str | None) -> None:
+        super().__init__(items)
+        self.after = after
 
 
 class Listeners(Generic[_T]):

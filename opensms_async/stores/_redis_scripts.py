@@ -10,7 +10,11 @@ cannot drift; the functions mirror ``_state``'s one for one, and a test checks w
 that any batches give the states and events of a fold of ``merge``
 (``tests/test_store_redis.py::test_redis_merge_script_equals_python_merge``). The script writes
 a state whenever it differs from the one read (so a sender learned alongside a losing
-contradicting final is stored too), and answers only the events it logged.
+contradicting final is stored too), and answers only the events it logged, with the id of the
+stream's entry just before them (the store hands its events on as the run of the log after that
+id, so its live consumers take them without reading them back). Replicas of different versions may
+share one Redis: each loads its own version's script (by its SHA) and reads only that script's
+replies; what they share is the keys, whose layout this does not change.
 
 A state is stored as a JSON array ``[status, parts_delivered, sms_parts, sender, conflict, at]``
 (``null`` for None) in a hash per request id, one field per address. ``at`` travels as the decimal
@@ -84,8 +88,11 @@ _MERGE_TEMPLATE: Final = Template(
 -- ARGV[1]: approximate MAXLEN of the stream; ARGV[2]: retention in ms (0: keep for good);
 -- ARGV[3]: JSON list of updates
 --   [key index, request id, address, status, source, parts, sms parts, sender, received at].
--- Returns a JSON list with one row per update that logged an event, in the order of the updates
--- (one bulk string parses faster than nested arrays; an empty Lua table encodes as {}):
+-- Returns one JSON bulk string (it parses faster than nested arrays) [after, rows]: after, the id
+-- of the stream's newest entry before this script's first XADD (null when it logged nothing or
+-- the stream was empty: no other client's entry can land in between, the script being atomic),
+-- so the caller knows its entries follow that one with nothing in between; rows, one per update
+-- that logged an event, in the order of the updates (an empty Lua table encodes as {}):
 --   [index of the update from 1, stream id, previous status or null, state].
 local RANK = $rank
 local UNKNOWN_RANK = $unknown_rank
@@ -169,7 +176,14 @@ local function wrong_type()
   return nil
 end
 
+local after = nil
+
 local function log_event(u, state, previous)
+  if after == nil then
+    local newest = redis.call("XREVRANGE", KEYS[1], "+", "-", "COUNT", 1)
+    after = NULL
+    if newest[1] then after = newest[1][1] end
+  end
   local fields = {"request_id", u[2], "address", u[3], "status", state[1], "source", u[5],
                   "conflict", state[5] and "1" or "0", "at", state[6]}
   if previous ~= NULL then
@@ -212,7 +226,7 @@ if next(touched) then
   local retention, now = tonumber(ARGV[2]), now_ms()
   for key, request_id in pairs(touched) do keep(KEYS[2], request_id, key, retention, now) end
 end
-return cjson.encode(logged)
+return cjson.encode({after or NULL, logged})
 """
 )
 

@@ -79,7 +79,7 @@ from . import _redis_config as config
 from . import _redis_errors as errors
 from . import _redis_scripts as scripts
 from ._base import PendingRequest
-from ._common import Listeners
+from ._common import Listeners, LogRun
 from ._redis_calls import CallingStore, Calls
 from ._redis_expiry import Expiry
 
@@ -272,10 +272,18 @@ class RedisStore(CallingStore):
             self._timer = loop.call_at(call.deadline, self._expire)
         return await call.future  # a cancelled caller cancels it: then it is not sent
 
+    @property
+    def writing(self) -> bool:
+        """Whether a batch of applies is queued or in flight: its events will be handed to the
+        listeners (or it fails). The live buffer waits for them rather than read the log."""
+        return bool(self._batch or self._queue)
+
     def listen(self, listener: Callable[[Sequence[DeliveryEvent]], None]) -> Callable[[], None]:
         """Hand every batch of events this store logged to ``listener`` when Redis answers, in
         log order, whether or not its callers still wait; returns the function that stops it.
-        (Events other replicas log reach only readers of the log.)"""
+        (Events other replicas log reach only readers of the log.) Each batch is a
+        :class:`~._common.LogRun`: its ``after`` is the cursor of the event logged just before
+        it, by any replica."""
         return self._listeners.add(listener)
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
@@ -559,7 +567,7 @@ class RedisStore(CallingStore):
             self._batch = calls
             self._timer = loop.call_at(calls[0].deadline, self._expire)  # the oldest deadline
             try:
-                rows = await self._merge_batch(calls)
+                reply = await self._merge_batch(calls)
             except BaseException as exc:
                 for call in calls:
                     _fail(call.future, exc)
@@ -571,7 +579,7 @@ class RedisStore(CallingStore):
                     self._timer.cancel()
                     self._timer = None
                 self._batch = []
-            self._listeners.publish(_settle(calls, rows))
+            self._listeners.publish(_settle(calls, reply))
 
     def _expire(self) -> None:
         """Fail the calls whose deadline passed (oldest first: deadlines follow the order of the
@@ -651,18 +659,22 @@ class RedisStore(CallingStore):
 # --- batches -----------------------------------------------------------------------------------
 
 
-def _settle(calls: list[_Call], rows: Any) -> list[DeliveryEvent]:
+def _settle(calls: list[_Call], reply: Any) -> LogRun[DeliveryEvent]:
     """Hand each caller of a batch the events of its updates; all the batch's events, in log
-    order (those of callers that gave up included), or none if the reply does not fit."""
+    order (those of callers that gave up included), as the run of the log after the cursor the
+    script answered with them, or none if the reply does not fit."""
     updates = [update for call in calls for update in call.updates]
     try:
+        after, rows = reply
+        if not (after is None or isinstance(after, str)):
+            raise ValueError(f"the merge script answered a cursor that is not one: {after!r}")
         events = codec.events_from_rows(updates, rows)
         indexes = [index for index, *_ in rows] if events else []
     except (ValueError, TypeError, KeyError) as exc:
         error = StoreError(f"Redis answered the merge script unexpectedly ({exc})")
         for call in calls:
             _fail(call.future, error)
-        return []
+        return LogRun((), None)
     start, taken = 0, 0
     for call in calls:
         stop = start + len(call.updates)
@@ -672,7 +684,7 @@ def _settle(calls: list[_Call], rows: Any) -> list[DeliveryEvent]:
         if not call.future.done():
             call.future.set_result(events[first:taken])
         start = stop
-    return events
+    return LogRun(events, after)
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
