@@ -31,6 +31,7 @@ transaction; a file of any other version is refused.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import sqlite3
@@ -108,11 +109,16 @@ _SELECT_SHAPES: Final = """SELECT s.request_id, s.address, s.status, s.parts_del
 _PAIRS_PER_SELECT: Final = 64
 _SELECT_REQUEST: Final = """SELECT request_id, address, status, parts_delivered, sms_parts, sender,
     conflict, updated_at FROM states WHERE request_id = ? ORDER BY address"""
-_UPSERT_STATE: Final = """INSERT OR REPLACE INTO states (request_id, address, status,
-    parts_delivered, sms_parts, sender, conflict, updated_at, written_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-_INSERT_EVENT: Final = """INSERT INTO events (request_id, address, status, previous, source,
-    parts_delivered, sms_parts, conflict, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_UPSERT_STATES: Final = """INSERT OR REPLACE INTO states (request_id, address, status,
+    parts_delivered, sms_parts, sender, conflict, updated_at, written_at) VALUES {rows}"""
+_INSERT_EVENTS: Final = """INSERT INTO events (request_id, address, status, previous, source,
+    parts_delivered, sms_parts, conflict, at) VALUES {rows}"""
+# Many rows per statement, not executemany's one statement per row: each statement costs a
+# reset, and each INSERT into events reads and rewrites its AUTOINCREMENT counter in
+# sqlite_sequence. Rows go in chunks of a power of two (at most _MAX_ROWS), so that a few
+# statements serve any batch and stay in the connection's statement cache.
+_MAX_ROWS: Final = 128
+_CHUNKS: Final = tuple(1 << k for k in range(_MAX_ROWS.bit_length() - 1, -1, -1))
 _SELECT_EVENTS: Final = """SELECT cursor, request_id, address, status, previous, source,
     parts_delivered, sms_parts, conflict, at FROM events WHERE cursor > ? ORDER BY cursor LIMIT ?"""
 _SCHEDULE: Final = """INSERT INTO pending (request_id, sender, tracked_at, next_poll_at,
@@ -516,13 +522,28 @@ def _write_batch(
 ) -> int:
     """Write the new states and log the events; the cursor of the first event (0: none)."""
     if states:
-        conn.executemany(_UPSERT_STATE, states)
+        _insert_rows(conn, _UPSERT_STATES, states)
     if not events:
         return 0
-    conn.executemany(_INSERT_EVENT, events)
+    _insert_rows(conn, _INSERT_EVENTS, events)
     # AUTOINCREMENT under the write lock: the events took consecutive row ids, up to the last.
     last: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
     return last - len(events) + 1
+
+
+def _insert_rows(conn: _Connection, sql: str, rows: list[tuple[object, ...]]) -> None:
+    """Insert ``rows`` (of nine values) with ``sql`` (``VALUES {rows}``), a chunk a statement."""
+    start = 0
+    for size in _CHUNKS:
+        while len(rows) - start >= size:
+            chunk = rows[start : start + size]
+            conn.execute(_rows_sql(sql, size), [value for row in chunk for value in row])
+            start += size
+
+
+@functools.cache
+def _rows_sql(sql: str, size: int) -> str:
+    return sql.format(rows=", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * size))
 
 
 def _split(jobs: list[tuple[DeliveryUpdate, ...]], merged: list[_Merged]) -> list[object]:
