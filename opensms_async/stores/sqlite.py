@@ -44,10 +44,10 @@ from .._constants import RECEIPT_RETENTION
 from .._exceptions import StoreError
 from .._lifecycle import OPEN
 from .._models import DeliveryStatus
-from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
+from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, EventDraft, Source
 from ._base import PendingRequest
 from ._common import Listeners, Wakeup, parse_cursor, read_start, read_waiting
-from ._memo import EventShape, MergeMemo, StateShape, Step
+from ._memo import EventShape, MergeMemo, StateShape
 from ._sqlite_retention import Retention
 from ._sqlite_writer import Batch, Writer, WriterOwner, connect_wal, rollback
 from ._url_options import positive_int, positive_seconds, sqlite_url
@@ -140,8 +140,6 @@ _SELECT_DUE: Final = """SELECT request_id, sender, tracked_at, next_poll_at, att
 
 _Connection: TypeAlias = sqlite3.Connection
 _Pair: TypeAlias = tuple[str, str]
-_Merged: TypeAlias = tuple[DeliveryUpdate, Step, float, int]
-"""What merging one update did: the update, the step, ``updated_at`` after it, the event cursor."""
 
 
 class SQLiteStore(WriterOwner):
@@ -479,28 +477,68 @@ def _merge_batch(
     jobs: list[tuple[DeliveryUpdate, ...]],
     written_at: float,
 ) -> list[object]:
-    """Merge the updates of several jobs with three statements in all; each job's result."""
-    updates = [update for job in jobs for update in job]
-    known = _select_shapes(conn, memo, {(u.request_id, u.address) for u in updates})
+    """Merge the updates of several jobs with a few statements in all; each job's result (the
+    events its updates logged).
+
+    The writer's hot path (``bench/diag_sqlite_merge.py``), hence written out in one piece with
+    its lookups bound to locals, as the memory store's merge is.
+    """
+    known = _select_shapes(conn, memo, {(u.request_id, u.address) for job in jobs for u in job})
+    known_steps, learn = memo.steps, memo.step
     states: dict[_Pair, tuple[object, ...]] = {}
-    events: list[tuple[object, ...]] = []
-    steps: list[tuple[DeliveryUpdate, Step, float, int]] = []
-    for update in updates:
-        pair = (update.request_id, update.address)
-        stored = known.get(pair)
-        step = memo.step(None if stored is None else stored[0], update)
-        updated_at = update.received_at if stored is None or step.takes_time else stored[1]
-        if step.changed:
-            known[pair] = (step.shape, updated_at)
-            states[pair] = _state_params(update, step.shape, updated_at, written_at)
-        logged = 0  # this update's event: its place among the batch's events, from 1
-        if step.event_shape is not None:
-            events.append(_event_params(update, step.event_shape, updated_at))
-            logged = len(events)
-        steps.append((update, step, updated_at, logged))
-    first = _write_batch(conn, list(states.values()), events)
-    merged = [(u, step, at, first + n - 1 if n else 0) for u, step, at, n in steps]
-    return _split(jobs, merged)
+    rows: list[tuple[object, ...]] = []
+    """The events' rows, in log order."""
+    logged: list[tuple[DeliveryUpdate, EventShape, float]] = []
+    """The same events, as the events to build once their cursors are known."""
+    ends: list[int] = []
+    """Per job, how many events were logged up to its end."""
+    for job in jobs:
+        for update in job:
+            pair = (update.request_id, update.address)
+            stored = known.get(pair)
+            shape = None if stored is None else stored[0]
+            # MergeMemo.step(shape, update), its lookup inlined (a miss asks the memo).
+            step = known_steps.get(
+                (shape, update.status, update.parts_delivered, update.sms_parts, update.sender,
+                 update.source)
+            ) or learn(shape, update)  # fmt: skip
+            at = update.received_at if stored is None or step.takes_time else stored[1]
+            if step.changed:
+                known[pair] = (step.shape, at)
+                status, parts, sms_parts, sender, conflict = step.shape
+                states[pair] = (*pair, status, parts, sms_parts, sender, int(conflict), at,
+                                written_at)  # fmt: skip
+            event_shape = step.event_shape
+            if event_shape is not None:
+                status, previous, source, parts, sms_parts, conflict = event_shape
+                rows.append(
+                    (*pair, str(status), None if previous is None else str(previous),
+                     str(source), parts, sms_parts, int(conflict), at)
+                )  # fmt: skip
+                logged.append((update, event_shape, at))
+        ends.append(len(logged))
+    cursor = _write_batch(conn, list(states.values()), rows)
+    results: list[object] = []
+    draft = EventDraft
+    start = 0
+    for end in ends:
+        events: list[DeliveryEvent] = []
+        for update, event_shape, at in logged[start:end]:
+            # build_event(...), written out as in the memory store's merge: a draft of
+            # DeliveryEvent's layout, filled, then made a DeliveryEvent.
+            event = draft()
+            event.cursor = f"{cursor}"
+            event.request_id = update.request_id
+            event.address = update.address
+            (event.status, event.previous, event.source, event.parts_delivered,
+             event.sms_parts, event.conflict) = event_shape  # fmt: skip
+            event.at = at
+            event.__class__ = DeliveryEvent  # type: ignore[assignment]
+            events.append(event)  # type: ignore[arg-type]
+            cursor += 1
+        results.append(events)
+        start = end
+    return results
 
 
 def _select_shapes(
@@ -544,40 +582,6 @@ def _insert_rows(conn: _Connection, sql: str, rows: list[tuple[object, ...]]) ->
 @functools.cache
 def _rows_sql(sql: str, size: int) -> str:
     return sql.format(rows=", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * size))
-
-
-def _split(jobs: list[tuple[DeliveryUpdate, ...]], merged: list[_Merged]) -> list[object]:
-    """Each job's share of the merged updates: the events they logged."""
-    results: list[object] = []
-    start = 0
-    for job in jobs:
-        mine = merged[start : start + len(job)]
-        start += len(mine)
-        results.append([event for m in mine if (event := _logged(m)) is not None])
-    return results
-
-
-def _state_params(
-    update: DeliveryUpdate, shape: StateShape, updated_at: float, written_at: float
-) -> tuple[object, ...]:
-    status, parts, sms_parts, sender, conflict = shape
-    return (update.request_id, update.address, str(status), parts, sms_parts, sender,
-            int(conflict), updated_at, written_at)  # fmt: skip
-
-
-def _event_params(update: DeliveryUpdate, shape: EventShape, at: float) -> tuple[object, ...]:
-    status, previous, source, parts, sms_parts, conflict = shape
-    previous_text = None if previous is None else str(previous)
-    return (update.request_id, update.address, str(status), previous_text, str(source), parts,
-            sms_parts, int(conflict), at)  # fmt: skip
-
-
-def _logged(merged: _Merged) -> DeliveryEvent | None:
-    update, step, at, cursor = merged
-    if step.event_shape is None:
-        return None
-    # status, previous, source, parts_delivered, sms_parts, conflict
-    return build_event(str(cursor), update.request_id, update.address, *step.event_shape, at)
 
 
 def _claim_due(
