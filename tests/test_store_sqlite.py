@@ -14,6 +14,7 @@ import pytest
 from store_helpers import (
     ADDR,
     REQ,
+    SENDER,
     WAIT,
     S,
     read_all,
@@ -149,6 +150,41 @@ async def test_sqlite_one_big_batch_gives_every_caller_its_own_events(tmp_path: 
             assert [e.status for e in events][-1] == final
             state = await store.get(REQ, f"tel:+33{i:010d}")
             assert state is not None and state.status == final
+
+
+async def test_sqlite_absent_values_are_stored_as_null(tmp_path: Path) -> None:
+    """What a state or an event does not have is SQL NULL in the file (the merge binds NaN for
+    it, which SQLite stores as NULL), and reads back as None; present values stay as they are."""
+    path = tmp_path / "null.db"
+    async with SQLiteStore(path) as store:
+        await store.apply_events([up(S.MESSAGE_WAITING)])
+        await store.apply_events(
+            [up(S.DELIVERED_TO_TERMINAL, "tel:+33600000001", parts=1, sms_parts=2, sender=SENDER)]
+        )
+        state = await store.get(REQ, ADDR)
+        assert state is not None
+        assert (state.parts_delivered, state.sms_parts, state.sender) == (None, None, None)
+        events = await read_all(store)
+        assert (events[0].previous, events[0].parts_delivered, events[0].sms_parts) == (
+            None, None, None
+        )  # fmt: skip
+    with sqlite3.connect(path) as conn:
+        states = conn.execute(
+            "SELECT typeof(parts_delivered), typeof(sms_parts), typeof(sender) FROM states"
+            " ORDER BY address"
+        ).fetchall()
+        logged = conn.execute(
+            "SELECT typeof(previous), typeof(parts_delivered), typeof(sms_parts) FROM events"
+            " ORDER BY cursor"
+        ).fetchall()
+        present = conn.execute(
+            "SELECT parts_delivered, sms_parts, sender FROM states WHERE address = ?",
+            ("tel:+33600000001",),
+        ).fetchone()
+    conn.close()
+    assert states == [("integer", "integer", "text"), ("null", "null", "null")]
+    assert logged == [("null", "null", "null"), ("null", "integer", "integer")]
+    assert present == (1, 2, SENDER)
 
 
 async def test_sqlite_reader_sees_another_connections_writes(tmp_path: Path) -> None:

@@ -118,6 +118,10 @@ _INSERT_EVENTS: Final = """INSERT INTO events (request_id, address, status, prev
 # sqlite_sequence. Rows go in chunks of a power of two (at most _MAX_ROWS), so that a few
 # statements serve any batch and stay in the connection's statement cache.
 _MAX_ROWS: Final = 128
+# NULL, as the merge writes it: SQLite stores a bound NaN as NULL (tests/test_store_sqlite.py
+# pins it), and sqlite3 binds a float as it is, while it looks a None up among its adapters
+# first: on CPython 3.11, an AttributeError made and cleared per None.
+_NULL: Final = math.nan
 _CHUNKS: Final = tuple(1 << k for k in range(_MAX_ROWS.bit_length() - 1, -1, -1))
 _SELECT_EVENTS: Final = """SELECT cursor, request_id, address, status, previous, source,
     parts_delivered, sms_parts, conflict, at FROM events WHERE cursor > ? ORDER BY cursor LIMIT ?"""
@@ -506,14 +510,18 @@ def _merge_batch(
             if step.changed:
                 known[pair] = (step.shape, at)
                 status, parts, sms_parts, sender, conflict = step.shape
-                states[pair] = (*pair, status, parts, sms_parts, sender, int(conflict), at,
-                                written_at)  # fmt: skip
+                states[pair] = (
+                    *pair, status, _NULL if parts is None else parts,
+                    _NULL if sms_parts is None else sms_parts, _NULL if sender is None else sender,
+                    int(conflict), at, written_at,
+                )  # fmt: skip
             event_shape = step.event_shape
             if event_shape is not None:
                 status, previous, source, parts, sms_parts, conflict = event_shape
                 rows.append(
-                    (*pair, str(status), None if previous is None else str(previous),
-                     str(source), parts, sms_parts, int(conflict), at)
+                    (*pair, str(status), _NULL if previous is None else str(previous),
+                     str(source), _NULL if parts is None else parts,
+                     _NULL if sms_parts is None else sms_parts, int(conflict), at)
                 )  # fmt: skip
                 logged.append((update, event_shape, at))
         ends.append(len(logged))
