@@ -554,13 +554,21 @@ def _select_shapes(
 ) -> dict[_Pair, tuple[StateShape, float]]:
     """The stored shape and ``updated_at`` of each pair that has a state."""
     known: dict[_Pair, tuple[StateShape, float]] = {}
+    shape = memo.shape
     listed = list(pairs)
     for start in range(0, len(listed), _PAIRS_PER_SELECT):
         chunk = listed[start : start + _PAIRS_PER_SELECT]
-        sql = _SELECT_SHAPES.format(pairs=", ".join(["(?, ?)"] * len(chunk)))
-        for row in conn.execute(sql, [value for pair in chunk for value in pair]):
-            known[row[0], row[1]] = (memo.shape(_shape_from_row(row[2:])), row[7])
+        rows = conn.execute(_pairs_sql(len(chunk)), [value for pair in chunk for value in pair])
+        for request_id, address, status, parts, sms_parts, sender, conflict, updated_at in rows:
+            # a StateShape: the plain str MergeMemo keeps, conflict a bool
+            stored = shape((status, parts, sms_parts, sender, bool(conflict)))
+            known[request_id, address] = (stored, updated_at)
     return known
+
+
+@functools.cache
+def _pairs_sql(size: int) -> str:
+    return _SELECT_SHAPES.format(pairs=", ".join(["(?, ?)"] * size))
 
 
 def _write_batch(
@@ -614,11 +622,6 @@ def _select_all(sql: str, params: tuple[object, ...], conn: _Connection) -> list
 
 
 # --- rows <-> attrs --------------------------------------------------------------------------
-
-
-def _shape_from_row(row: Sequence[Any]) -> StateShape:
-    status, parts, sms_parts, sender, conflict, _ = row
-    return (status, parts, sms_parts, sender, bool(conflict))  # the plain str MergeMemo keeps
 
 
 def _state_from_row(row: Sequence[Any]) -> DeliveryState:
