@@ -376,9 +376,9 @@ class _Writer(Writer):
         """When the current write transaction writes (the writer thread's alone)."""
         self._merger: Batch = self._merge  # one object: the writer groups jobs by it
 
-    async def merge(self, updates: tuple[DeliveryUpdate, ...]) -> Any:
-        """Merge ``updates`` in the next batch; answers the events they logged."""
-        return await self.batched(self._merger, updates)
+    def merge(self, updates: tuple[DeliveryUpdate, ...]) -> asyncio.Future[Any]:
+        """Merge ``updates`` in the next batch; the future of the events they logged."""
+        return self.submit(self._merger, updates)
 
     def _merge(self, conn: _Connection, payloads: list[tuple[DeliveryUpdate, ...]]) -> list[Any]:
         return _merge_batch(conn, self._memo, payloads, self._now)
