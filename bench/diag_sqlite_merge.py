@@ -23,6 +23,11 @@ start-up and the fill (``--build`` the same in both: building the updates is no 
 
 (``--filled`` skips the fill, which under callgrind would take minutes.)
 
+Mode ``loop`` is the other side: ``--tasks`` tasks each calling ``apply_events`` ``--batches``
+times (one update a call) on a fresh store, its writer on its own thread; it prints this (the
+event loop's) thread's CPU per call. Under ``valgrind --tool=callgrind --separate-threads=yes``
+the loop's instructions are those of the file ending ``-01`` (two ``--batches``, as above).
+
 ``PYTHONPATH`` at another checkout measures that checkout's store (it must have the same
 private names: ``_connect``, ``_merge_batch``, ``_Writer``, ``_Job``).
 """
@@ -30,6 +35,7 @@ private names: ``_connect``, ``_merge_batch``, ``_Writer``, ``_Job``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import os
 import pstats
@@ -39,6 +45,8 @@ import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+
+import uvloop
 
 from opensms_async import _models
 from opensms_async._state import DeliveryUpdate, Source
@@ -109,10 +117,34 @@ def _merge(memo: MergeMemo, conn: Any, batches: list[list[tuple[DeliveryUpdate, 
         conn.execute("COMMIT")
 
 
+async def _loop_side(tasks: int, calls: int, jobs: int) -> None:
+    """``tasks`` tasks calling ``apply_events`` ``calls`` times each (one update a call, the
+    bench's) on a fresh store, the writer on its thread: this (the loop's) thread's CPU."""
+    with tempfile.TemporaryDirectory(prefix="opensms-diag-") as workdir:
+        async with module.SQLiteStore(os.path.join(workdir, "loop.db")) as store:
+            for first in (0, 10_000_000):  # a warm-up, then the measured run
+                batches = _jobs(first, tasks * calls // jobs + 1, jobs)
+                updates = [update for batch in batches for job in batch for update in job]
+
+                async def caller(i: int, updates: list[DeliveryUpdate] = updates) -> None:
+                    for k in range(calls):
+                        await store.apply_events((updates[k * tasks + i],))
+
+                start, cpu = time.perf_counter(), time.thread_time()
+                await asyncio.gather(*(caller(i) for i in range(tasks)))
+                wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
+    n = tasks * calls
+    print(
+        f"{module.__file__}\nloop: {wall / n * 1e6:.2f} µs per call, the loop's CPU"
+        f" {cpu / n * 1e6:.2f} µs"
+    )
+
+
 def main() -> None:
     """Fill a file, then time (or profile) the writer's batches."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=("merge", "serve"), default="serve")
+    parser.add_argument("--mode", choices=("merge", "serve", "loop"), default="serve")
+    parser.add_argument("--tasks", type=int, default=64, help="loop mode: concurrent callers")
     parser.add_argument("--states", type=int, default=100_000)
     parser.add_argument("--batches", type=int, default=2000)
     parser.add_argument("--jobs", type=int, default=35)
@@ -123,6 +155,9 @@ def main() -> None:
     parser.add_argument("--filled", help="copy this file (made by --save) instead of filling")
     parser.add_argument("--save", help="save the filled file here (then measure as usual)")
     args = parser.parse_args()
+    if args.mode == "loop":
+        uvloop.run(_loop_side(args.tasks, args.batches, args.jobs))
+        return
     with tempfile.TemporaryDirectory(prefix="opensms-diag-") as workdir:
         path = os.path.join(workdir, "bench.db")
         # No retention sweep: the bench's file starts empty, so its sweeps read next to nothing,

@@ -12,12 +12,12 @@ Group commit: ``apply_events`` (and the schedule writes) queue a job and await i
 writer takes everything queued, runs the merges inside *one* transaction, commits once, then
 hands the batch's events to the listeners and resolves every caller's future together, in one
 hop to the event loop. The merges of every caller share their statements: one ``SELECT`` of the
-stored states, one ``executemany`` of the new states and one of the events. A caller whose update
+stored states, then the new states and the events, many rows per ``INSERT``. A caller whose update
 fails is rolled back alone, all its updates with it: should any job fail, the batch is rolled back
 and run again with a savepoint per job, each job merged by the same batched merge, alone
 (savepoints cost two statements per job, so the common, failure-free batch goes without). Each
 caller thus returns only after its commit (the receiver may answer 2xx), while a burst of
-callbacks shares one commit and three statements. A failed ``COMMIT`` rolls the whole batch back
+callbacks shares one commit and a few statements. A failed ``COMMIT`` rolls the whole batch back
 and fails every caller of that batch with :class:`StoreUnavailableError`: nothing is
 half-written.
 
