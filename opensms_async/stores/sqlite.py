@@ -118,11 +118,11 @@ _INSERT_EVENTS: Final = """INSERT INTO events (request_id, address, status, prev
 # sqlite_sequence. Rows go in chunks of a power of two (at most _MAX_ROWS), so that a few
 # statements serve any batch and stay in the connection's statement cache.
 _MAX_ROWS: Final = 128
+_CHUNKS: Final = tuple(1 << k for k in range(_MAX_ROWS.bit_length() - 1, -1, -1))
 # NULL, as the merge writes it: SQLite stores a bound NaN as NULL (tests/test_store_sqlite.py
 # pins it), and sqlite3 binds a float as it is, while it looks a None up among its adapters
 # first: on CPython 3.11, an AttributeError made and cleared per None.
 _NULL: Final = math.nan
-_CHUNKS: Final = tuple(1 << k for k in range(_MAX_ROWS.bit_length() - 1, -1, -1))
 _SELECT_EVENTS: Final = """SELECT cursor, request_id, address, status, previous, source,
     parts_delivered, sms_parts, conflict, at FROM events WHERE cursor > ? ORDER BY cursor LIMIT ?"""
 _SCHEDULE: Final = """INSERT INTO pending (request_id, sender, tracked_at, next_poll_at,
