@@ -14,6 +14,7 @@ import pytest
 from store_helpers import (
     ADDR,
     REQ,
+    SENDER,
     WAIT,
     S,
     read_all,
@@ -111,6 +112,79 @@ async def test_sqlite_failed_caller_does_not_fail_its_batch(tmp_path: Path) -> N
         state = await store.get(REQ, ADDR)
         assert state is not None and state.status == S.DELIVERED_TO_TERMINAL
         assert len(await read_all(store)) == 2
+
+
+async def test_sqlite_one_big_batch_gives_every_caller_its_own_events(tmp_path: Path) -> None:
+    """A batch of more rows than one statement inserts (they go in chunks): every caller gets
+    the events it logged, with the cursors the log has, consecutive in queue order; an update
+    that changes nothing logs nothing, and a pair written twice in the batch keeps its last."""
+    async with SQLiteStore(tmp_path / "big.db") as store:
+        writer = store._writer
+        assert writer is not None
+        gate = threading.Event()
+        blocker = asyncio.create_task(writer.call(lambda conn: gate.wait(WAIT)))
+        await asyncio.sleep(0.05)  # the writer thread is now blocked inside the gate
+        calls = []
+        for i in range(300):
+            address = f"tel:+33{i:010d}"
+            updates = [up(S.MESSAGE_WAITING, address)]
+            if i % 3 == 0:  # the same pair again: an advance, in the same call
+                updates.append(up(S.DELIVERED_TO_TERMINAL, address))
+            if i % 5 == 0:  # and again, a step back: no event
+                updates.append(up(S.MESSAGE_WAITING, address))
+            calls.append(asyncio.create_task(store.apply_events(updates)))
+        await asyncio.sleep(0.05)
+        before = writer.batches
+        gate.set()
+        async with asyncio.timeout(WAIT):
+            await blocker
+            results = await asyncio.gather(*calls)
+        assert writer.batches == before + 1
+        returned = [event for events in results for event in events]
+        assert len(returned) == 300 + 100
+        assert returned == await read_all(store)
+        assert [int(e.cursor) for e in returned] == list(range(1, 401))
+        for i, events in enumerate(results):
+            assert {e.address for e in events} == {f"tel:+33{i:010d}"}
+            final = S.DELIVERED_TO_TERMINAL if i % 3 == 0 else S.MESSAGE_WAITING
+            assert [e.status for e in events][-1] == final
+            state = await store.get(REQ, f"tel:+33{i:010d}")
+            assert state is not None and state.status == final
+
+
+async def test_sqlite_absent_values_are_stored_as_null(tmp_path: Path) -> None:
+    """What a state or an event does not have is SQL NULL in the file (the merge binds NaN for
+    it, which SQLite stores as NULL), and reads back as None; present values stay as they are."""
+    path = tmp_path / "null.db"
+    async with SQLiteStore(path) as store:
+        await store.apply_events([up(S.MESSAGE_WAITING)])
+        await store.apply_events(
+            [up(S.DELIVERED_TO_TERMINAL, "tel:+33600000001", parts=1, sms_parts=2, sender=SENDER)]
+        )
+        state = await store.get(REQ, ADDR)
+        assert state is not None
+        assert (state.parts_delivered, state.sms_parts, state.sender) == (None, None, None)
+        events = await read_all(store)
+        assert (events[0].previous, events[0].parts_delivered, events[0].sms_parts) == (
+            None, None, None
+        )  # fmt: skip
+    with sqlite3.connect(path) as conn:
+        states = conn.execute(
+            "SELECT typeof(parts_delivered), typeof(sms_parts), typeof(sender) FROM states"
+            " ORDER BY address"
+        ).fetchall()
+        logged = conn.execute(
+            "SELECT typeof(previous), typeof(parts_delivered), typeof(sms_parts) FROM events"
+            " ORDER BY cursor"
+        ).fetchall()
+        present = conn.execute(
+            "SELECT parts_delivered, sms_parts, sender FROM states WHERE address = ?",
+            ("tel:+33600000001",),
+        ).fetchone()
+    conn.close()
+    assert states == [("integer", "integer", "text"), ("null", "null", "null")]
+    assert logged == [("null", "null", "null"), ("null", "integer", "integer")]
+    assert present == (1, 2, SENDER)
 
 
 async def test_sqlite_reader_sees_another_connections_writes(tmp_path: Path) -> None:

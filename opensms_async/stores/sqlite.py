@@ -12,12 +12,12 @@ Group commit: ``apply_events`` (and the schedule writes) queue a job and await i
 writer takes everything queued, runs the merges inside *one* transaction, commits once, then
 hands the batch's events to the listeners and resolves every caller's future together, in one
 hop to the event loop. The merges of every caller share their statements: one ``SELECT`` of the
-stored states, one ``executemany`` of the new states and one of the events. A caller whose update
+stored states, then the new states and the events, many rows per ``INSERT``. A caller whose update
 fails is rolled back alone, all its updates with it: should any job fail, the batch is rolled back
 and run again with a savepoint per job, each job merged by the same batched merge, alone
 (savepoints cost two statements per job, so the common, failure-free batch goes without). Each
 caller thus returns only after its commit (the receiver may answer 2xx), while a burst of
-callbacks shares one commit and three statements. A failed ``COMMIT`` rolls the whole batch back
+callbacks shares one commit and a few statements. A failed ``COMMIT`` rolls the whole batch back
 and fails every caller of that batch with :class:`StoreUnavailableError`: nothing is
 half-written.
 
@@ -31,6 +31,7 @@ transaction; a file of any other version is refused.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import sqlite3
@@ -43,10 +44,10 @@ from .._constants import RECEIPT_RETENTION
 from .._exceptions import StoreError
 from .._lifecycle import OPEN
 from .._models import DeliveryStatus
-from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
+from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, EventDraft, Source
 from ._base import PendingRequest
 from ._common import Listeners, Wakeup, parse_cursor, read_start, read_waiting
-from ._memo import EventShape, MergeMemo, StateShape, Step
+from ._memo import EventShape, MergeMemo, StateShape
 from ._sqlite_retention import Retention
 from ._sqlite_writer import Batch, Writer, WriterOwner, connect_wal, rollback
 from ._url_options import positive_int, positive_seconds, sqlite_url
@@ -108,11 +109,21 @@ _SELECT_SHAPES: Final = """SELECT s.request_id, s.address, s.status, s.parts_del
 _PAIRS_PER_SELECT: Final = 64
 _SELECT_REQUEST: Final = """SELECT request_id, address, status, parts_delivered, sms_parts, sender,
     conflict, updated_at FROM states WHERE request_id = ? ORDER BY address"""
-_UPSERT_STATE: Final = """INSERT OR REPLACE INTO states (request_id, address, status,
-    parts_delivered, sms_parts, sender, conflict, updated_at, written_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-_INSERT_EVENT: Final = """INSERT INTO events (request_id, address, status, previous, source,
-    parts_delivered, sms_parts, conflict, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_UPSERT_STATES: Final = """INSERT OR REPLACE INTO states (request_id, address, status,
+    parts_delivered, sms_parts, sender, conflict, updated_at, written_at) VALUES {rows}"""
+_INSERT_EVENTS: Final = """INSERT INTO events (request_id, address, status, previous, source,
+    parts_delivered, sms_parts, conflict, at) VALUES {rows}"""
+# Many rows per statement, not executemany's one statement per row: each statement costs a
+# reset, and each INSERT into events reads and rewrites its AUTOINCREMENT counter in
+# sqlite_sequence. Rows go in chunks of a power of two (at most _MAX_ROWS), so that a few
+# statements serve any batch and stay in the connection's statement cache; 64 rows of nine
+# values stay under the 999 variables per statement of SQLite before 3.32.
+_MAX_ROWS: Final = 64
+_CHUNKS: Final = tuple(1 << k for k in range(_MAX_ROWS.bit_length() - 1, -1, -1))
+# NULL, as the merge writes it: SQLite stores a bound NaN as NULL (tests/test_store_sqlite.py
+# pins it), and sqlite3 binds a float as it is, while it looks a None up among its adapters
+# first: on CPython 3.11, an AttributeError made and cleared per None.
+_NULL: Final = math.nan
 _SELECT_EVENTS: Final = """SELECT cursor, request_id, address, status, previous, source,
     parts_delivered, sms_parts, conflict, at FROM events WHERE cursor > ? ORDER BY cursor LIMIT ?"""
 _SCHEDULE: Final = """INSERT INTO pending (request_id, sender, tracked_at, next_poll_at,
@@ -134,8 +145,6 @@ _SELECT_DUE: Final = """SELECT request_id, sender, tracked_at, next_poll_at, att
 
 _Connection: TypeAlias = sqlite3.Connection
 _Pair: TypeAlias = tuple[str, str]
-_Merged: TypeAlias = tuple[DeliveryUpdate, Step, float, int]
-"""What merging one update did: the update, the step, ``updated_at`` after it, the event cursor."""
 
 
 class SQLiteStore(WriterOwner):
@@ -368,9 +377,9 @@ class _Writer(Writer):
         """When the current write transaction writes (the writer thread's alone)."""
         self._merger: Batch = self._merge  # one object: the writer groups jobs by it
 
-    async def merge(self, updates: tuple[DeliveryUpdate, ...]) -> Any:
-        """Merge ``updates`` in the next batch; answers the events they logged."""
-        return await self.batched(self._merger, updates)
+    def merge(self, updates: tuple[DeliveryUpdate, ...]) -> asyncio.Future[Any]:
+        """Merge ``updates`` in the next batch; the future of the events they logged."""
+        return self.submit(self._merger, updates)
 
     def _merge(self, conn: _Connection, payloads: list[tuple[DeliveryUpdate, ...]]) -> list[Any]:
         return _merge_batch(conn, self._memo, payloads, self._now)
@@ -473,28 +482,72 @@ def _merge_batch(
     jobs: list[tuple[DeliveryUpdate, ...]],
     written_at: float,
 ) -> list[object]:
-    """Merge the updates of several jobs with three statements in all; each job's result."""
-    updates = [update for job in jobs for update in job]
-    known = _select_shapes(conn, memo, {(u.request_id, u.address) for u in updates})
+    """Merge the updates of several jobs with a few statements in all; each job's result (the
+    events its updates logged).
+
+    The writer's hot path (``bench/diag_sqlite_merge.py``), hence written out in one piece with
+    its lookups bound to locals, as the memory store's merge is.
+    """
+    known = _select_shapes(conn, memo, {(u.request_id, u.address) for job in jobs for u in job})
+    known_steps, learn = memo.steps, memo.step
     states: dict[_Pair, tuple[object, ...]] = {}
-    events: list[tuple[object, ...]] = []
-    steps: list[tuple[DeliveryUpdate, Step, float, int]] = []
-    for update in updates:
-        pair = (update.request_id, update.address)
-        stored = known.get(pair)
-        step = memo.step(None if stored is None else stored[0], update)
-        updated_at = update.received_at if stored is None or step.takes_time else stored[1]
-        if step.changed:
-            known[pair] = (step.shape, updated_at)
-            states[pair] = _state_params(update, step.shape, updated_at, written_at)
-        logged = 0  # this update's event: its place among the batch's events, from 1
-        if step.event_shape is not None:
-            events.append(_event_params(update, step.event_shape, updated_at))
-            logged = len(events)
-        steps.append((update, step, updated_at, logged))
-    first = _write_batch(conn, list(states.values()), events)
-    merged = [(u, step, at, first + n - 1 if n else 0) for u, step, at, n in steps]
-    return _split(jobs, merged)
+    rows: list[tuple[object, ...]] = []
+    """The events' rows, in log order."""
+    logged: list[tuple[DeliveryUpdate, EventShape, float]] = []
+    """The same events, as the events to build once their cursors are known."""
+    ends: list[int] = []
+    """Per job, how many events were logged up to its end."""
+    for job in jobs:
+        for update in job:
+            pair = (update.request_id, update.address)
+            stored = known.get(pair)
+            shape = None if stored is None else stored[0]
+            # MergeMemo.step(shape, update), its lookup inlined (a miss asks the memo).
+            step = known_steps.get(
+                (shape, update.status, update.parts_delivered, update.sms_parts, update.sender,
+                 update.source)
+            ) or learn(shape, update)  # fmt: skip
+            at = update.received_at if stored is None or step.takes_time else stored[1]
+            if step.changed:
+                known[pair] = (step.shape, at)
+                status, parts, sms_parts, sender, conflict = step.shape
+                states[pair] = (
+                    *pair, status, _NULL if parts is None else parts,
+                    _NULL if sms_parts is None else sms_parts, _NULL if sender is None else sender,
+                    int(conflict), at, written_at,
+                )  # fmt: skip
+            event_shape = step.event_shape
+            if event_shape is not None:
+                status, previous, source, parts, sms_parts, conflict = event_shape
+                rows.append(
+                    (*pair, str(status), _NULL if previous is None else str(previous),
+                     str(source), _NULL if parts is None else parts,
+                     _NULL if sms_parts is None else sms_parts, int(conflict), at)
+                )  # fmt: skip
+                logged.append((update, event_shape, at))
+        ends.append(len(logged))
+    cursor = _write_batch(conn, list(states.values()), rows)
+    results: list[object] = []
+    draft = EventDraft
+    start = 0
+    for end in ends:
+        events: list[DeliveryEvent] = []
+        for update, event_shape, at in logged[start:end]:
+            # build_event(...), written out as in the memory store's merge: a draft of
+            # DeliveryEvent's layout, filled, then made a DeliveryEvent.
+            event = draft()
+            event.cursor = f"{cursor}"
+            event.request_id = update.request_id
+            event.address = update.address
+            (event.status, event.previous, event.source, event.parts_delivered,
+             event.sms_parts, event.conflict) = event_shape  # fmt: skip
+            event.at = at
+            event.__class__ = DeliveryEvent  # type: ignore[assignment]
+            events.append(event)  # type: ignore[arg-type]
+            cursor += 1
+        results.append(events)
+        start = end
+    return results
 
 
 def _select_shapes(
@@ -502,13 +555,21 @@ def _select_shapes(
 ) -> dict[_Pair, tuple[StateShape, float]]:
     """The stored shape and ``updated_at`` of each pair that has a state."""
     known: dict[_Pair, tuple[StateShape, float]] = {}
+    shape = memo.shape
     listed = list(pairs)
     for start in range(0, len(listed), _PAIRS_PER_SELECT):
         chunk = listed[start : start + _PAIRS_PER_SELECT]
-        sql = _SELECT_SHAPES.format(pairs=", ".join(["(?, ?)"] * len(chunk)))
-        for row in conn.execute(sql, [value for pair in chunk for value in pair]):
-            known[row[0], row[1]] = (memo.shape(_shape_from_row(row[2:])), row[7])
+        rows = conn.execute(_pairs_sql(len(chunk)), [value for pair in chunk for value in pair])
+        for request_id, address, status, parts, sms_parts, sender, conflict, updated_at in rows:
+            # a StateShape: the plain str MergeMemo keeps, conflict a bool
+            stored = shape((status, parts, sms_parts, sender, bool(conflict)))
+            known[request_id, address] = (stored, updated_at)
     return known
+
+
+@functools.cache
+def _pairs_sql(size: int) -> str:
+    return _SELECT_SHAPES.format(pairs=", ".join(["(?, ?)"] * size))
 
 
 def _write_batch(
@@ -516,47 +577,28 @@ def _write_batch(
 ) -> int:
     """Write the new states and log the events; the cursor of the first event (0: none)."""
     if states:
-        conn.executemany(_UPSERT_STATE, states)
+        _insert_rows(conn, _UPSERT_STATES, states)
     if not events:
         return 0
-    conn.executemany(_INSERT_EVENT, events)
+    _insert_rows(conn, _INSERT_EVENTS, events)
     # AUTOINCREMENT under the write lock: the events took consecutive row ids, up to the last.
     last: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
     return last - len(events) + 1
 
 
-def _split(jobs: list[tuple[DeliveryUpdate, ...]], merged: list[_Merged]) -> list[object]:
-    """Each job's share of the merged updates: the events they logged."""
-    results: list[object] = []
+def _insert_rows(conn: _Connection, sql: str, rows: list[tuple[object, ...]]) -> None:
+    """Insert ``rows`` (of nine values) with ``sql`` (``VALUES {rows}``), a chunk a statement."""
     start = 0
-    for job in jobs:
-        mine = merged[start : start + len(job)]
-        start += len(mine)
-        results.append([event for m in mine if (event := _logged(m)) is not None])
-    return results
+    for size in _CHUNKS:
+        while len(rows) - start >= size:
+            chunk = rows[start : start + size]
+            conn.execute(_rows_sql(sql, size), [value for row in chunk for value in row])
+            start += size
 
 
-def _state_params(
-    update: DeliveryUpdate, shape: StateShape, updated_at: float, written_at: float
-) -> tuple[object, ...]:
-    status, parts, sms_parts, sender, conflict = shape
-    return (update.request_id, update.address, str(status), parts, sms_parts, sender,
-            int(conflict), updated_at, written_at)  # fmt: skip
-
-
-def _event_params(update: DeliveryUpdate, shape: EventShape, at: float) -> tuple[object, ...]:
-    status, previous, source, parts, sms_parts, conflict = shape
-    previous_text = None if previous is None else str(previous)
-    return (update.request_id, update.address, str(status), previous_text, str(source), parts,
-            sms_parts, int(conflict), at)  # fmt: skip
-
-
-def _logged(merged: _Merged) -> DeliveryEvent | None:
-    update, step, at, cursor = merged
-    if step.event_shape is None:
-        return None
-    # status, previous, source, parts_delivered, sms_parts, conflict
-    return build_event(str(cursor), update.request_id, update.address, *step.event_shape, at)
+@functools.cache
+def _rows_sql(sql: str, size: int) -> str:
+    return sql.format(rows=", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * size))
 
 
 def _claim_due(
@@ -581,11 +623,6 @@ def _select_all(sql: str, params: tuple[object, ...], conn: _Connection) -> list
 
 
 # --- rows <-> attrs --------------------------------------------------------------------------
-
-
-def _shape_from_row(row: Sequence[Any]) -> StateShape:
-    status, parts, sms_parts, sender, conflict, _ = row
-    return (status, parts, sms_parts, sender, bool(conflict))  # the plain str MergeMemo keeps
 
 
 def _state_from_row(row: Sequence[Any]) -> DeliveryState:
