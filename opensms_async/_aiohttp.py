@@ -25,6 +25,7 @@ import httpx
 import yarl
 
 from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY, READ_AT_ONCE
+from ._transport import WholeBody
 
 __all__ = ["AiohttpTransport", "environment_proxies", "httpx_transport_patched"]
 
@@ -35,21 +36,26 @@ _MOCKABLE = (
 """The methods mock libraries replace to intercept httpx (respx: the first; pytest-httpx: the
 second), with the functions httpx and httpcore define for them."""
 
-_ORIGINALS = tuple(
-    (cls, name, cls.__dict__[name], cls.__module__.partition(".")[0] + ".")
-    for cls, name in _MOCKABLE
+_ORIGINALS = tuple((cls, name, cls.__dict__[name]) for cls, name in _MOCKABLE)
+
+_GENUINE = all(
+    getattr(original, "__module__", "").startswith(cls.__module__.partition(".")[0] + ".")
+    for cls, name, original in _ORIGINALS
 )
+"""Whether what this module found at import is httpx's and httpcore's own (a mock started before
+the import is not): worked out once, as it cannot change."""
 
 
 def httpx_transport_patched() -> bool:
     """True while something other than httpx and httpcore answers for their transport.
 
-    Compared by identity with what this module found at import, and by the module that defines
-    it (httpx's or httpcore's), so that a mock started before the import is seen too.
+    Compared by identity with what this module found at import, and that by the module that
+    defines it (httpx's or httpcore's), so that a mock started before the import is seen too.
     """
-    for cls, name, original, package in _ORIGINALS:
-        current = cls.__dict__.get(name)
-        if current is not original or not getattr(current, "__module__", "").startswith(package):
+    if not _GENUINE:
+        return True
+    for cls, name, original in _ORIGINALS:  # noqa: SIM110 - any() of a generator costs more
+        if cls.__dict__.get(name) is not original:
             return True
     return False
 
@@ -218,7 +224,7 @@ async def _body(answer: aiohttp.ClientResponse, request: httpx.Request) -> httpx
     if not (length.isascii() and length.isdigit() and int(length) <= READ_AT_ONCE):
         return _Body(answer, request)
     try:
-        return httpx.ByteStream(await answer.read())
+        return WholeBody(await answer.read())
     except Exception as exc:
         raise _httpx_error(exc, request, connecting=False) from exc
 
