@@ -24,10 +24,10 @@ import httpcore
 import httpx
 import yarl
 
-from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY, READ_AT_ONCE
+from ._constants import DEFAULT_MAX_IN_FLIGHT, KEEPALIVE_EXPIRY, READ_AT_ONCE
 from ._transport import WholeBody
 
-__all__ = ["AiohttpTransport", "environment_proxies", "httpx_transport_patched"]
+__all__ = ["AiohttpTransport", "environment_proxies", "httpx_transport_patched", "proxy_mounts"]
 
 _MOCKABLE = (
     (httpcore.AsyncConnectionPool, "handle_async_request"),
@@ -60,19 +60,27 @@ def httpx_transport_patched() -> bool:
     return False
 
 
-def environment_proxies(limits: httpx.Limits) -> dict[str, httpx.AsyncBaseTransport | None]:
-    """The mounts httpx makes of ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``.
+def environment_proxies() -> dict[str, str | None]:
+    """The proxies of ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``, by URL
+    pattern (None: a ``NO_PROXY`` host, reached directly), as httpx reads them."""
+    # httpx's own reading of the environment (urllib's getproxies, curl's NO_PROXY rules).
+    from httpx._utils import get_environment_proxies
+
+    return get_environment_proxies()
+
+
+def proxy_mounts(
+    proxies: dict[str, str | None], limits: httpx.Limits
+) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """The mounts httpx makes of :func:`environment_proxies`.
 
     httpx ignores the environment when given a transport, so the client passes these along with
     its default one: a proxied URL goes through httpx's own proxy transport, exactly as it did
     before aiohttp was the default; a ``NO_PROXY`` host (None) through the default.
     """
-    # httpx's own reading of the environment (urllib's getproxies, curl's NO_PROXY rules).
-    from httpx._utils import get_environment_proxies
-
     return {
         pattern: None if url is None else httpx.AsyncHTTPTransport(limits=limits, proxy=url)
-        for pattern, url in get_environment_proxies().items()
+        for pattern, url in proxies.items()
     }
 
 
@@ -95,7 +103,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         *,
         verify: ssl.SSLContext | str | bool = True,
         cert: str | tuple[str, str] | tuple[str, str, str] | None = None,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections: int = DEFAULT_MAX_IN_FLIGHT,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
         if max_connections < 1:
