@@ -24,9 +24,10 @@ import httpcore
 import httpx
 import yarl
 
-from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY, READ_AT_ONCE
+from ._constants import DEFAULT_MAX_IN_FLIGHT, KEEPALIVE_EXPIRY, READ_AT_ONCE
+from ._transport import WholeBody
 
-__all__ = ["AiohttpTransport", "environment_proxies", "httpx_transport_patched"]
+__all__ = ["AiohttpTransport", "environment_proxies", "httpx_transport_patched", "proxy_mounts"]
 
 _MOCKABLE = (
     (httpcore.AsyncConnectionPool, "handle_async_request"),
@@ -35,38 +36,51 @@ _MOCKABLE = (
 """The methods mock libraries replace to intercept httpx (respx: the first; pytest-httpx: the
 second), with the functions httpx and httpcore define for them."""
 
-_ORIGINALS = tuple(
-    (cls, name, cls.__dict__[name], cls.__module__.partition(".")[0] + ".")
-    for cls, name in _MOCKABLE
+_ORIGINALS = tuple((cls, name, cls.__dict__[name]) for cls, name in _MOCKABLE)
+
+_GENUINE = all(
+    getattr(original, "__module__", "").startswith(cls.__module__.partition(".")[0] + ".")
+    for cls, name, original in _ORIGINALS
 )
+"""Whether what this module found at import is httpx's and httpcore's own (a mock started before
+the import is not): worked out once, as it cannot change."""
 
 
 def httpx_transport_patched() -> bool:
     """True while something other than httpx and httpcore answers for their transport.
 
-    Compared by identity with what this module found at import, and by the module that defines
-    it (httpx's or httpcore's), so that a mock started before the import is seen too.
+    Compared by identity with what this module found at import, and that by the module that
+    defines it (httpx's or httpcore's), so that a mock started before the import is seen too.
     """
-    for cls, name, original, package in _ORIGINALS:
-        current = cls.__dict__.get(name)
-        if current is not original or not getattr(current, "__module__", "").startswith(package):
+    if not _GENUINE:
+        return True
+    for cls, name, original in _ORIGINALS:  # noqa: SIM110 - any() of a generator costs more
+        if cls.__dict__.get(name) is not original:
             return True
     return False
 
 
-def environment_proxies(limits: httpx.Limits) -> dict[str, httpx.AsyncBaseTransport | None]:
-    """The mounts httpx makes of ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``.
+def environment_proxies() -> dict[str, str | None]:
+    """The proxies of ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``, by URL
+    pattern (None: a ``NO_PROXY`` host, reached directly), as httpx reads them."""
+    # httpx's own reading of the environment (urllib's getproxies, curl's NO_PROXY rules).
+    from httpx._utils import get_environment_proxies
+
+    return get_environment_proxies()
+
+
+def proxy_mounts(
+    proxies: dict[str, str | None], limits: httpx.Limits
+) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """The mounts httpx makes of :func:`environment_proxies`.
 
     httpx ignores the environment when given a transport, so the client passes these along with
     its default one: a proxied URL goes through httpx's own proxy transport, exactly as it did
     before aiohttp was the default; a ``NO_PROXY`` host (None) through the default.
     """
-    # httpx's own reading of the environment (urllib's getproxies, curl's NO_PROXY rules).
-    from httpx._utils import get_environment_proxies
-
     return {
         pattern: None if url is None else httpx.AsyncHTTPTransport(limits=limits, proxy=url)
-        for pattern, url in get_environment_proxies().items()
+        for pattern, url in proxies.items()
     }
 
 
@@ -89,7 +103,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         *,
         verify: ssl.SSLContext | str | bool = True,
         cert: str | tuple[str, str] | tuple[str, str, str] | None = None,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections: int = DEFAULT_MAX_IN_FLIGHT,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
         if max_connections < 1:
@@ -218,7 +232,7 @@ async def _body(answer: aiohttp.ClientResponse, request: httpx.Request) -> httpx
     if not (length.isascii() and length.isdigit() and int(length) <= READ_AT_ONCE):
         return _Body(answer, request)
     try:
-        return httpx.ByteStream(await answer.read())
+        return WholeBody(await answer.read())
     except Exception as exc:
         raise _httpx_error(exc, request, connecting=False) from exc
 

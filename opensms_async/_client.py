@@ -22,12 +22,13 @@ from ._addressing import (
     request_id_path_segment,
     sender_path_segment,
 )
-from ._aiohttp import AiohttpTransport, environment_proxies
+from ._aiohttp import AiohttpTransport, environment_proxies, proxy_mounts
 from ._auth import ApiKeyAuth, Authenticator, OAuthClientCredentials, OAuthTokenAuth
 from ._bulk import BulkResult, Message, run_bulk
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_RESPONSE_SIZE,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
@@ -93,8 +94,10 @@ class OpenSMSClient(Lifecycle):
     or ``oauth=OAuthClientCredentials(...)`` for BICS SMS v3. ``base_url`` defaults to env
     ``OPENSMS_BASE_URL``, then the v1 API. Timeouts are on by default; 429, 5xx, connection errors
     and timeouts are retried up to ``max_retries`` times (sends under their ``clientCorrelator``,
-    so a retried send never delivers twice). ``max_in_flight`` bounds concurrent requests (httpx
-    slows down with many pooled connections); ``limiter`` adds an hourly budget shared by every
+    so a retried send never delivers twice). ``max_in_flight`` bounds concurrent requests: by
+    default 64 over the default aiohttp transport, 16 over httpx's own (an ``http_client``, a
+    ``transport`` other than an ``AiohttpTransport``, or a proxy from the environment), which
+    slows down with many pooled connections; ``limiter`` adds an hourly budget shared by every
     call. ``http_client`` or ``transport`` inject the HTTP layer; a client you pass in is not
     closed by this one. ``sleep`` and ``random`` are injectable for tests.
 
@@ -120,7 +123,7 @@ class OpenSMSClient(Lifecycle):
         *,
         oauth: OAuthClientCredentials | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        max_in_flight: int = DEFAULT_MAX_CONNECTIONS,
+        max_in_flight: int | None = None,
         limiter: RateLimiter | None = None,
         deadline: float | None = None,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
@@ -129,7 +132,7 @@ class OpenSMSClient(Lifecycle):
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be 0 or more")
-        if max_in_flight < 1:
+        if max_in_flight is not None and max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         if deadline is not None and not 0.0 < deadline < math.inf:
             raise ValueError("deadline must be a finite number of seconds above 0 (or None)")
@@ -142,15 +145,22 @@ class OpenSMSClient(Lifecycle):
         self.max_retries = max_retries
         self.limiter = limiter
         self._owns_http = http_client is None
+        default = http_client is None and transport is None  # aiohttp, proxies as httpx's
+        proxies = environment_proxies() if default else {}
+        in_flight = (
+            max_in_flight
+            if max_in_flight is not None
+            else _default_in_flight(transport, default, proxies)
+        )
         limits = httpx.Limits(
-            max_connections=max_in_flight,
-            max_keepalive_connections=max_in_flight,
+            max_connections=in_flight,
+            max_keepalive_connections=in_flight,
             keepalive_expiry=KEEPALIVE_EXPIRY,
         )
         mounts = None
-        if http_client is None and transport is None:  # the default: aiohttp, proxies as httpx's
-            transport = AiohttpTransport(max_connections=max_in_flight)
-            mounts = environment_proxies(limits)
+        if default:
+            transport = AiohttpTransport(max_connections=in_flight)
+            mounts = proxy_mounts(proxies, limits)
         self._http = http_client or httpx.AsyncClient(
             timeout=timeout,
             transport=transport,
@@ -164,7 +174,7 @@ class OpenSMSClient(Lifecycle):
             max_response_size=max_response_size,
             direct=self._owns_http,
         )
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._in_flight = asyncio.Semaphore(in_flight)
         self._urls: dict[str, httpx.URL] = {}
         self._call = client_calls(self.base_url)  # spans and metrics, when OpenTelemetry is there
         self._sleep = sleep
@@ -662,6 +672,18 @@ def _log_retry(call: Call, error: str, message: str, *args: object) -> None:
     attempt that failed) and the call's fields."""
     if logger.isEnabledFor(logging.DEBUG):  # spare building the fields otherwise
         logger.debug(message, *args, extra=call.fields("retry", error))
+
+
+def _default_in_flight(
+    transport: httpx.AsyncBaseTransport | None, default: bool, proxies: dict[str, str | None]
+) -> int:
+    """``max_in_flight`` when none is given: more over aiohttp, whose cost per request does not
+    grow with its connections, than over httpx's own pool (a client or transport passed in, or a
+    proxy from the environment), whose does."""
+    over_aiohttp = isinstance(transport, AiohttpTransport) or default
+    if over_aiohttp and not any(url is not None for url in proxies.values()):
+        return DEFAULT_MAX_IN_FLIGHT
+    return DEFAULT_MAX_CONNECTIONS
 
 
 def _make_auth(

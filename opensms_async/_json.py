@@ -8,6 +8,7 @@ parsing. The answers are the same as theirs.
 from __future__ import annotations
 
 import json
+import json.encoder
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,28 @@ __all__ = ["dumps", "loads"]
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 """``json.dumps(obj, ensure_ascii=False)``'s encoder, built once (it holds only its settings)."""
+
+# What ``_ENCODER.encode`` builds anew on every call (``iterencode``), built once: the C encoder
+# with its settings. No circular-reference check (``markers`` None): the client encodes only
+# dicts it builds itself from its models, which hold no cycle; one would raise RecursionError.
+_MAKE_ENCODER: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)  # untyped in typeshed; None without the C accelerator
+_C_ENCODE = (
+    None
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(
+        None,
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        False,
+        False,
+        True,
+    )
+)
 
 _DECODER = json.JSONDecoder()
 _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
@@ -24,7 +47,9 @@ _WHITESPACE = " \t\n\r"
 
 def dumps(obj: Any) -> bytes:
     """``json.dumps(obj, ensure_ascii=False).encode()``: UTF-8, non-ASCII text as it is."""
-    return _ENCODER.encode(obj).encode()
+    if _C_ENCODE is None or isinstance(obj, str):  # no C accelerator; a bare string
+        return _ENCODER.encode(obj).encode()
+    return "".join(_C_ENCODE(obj, 0)).encode()
 
 
 def loads(data: bytes | str) -> Any:

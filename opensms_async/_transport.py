@@ -21,7 +21,7 @@ import httpx
 from ._constants import ACCEPT_ENCODING, DECODE_PIECE
 from ._exceptions import APIConnectionError, APITimeoutError, ResponseTooLargeError
 
-__all__ = ["Wire", "attempt_deadline", "connection_cause", "transport_timeouts"]
+__all__ = ["WholeBody", "Wire", "attempt_deadline", "connection_cause", "transport_timeouts"]
 
 _MAX_CAUSE = 200
 """Characters of a transport error's own text kept in a message."""
@@ -52,6 +52,17 @@ def transport_timeouts(timeout: httpx.Timeout, deadline: float | None) -> dict[s
     if deadline is not None and read is not None and read >= deadline:
         phases["read"] = None
     return phases
+
+
+class WholeBody(httpx.ByteStream):
+    """An answer's raw body that a transport has read whole already (the default transport's
+    small answers): :meth:`Wire.send` takes its bytes as they are, without iterating over them
+    or closing the stream, when no content coding is to be undone. Otherwise an
+    ``httpx.ByteStream`` like any other."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.data = data
 
 
 class Wire:
@@ -270,11 +281,16 @@ async def _read_body(response: httpx.Response, limit: int) -> None:
         _check_size(response, len(response.content), limit)
         return
     decoding = _decoding(response.headers)
+    stream = response.stream
+    if decoding is None and type(stream) is WholeBody:  # the bytes are there: no loop to run
+        response.is_stream_consumed = True
+        _check_size(response, len(stream.data), limit)
+        response._content = stream.data
+        return
     pieces: list[bytes] = []
     size = 0
     # The stream itself, not aiter_raw(): its re-chunking would be paid for nothing, for the
     # pieces are re-cut by the inflater (or joined) here anyway.
-    stream = response.stream
     if not isinstance(stream, httpx.AsyncByteStream):
         raise TypeError("an AsyncClient's transport answered with a synchronous stream")
     response.is_stream_consumed = True
@@ -303,7 +319,8 @@ async def _close(response: httpx.Response) -> None:
     if not response.is_closed:
         response.is_closed = True
         stream = response.stream
-        if isinstance(stream, httpx.AsyncByteStream):  # a sync one was refused when read
+        # A sync stream was refused when read; a whole body's close does nothing.
+        if isinstance(stream, httpx.AsyncByteStream) and type(stream) is not WholeBody:
             await stream.aclose()
 
 

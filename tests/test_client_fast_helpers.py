@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from urllib.parse import quote
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from opensms_async import _json
 from opensms_async._addressing import sender_path_segment
 from opensms_async._ids import new_correlator
 from opensms_async._segments import GSM7_BASIC, GSM7_EXTENSION, count_parts, count_segments
@@ -51,3 +55,26 @@ def test_the_sender_path_segment_is_its_percent_encoding(sender: str) -> None:
     except UnicodeEncodeError:
         return  # a lone surrogate: normalize_sender refuses it before any path is built
     assert sender_path_segment(sender) == expected
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+def test_json_dumps_is_the_standard_encoding(value: object) -> None:
+    """The client's JSON encoder (the C encoder built once) writes what
+    ``json.dumps(value, ensure_ascii=False).encode()`` writes, NaN and non-ASCII text included."""
+    assert _json.dumps(value) == json.dumps(value, ensure_ascii=False).encode()
+
+
+def test_json_dumps_refuses_what_json_dumps_refuses() -> None:
+    """A value JSON cannot hold raises json.dumps' TypeError, with its words."""
+    for value in ({"a": object()}, [b"bytes"], {("a",): 1}):
+        with pytest.raises(TypeError) as expected:
+            json.dumps(value, ensure_ascii=False)
+        with pytest.raises(TypeError, match=re.escape(str(expected.value))):
+            _json.dumps(value)

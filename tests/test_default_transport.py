@@ -292,6 +292,33 @@ async def test_max_in_flight_bounds_the_connections() -> None:
     assert holding.most == 4
 
 
+async def test_the_default_client_holds_64_requests_in_flight() -> None:
+    """80 concurrent sends with the defaults: 64 at the server at once over aiohttp (its cost
+    per request does not grow with its connections), 16 over httpx's own transport."""
+    for transport, most in ((None, 64), (httpx.AsyncHTTPTransport(), 16)):
+        holding = Holding()
+        async with (
+            hostile_server(holding) as server,
+            client_for(server.url, transport=transport) as client,
+        ):
+            await asyncio.gather(*(client.send_message(SENDER, TO, "Hi") for _ in range(80)))
+        assert holding.most == most
+
+
+def test_a_proxy_from_the_environment_keeps_16_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a proxy of the environment (httpx's own transport) the default is 16 in flight; a
+    NO_PROXY entry alone keeps aiohttp's 64, and so does an AiohttpTransport passed in."""
+    from opensms_async._client import _default_in_flight
+
+    assert _default_in_flight(None, True, {"all://": "http://proxy.invalid:3128"}) == 16
+    assert _default_in_flight(None, True, {"all://localhost": None}) == 64
+    assert _default_in_flight(AiohttpTransport(), False, {}) == 64
+    assert _default_in_flight(httpx.AsyncHTTPTransport(), False, {}) == 16
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    client = OpenSMSClient(api_key=KEY, base_url="https://api.invalid")
+    assert client._in_flight._value == 16  # the bound it chose
+
+
 async def test_the_transport_bounds_its_pool() -> None:
     """AiohttpTransport(max_connections=2) behind a plain httpx client: 2 requests at a time."""
     holding = Holding()
