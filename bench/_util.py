@@ -224,3 +224,24 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
         verdict = {True: "OK", False: "MISSED", None: ""}[r["passed"]]
         lines.append(f"{r['name']:58} {cell:>12} {r['target']:>10}  {verdict:6} {r['note']}")
     return "\n".join(lines)
+
+
+def callgrind_dump(path: str) -> tuple[str, int]:
+    """(what triggered it, instructions since the dump before) of one callgrind dump file."""
+    trigger, cost = "", 0
+    with open(path) as file:
+        for line in file:
+            if line.startswith("desc: Trigger: "):
+                trigger = line.removeprefix("desc: Trigger: ").strip().removeprefix("dump ")
+            elif line.startswith("summary: "):
+                cost = int(line.split()[1])
+    return trigger, cost
+
+
+def callgrind_mark(label: str) -> None:
+    """Dump this process's callgrind counts so far, labelled (it runs under callgrind)."""
+    subprocess.run(  # noqa: S603
+        ["callgrind_control", f"--dump={label}", str(os.getpid())],  # noqa: S607
+        check=True,
+        capture_output=True,
+    )

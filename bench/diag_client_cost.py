@@ -41,7 +41,7 @@ from types import ModuleType
 from typing import Any
 
 import aiohttp
-from _util import free_port, median, pin_to_cpu, server_process
+from _util import callgrind_dump, callgrind_mark, free_port, median, pin_to_cpu, server_process
 from bench_client import BODY, HEADERS, PATH, SENDER, TO, check_status
 
 import opensms_async
@@ -159,7 +159,7 @@ def under_callgrind(args: argparse.Namespace) -> None:
         argv.remove("--callgrind")
         subprocess.run(argv, check=True, capture_output=True)  # noqa: S603
         dumps = sorted(glob.glob(out + ".*"), key=lambda p: int(p.rsplit(".", 1)[1]))
-        counts = [_dump(path) for path in dumps]
+        counts = [callgrind_dump(path) for path in dumps]
         if args.keep:
             for path in dumps:
                 shutil.copy(path, args.keep)
@@ -168,26 +168,6 @@ def under_callgrind(args: argparse.Namespace) -> None:
         if trigger.startswith("measured "):
             per.setdefault(trigger.removeprefix("measured "), []).append(cost / args.requests)
     report(per, "k instructions/call", 1e-3)
-
-
-def _dump(path: str) -> tuple[str, int]:
-    """(what triggered it, instructions since the dump before) of one callgrind dump file."""
-    trigger, cost = "", 0
-    with open(path) as file:
-        for line in file:
-            if line.startswith("desc: Trigger: "):
-                trigger = line.removeprefix("desc: Trigger: ").strip().removeprefix("dump ")
-            elif line.startswith("summary: "):
-                cost = int(line.split()[1])
-    return trigger, cost
-
-
-def _callgrind_mark(label: str) -> None:
-    subprocess.run(  # noqa: S603
-        ["callgrind_control", f"--dump={label}", str(os.getpid())],  # noqa: S607
-        check=True,
-        capture_output=True,
-    )
 
 
 def report(per: dict[str, list[float]], unit: str, scale: float) -> None:
@@ -222,7 +202,7 @@ def main() -> None:
     if args.callgrind:
         under_callgrind(args)
     elif args.child:
-        child(args, _callgrind_mark)
+        child(args, callgrind_mark)
     else:
         report(child(args, lambda label: None), "µs CPU/call", 1.0)
 

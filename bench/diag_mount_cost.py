@@ -33,6 +33,7 @@ from typing import Any
 
 import _receiver_apps as apps
 import uvloop
+from _util import callgrind_dump, callgrind_mark
 from starlette.types import ASGIApp, Message
 
 CONNECTIONS = 64
@@ -160,7 +161,7 @@ def under_callgrind(requests: int, names: str, keep: str | None) -> None:
         argv += [__file__, "--requests", str(requests), "--apps", names, "--child"]
         subprocess.run(argv, check=True, capture_output=True)  # noqa: S603
         phases = sorted(glob.glob(out + ".*"), key=lambda p: int(p.rsplit(".", 1)[1]))
-        counts = [(path, *_dump(path)) for path in phases]
+        counts = [(path, *callgrind_dump(path)) for path in phases]
         # The dumps come in fours per app: start, warm, measured, and the next start.
         measured = [(path, cost) for path, trigger, cost in counts if trigger == "measured"]
         if keep is not None:
@@ -185,26 +186,6 @@ def _apps(names: str) -> list[tuple[str, bool]]:
         sys.exit(f"--apps: unknown app {exc}; known: {', '.join(known)}")
 
 
-def _dump(path: str) -> tuple[str, int]:
-    """(what triggered it, instructions since the dump before) of one callgrind dump file."""
-    trigger, cost = "", 0
-    with open(path) as file:
-        for line in file:
-            if line.startswith("desc: Trigger: "):
-                trigger = line.removeprefix("desc: Trigger: ").strip().removeprefix("dump ")
-            elif line.startswith("summary: "):
-                cost = int(line.split()[1])
-    return trigger, cost
-
-
-def _callgrind_mark(label: str) -> None:
-    subprocess.run(  # noqa: S603
-        ["callgrind_control", f"--dump={label}", str(os.getpid())],  # noqa: S607
-        check=True,
-        capture_output=True,
-    )
-
-
 def main() -> None:
     """Print each app's CPU µs (or, ``--callgrind``, instructions) per callback."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -219,7 +200,7 @@ def main() -> None:
     if args.callgrind:
         under_callgrind(args.requests, args.apps, args.keep)
     elif args.child:
-        uvloop.run(run(args.requests, 1, _callgrind_mark, _apps(args.apps)))
+        uvloop.run(run(args.requests, 1, callgrind_mark, _apps(args.apps)))
     else:
         uvloop.run(run(args.requests, 2, lambda label: None, _apps(args.apps)))
 

@@ -44,7 +44,7 @@ from .._constants import RECEIPT_RETENTION
 from .._exceptions import StoreError
 from .._lifecycle import OPEN
 from .._models import DeliveryStatus
-from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, EventDraft, Source
+from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, Source, build_event
 from ._base import PendingRequest
 from ._common import Listeners, Wakeup, parse_cursor, read_start, read_waiting
 from ._memo import EventShape, MergeMemo, StateShape
@@ -528,22 +528,14 @@ def _merge_batch(
         ends.append(len(logged))
     cursor = _write_batch(conn, list(states.values()), rows)
     results: list[object] = []
-    draft = EventDraft
     start = 0
     for end in ends:
         events: list[DeliveryEvent] = []
         for update, event_shape, at in logged[start:end]:
-            # build_event(...), written out as in the memory store's merge: a draft of
-            # DeliveryEvent's layout, filled, then made a DeliveryEvent.
-            event = draft()
-            event.cursor = f"{cursor}"
-            event.request_id = update.request_id
-            event.address = update.address
-            (event.status, event.previous, event.source, event.parts_delivered,
-             event.sms_parts, event.conflict) = event_shape  # fmt: skip
-            event.at = at
-            event.__class__ = DeliveryEvent  # type: ignore[assignment]
-            events.append(event)  # type: ignore[arg-type]
+            # status, previous, source, parts_delivered, sms_parts, conflict
+            events.append(
+                build_event(f"{cursor}", update.request_id, update.address, *event_shape, at)
+            )
             cursor += 1
         results.append(events)
         start = end
