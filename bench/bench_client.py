@@ -114,17 +114,23 @@ def check_status(status: int) -> None:
 # --- the variants ------------------------------------------------------------------------------
 
 
+def aiohttp_call(session: aiohttp.ClientSession, url: str) -> Callable[[], Awaitable[object]]:
+    """One send through ``session`` as aiohttp's docs show it (the yardstick of every client
+    benchmark here, ``diag_client_cost.py``'s too)."""
+    target = url + PATH
+
+    async def call() -> object:
+        async with session.post(target, data=json.dumps(BODY), headers=HEADERS) as response:
+            check_status(response.status)
+            return json.loads(await response.read())
+
+    return call
+
+
 async def raw_aiohttp(url: str, callers: int, seconds: float) -> float:
     """aiohttp's ``ClientSession`` as its docs show it: the floor of what Python does here."""
     async with aiohttp.ClientSession() as session:
-        target = url + PATH
-
-        async def call() -> object:
-            async with session.post(target, data=json.dumps(BODY), headers=HEADERS) as response:
-                check_status(response.status)
-                return json.loads(await response.read())
-
-        return await drive(call, callers, seconds)
+        return await drive(aiohttp_call(session, url), callers, seconds)
 
 
 async def raw_httpx(url: str, callers: int, seconds: float, pool: int | None = None) -> float:

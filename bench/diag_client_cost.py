@@ -28,7 +28,6 @@ import asyncio
 import gc
 import glob
 import importlib
-import json
 import os
 import shutil
 import subprocess
@@ -42,7 +41,7 @@ from typing import Any
 
 import aiohttp
 from _util import callgrind_dump, callgrind_mark, free_port, median, pin_to_cpu, server_process
-from bench_client import BODY, HEADERS, PATH, SENDER, TO, check_status
+from bench_client import SENDER, TO, aiohttp_call
 
 import opensms_async
 
@@ -84,14 +83,7 @@ async def measured(
 async def raw_aiohttp(url: str, callers: int, requests: int, mark: Mark) -> float:
     """``bench_client.py``'s yardstick: a ``ClientSession`` with its defaults, as its docs show."""
     async with aiohttp.ClientSession() as session:
-        target = url + PATH
-
-        async def call() -> object:
-            async with session.post(target, data=json.dumps(BODY), headers=HEADERS) as response:
-                check_status(response.status)
-                return json.loads(await response.read())
-
-        return await measured(call, callers, requests, "aiohttp", mark)
+        return await measured(aiohttp_call(session, url), callers, requests, "aiohttp", mark)
 
 
 def sdk_variant(package: ModuleType, name: str, in_flight: int | None) -> Any:
