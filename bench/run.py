@@ -82,12 +82,32 @@ def run(name: str, quick: bool, folder: str) -> list[dict[str, Any]]:
 
 
 def conditions() -> str:
-    """The machine and its load (1-minute load average) right now."""
+    """The machine (its CPU model too: the ratios differ between processors) and its load
+    (1-minute load average) right now."""
     load = os.getloadavg()
     return (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
+
+
+def cpu_model() -> str:
+    """The processor as Linux names it (model name, family and model: a virtual machine's
+    name alone may not tell its generation), else what ``platform`` knows."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                name, _, value = line.partition(":")
+                if not name.strip():
+                    break  # the first processor's block ends: the others are alike
+                fields.setdefault(name.strip(), value.strip())
+    except OSError:
+        pass
+    model = fields.get("model name") or platform.processor() or platform.machine() or "unknown"
+    if "cpu family" in fields and "model" in fields:
+        model += f", family {fields['cpu family']} model {fields['model']}"
+    return model
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
