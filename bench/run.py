@@ -82,13 +82,14 @@ def run(name: str, quick: bool, folder: str) -> list[dict[str, Any]]:
 
 
 def conditions() -> str:
-    """The machine (its CPU model too: the ratios differ between processors) and its load
-    (1-minute load average) right now."""
+    """The machine's load (1-minute load average) right now."""
     load = os.getloadavg()
-    return (
-        f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
+    return f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+def machine() -> str:
+    """The machine, its processor named (the receiver's ratios differ between processors)."""
+    return f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}"
 
 
 def cpu_model() -> str:
@@ -151,7 +152,10 @@ def main() -> None:
         print("\n== bench_replicas.py (scale-out; no target, see its docstring)", flush=True)
         duration = ["--duration", "3" if args.quick else "5"]
         subprocess.run([sys.executable, str(HERE / "bench_replicas.py"), *duration], check=False)  # noqa: S603
-    print(f"\nmake bench{' (--quick)' if args.quick else ''}: start {before}; end {conditions()}")
+    print(
+        f"\nmake bench{' (--quick)' if args.quick else ''} on {machine()}:"
+        f" start {before}; end {conditions()}"
+    )
     print(markdown(rows) if args.markdown else format_rows(rows))
     missed = [r["name"] for r in rows if r["passed"] is False]
     print(f"\n{len(missed)} target(s) missed" + (": " + "; ".join(missed) if missed else ""))
