@@ -99,6 +99,9 @@ LAG = 1000
 ERROR_KEYS = ("connect", "read", "write", "status", "timeout")
 TARGETS = {"memory": 0.85, "sqlite": 0.70, "redis": 0.60, "memory-mounted": 0.85}
 """Callbacks/s with 1 and 4 live consumers ÷ the yardstick (PERFORMANCE.md)."""
+APPS = ("raw", "starlette", "memory", "sqlite", "redis", "null")
+"""What a variant may run (``bench_latency.py`` has the ``baseline`` app; ``-mounted`` and
+``/consumers`` go around these)."""
 DEFAULT_VARIANTS = (
     "raw,starlette,starlette-mounted,memory/0,memory/1,memory/4,sqlite/0,sqlite/1,sqlite/4,"
     "redis/0,redis/1,redis/4,memory-mounted/1,memory-mounted/4"
@@ -202,7 +205,16 @@ class Variant:
             raise SystemExit(f"unknown variant suffix @{side} (only @against)")
         app, _, consumers = base.partition("/")
         mounted = app.endswith("-mounted")
-        return cls(name, app.removesuffix("-mounted"), int(consumers or 0), mounted, bool(side))
+        app = app.removesuffix("-mounted")
+        if app not in APPS:
+            raise SystemExit(f"unknown variant {name!r}: the apps are {', '.join(APPS)}")
+        if consumers and not consumers.isdigit():
+            raise SystemExit(f"variant {name!r}: the consumers after / must be a number")
+        if app in ("raw", "starlette") and consumers:
+            raise SystemExit(f"variant {name!r}: the bare apps have no consumers")
+        if app == "raw" and mounted:
+            raise SystemExit(f"variant {name!r}: the raw ASGI app is not mounted")
+        return cls(name, app, int(consumers or 0), mounted, bool(side))
 
     @property
     def receiver(self) -> bool:

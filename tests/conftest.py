@@ -70,3 +70,17 @@ def _collector_unfrozen() -> Iterator[None]:
     yield
     if gc.get_freeze_count():
         gc.unfreeze()
+
+
+_CHECKOUT_STORE = Path(__file__).resolve().parent.parent / "opensms.db"
+
+
+@pytest.fixture(autouse=True)
+def _checkout_left_clean() -> Iterator[None]:
+    """No test leaves the CLI's default store (``opensms.db``) in the checkout: a test that runs
+    ``opensms receive`` must give it a ``--store`` of its own, under ``tmp_path``."""
+    existed = _CHECKOUT_STORE.exists()
+    yield
+    if not existed and _CHECKOUT_STORE.exists():
+        _CHECKOUT_STORE.unlink()
+        pytest.fail(f"the test left {_CHECKOUT_STORE.name} in the checkout (give it a --store)")

@@ -152,7 +152,8 @@ def test_receive_metrics_port_serves_metrics_beside_the_receiver(tmp_path: Path)
     port, metrics_port = free_port(), free_port()
     out, err = tmp_path / "out", tmp_path / "err"
     args = ["receive", "--port", str(port), "--metrics-port", str(metrics_port)]
-    with background(*args, "--token", TOKEN, out=out, err=err) as process:
+    store = f"sqlite:///{tmp_path / 'opensms.db'}"  # not the default file in the checkout
+    with background(*args, "--token", TOKEN, "--store", store, out=out, err=err) as process:
         text = wait_for_text(err, "metrics for Prometheus on", process, 30)
         assert f"http://127.0.0.1:{metrics_port}/metrics" in text
         with httpx.Client(timeout=10, trust_env=False) as http:

@@ -1,0 +1,95 @@
+"""The bench tools' own parsing: a variant `bench_receiver.py` cannot run is refused before any
+server starts, and `make bench`'s header names the processor it ran on."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import run as bench_run
+from bench_receiver import Variant
+
+
+@pytest.mark.parametrize(
+    ("name", "app", "consumers", "mounted"),
+    [
+        ("starlette", "starlette", 0, False),
+        ("starlette-mounted", "starlette", 0, True),
+        ("memory/4", "memory", 4, False),
+        ("memory-mounted/1", "memory", 1, True),
+        ("redis/1@against", "redis", 1, False),
+        ("null/0", "null", 0, False),
+    ],
+)
+def test_a_variant_name_gives_its_setup(name: str, app: str, consumers: int, mounted: bool) -> None:
+    variant = Variant.parse(name)
+    assert (variant.app, variant.consumers, variant.mounted) == (app, consumers, mounted)
+    assert variant.against == name.endswith("@against")
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("baseline", "the apps are raw, starlette, memory, sqlite, redis, null"),
+        ("memroy/1", "unknown variant 'memroy/1'"),
+        ("memory/one", "must be a number"),
+        ("starlette/1", "the bare apps have no consumers"),
+        ("raw-mounted", "not mounted"),
+        ("memory/1@b", "only @against"),
+    ],
+)
+def test_a_variant_it_cannot_run_is_refused_by_name(name: str, says: str) -> None:
+    """Refused at once with what is wrong, not taken as a variant whose every round then fails."""
+    with pytest.raises(SystemExit) as refused:
+        Variant.parse(name)
+    assert says in str(refused.value)
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC
+stepping\t: 1
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC
+"""
+
+
+def _proc_cpuinfo(monkeypatch: pytest.MonkeyPatch, text: str | None) -> None:
+    real_open = builtins.open
+
+    def fake_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if path == "/proc/cpuinfo":
+            if text is None:
+                raise FileNotFoundError(path)
+            return io.StringIO(text)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+
+
+def test_the_processor_is_named_with_its_family_and_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A virtual machine's model name alone ("AMD EPYC") does not tell its generation."""
+    _proc_cpuinfo(monkeypatch, CPUINFO)
+    assert bench_run.cpu_model() == "AMD EPYC, family 25 model 1"
+
+
+def test_without_proc_cpuinfo_the_processor_is_what_platform_knows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _proc_cpuinfo(monkeypatch, None)
+    monkeypatch.setattr(platform, "processor", lambda: "arm64")
+    assert bench_run.cpu_model() == "arm64"
