@@ -50,7 +50,10 @@ but not counted). The Starlette routes get the same bodies.
 
 The load of the machine, per figure: how long the server waited for a CPU while runnable
 (``schedstat``; the median share of its runs' time): near 0% on a quiet machine; beyond a few
-per cent, other processes held CPU 0 and the rates (and so the ratios) are noisy.
+per cent, other processes held CPU 0 and the rates (and so the ratios) are noisy. And the steal
+time of the two CPUs (``/proc/stat``: the hypervisor kept a virtual CPU from running; the most
+of either CPU in any of the figure's runs), invisible to ``schedstat``: a run stolen from is
+slower for reasons that are not the server's, and its pair's ratio is noise.
 
 CPU: the server's own CPU time per callback (read from ``/proc``; the server is CPU-bound, so its
 ratio tracks the throughput ratio), and for the Redis variants the CPU time of ``redis-server``
@@ -90,6 +93,7 @@ from _util import (
     redis_server_process,
     row,
     server_process,
+    steal_seconds,
     write_rows,
 )
 
@@ -318,8 +322,10 @@ def load(server: Server, setup: Setup, *, tag: str, seconds: int) -> dict[str, f
     """One wrk run against a server: callbacks/s and CPU µs per callback, or RunRefused."""
     connections = setup.args.connections
     cpu, waited = server.cpu(), cpu_wait_seconds(server.pid)
+    stolen = [steal_seconds(core) for core in (0, 1)]
     run = wrk(server.url, setup.script, tag=tag, duration=seconds, connections=connections)
     cpu, waited = server.cpu() - cpu, cpu_wait_seconds(server.pid) - waited
+    stolen = [steal_seconds(core) - before for core, before in zip((0, 1), stolen, strict=True)]
     server.requests += run["requests"]
     check_wrk(run)
     seconds_run = run["duration_us"] / 1e6
@@ -327,6 +333,7 @@ def load(server: Server, setup: Setup, *, tag: str, seconds: int) -> dict[str, f
         "rate": run["requests"] / seconds_run,
         "cpu_us": cpu / run["requests"] * 1e6,
         "cpu_wait": waited / seconds_run,
+        "steal": max(stolen) / seconds_run,
     }
 
 
@@ -470,6 +477,7 @@ def summarise(variants: Sequence[Variant], results: Results, pairs: Pairs) -> di
             entry["per_round"] = [round(r["rate"]) if isinstance(r, dict) else None for r in runs]
             entry["cpu_us_per_callback"] = median([r["cpu_us"] for r in counted])
             entry["cpu_wait"] = median([r["cpu_wait"] for r in counted])
+            entry["steal"] = max(r["steal"] for r in counted)
             if "events_per_callback" in counted[0]:
                 entry["events_per_callback"] = median([r["events_per_callback"] for r in counted])
         out[variant.name] = entry
@@ -503,7 +511,11 @@ def rows(variants: Sequence[Variant], summary: dict[str, Any]) -> list[dict[str,
         refused = (
             f"{len(entry['refused'])}/{entry['rounds']} runs refused" if entry["refused"] else ""
         )
-        waited = f"waited for a CPU {entry['cpu_wait']:.0%}" if "cpu_wait" in entry else ""
+        waited = (
+            f"waited for a CPU {entry['cpu_wait']:.0%}; steal up to {entry['steal']:.0%}"
+            if "cpu_wait" in entry
+            else ""
+        )
         if not variant.receiver:
             rate = entry.get("callbacks_per_s")
             note = "; ".join(n for n in (variant.role, waited, refused) if n)

@@ -1,5 +1,6 @@
 """The bench tools' own parsing: a variant `bench_receiver.py` cannot run is refused before any
-server starts, and `make bench`'s header names the processor it ran on."""
+server starts, a receiver figure says how much of its runs the hypervisor stole, and `make
+bench`'s header names the processor it ran on."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
+import bench_receiver
 import run as bench_run
 from bench_receiver import Variant
 
@@ -93,3 +95,21 @@ def test_without_proc_cpuinfo_the_processor_is_what_platform_knows(
     _proc_cpuinfo(monkeypatch, None)
     monkeypatch.setattr(platform, "processor", lambda: "arm64")
     assert bench_run.cpu_model() == "arm64"
+
+
+def _run(rate: float, steal: float) -> dict[str, float]:
+    return {"rate": rate, "cpu_us": 1e6 / rate, "cpu_wait": 0.01, "steal": steal}
+
+
+def test_a_receiver_figure_says_how_much_of_its_runs_the_hypervisor_stole() -> None:
+    """Steal is invisible to schedstat: a figure whose runs were stolen from says so, by the
+    worst run, so that a low ratio from a busy host is told apart from a slow receiver."""
+    variants = [Variant.parse("starlette"), Variant.parse("memory/1")]
+    base = [_run(10_000, 0.0), _run(10_000, 0.02)]
+    mine = [_run(9_000, 0.01), _run(5_000, 0.37)]
+    results = {"starlette": list(base), "memory/1": list(mine)}
+    pairs = {"starlette": [], "memory/1": list(zip(mine, base, strict=True))}
+    summary = bench_receiver.summarise(variants, results, pairs)  # type: ignore[arg-type]
+    notes = {r["name"]: r["note"] for r in bench_receiver.rows(variants, summary)}
+    assert "steal up to 37%" in notes["memory/1 ÷ starlette"]
+    assert "steal up to 2%" in notes["starlette"]
