@@ -159,15 +159,23 @@ def cpu_wait_seconds(pid: int) -> float:
     return total / 1e9
 
 
-def steal_seconds(cpu: int) -> float:
-    """Seconds the hypervisor has kept virtual CPU ``cpu`` from running so far (Linux
-    ``/proc/stat``'s steal column; 0 on bare metal): invisible to ``schedstat``, whose clock
-    stops with the virtual CPU."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        fields = line.split()
-        if fields[0] == f"cpu{cpu}":
-            return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-    return 0.0
+def steal_seconds() -> tuple[float, float]:
+    """Seconds the hypervisor has kept virtual CPUs 0 and 1 from running so far, from one read
+    of Linux ``/proc/stat`` (its steal column; 0 on bare metal): invisible to ``schedstat``,
+    whose clock stops with the virtual CPU."""
+    steal = [0.0, 0.0]
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as file:
+        for line in file:
+            if line.startswith(("cpu0 ", "cpu1 ")):
+                fields = line.split()
+                steal[int(fields[0][3])] = int(fields[8]) / tick
+    return steal[0], steal[1]
+
+
+def steal_since(before: tuple[float, float]) -> list[float]:
+    """Seconds stolen from CPUs 0 and 1 since ``before`` (a :func:`steal_seconds`)."""
+    return [now - then for now, then in zip(steal_seconds(), before, strict=True)]
 
 
 class RunRefused(RuntimeError):

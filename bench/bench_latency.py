@@ -81,6 +81,7 @@ from _util import (
     row,
     server_process,
     steal_seconds,
+    steal_since,
     write_rows,
 )
 
@@ -281,12 +282,12 @@ def one_run(store: str, rate: int, args: argparse.Namespace, workdir: str) -> di
     load = os.getloadavg()[0]
     with server_process(argv, port) as (_, pid):
         waited, started = cpu_wait_seconds(pid), time.monotonic()
-        stolen = [steal_seconds(cpu) for cpu in (0, 1)]
+        stolen = steal_seconds()
         with asyncio.Runner(loop_factory=loop_factory(args.pacing)) as runner:
             runner.run(_drive(generator, port, args.connections))
         elapsed = time.monotonic() - started
         waited = (cpu_wait_seconds(pid) - waited) / elapsed
-        stolen = [(steal_seconds(cpu) - s) / elapsed for cpu, s in zip((0, 1), stolen, strict=True)]
+        shares = [seconds / elapsed for seconds in steal_since(stolen)]
         time.sleep(0.3)  # the last events reach the consumer (they were recorded before the 204)
     if generator.failures:
         raise RunRefused(f"{len(generator.failures)} failures, first: {generator.failures[0]}")
@@ -314,7 +315,7 @@ def one_run(store: str, rate: int, args: argparse.Namespace, workdir: str) -> di
         summary[f"gc{g}_per_10k"] = collections * 10_000 / total
     summary["cpu_wait"] = waited
     summary["pool_waits"] = float(generator.pool_waits)
-    summary["steal_server"], summary["steal_generator"] = stolen
+    summary["steal_server"], summary["steal_generator"] = shares
     summary["load"] = load
     return summary
 

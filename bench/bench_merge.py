@@ -48,6 +48,7 @@ from _util import (
     pin_to_cpu,
     row,
     steal_seconds,
+    steal_since,
     write_rows,
 )
 
@@ -253,16 +254,16 @@ def main() -> None:
     args = parser.parse_args()
     pin_to_cpu(0)
     load = os.getloadavg()[0]
-    waited, stolen, started = cpu_wait_seconds(os.getpid()), steal_seconds(0), time.monotonic()
+    waited, stolen, started = cpu_wait_seconds(os.getpid()), steal_seconds(), time.monotonic()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         results = runner.run(measure(args))
     elapsed = time.monotonic() - started
     waited = (cpu_wait_seconds(os.getpid()) - waited) / elapsed
-    stolen = (steal_seconds(0) - stolen) / elapsed
+    steal = steal_since(stolen)[0] / elapsed
     table = rows(results, args.consumers)
     write_rows(args.json_out, table)
     print(format_rows(table))
-    print(f"load average {load:.2f} at the start; CPU wait {waited:.1%}, steal CPU 0 {stolen:.1%}")
+    print(f"load average {load:.2f} at the start; CPU wait {waited:.1%}, steal CPU 0 {steal:.1%}")
 
 
 if __name__ == "__main__":

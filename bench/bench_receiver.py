@@ -94,6 +94,7 @@ from _util import (
     row,
     server_process,
     steal_seconds,
+    steal_since,
     write_rows,
 )
 
@@ -322,10 +323,10 @@ def load(server: Server, setup: Setup, *, tag: str, seconds: int) -> dict[str, f
     """One wrk run against a server: callbacks/s and CPU µs per callback, or RunRefused."""
     connections = setup.args.connections
     cpu, waited = server.cpu(), cpu_wait_seconds(server.pid)
-    stolen = [steal_seconds(core) for core in (0, 1)]
+    stolen = steal_seconds()
     run = wrk(server.url, setup.script, tag=tag, duration=seconds, connections=connections)
     cpu, waited = server.cpu() - cpu, cpu_wait_seconds(server.pid) - waited
-    stolen = [steal_seconds(core) - before for core, before in zip((0, 1), stolen, strict=True)]
+    steal = max(steal_since(stolen))
     server.requests += run["requests"]
     check_wrk(run)
     seconds_run = run["duration_us"] / 1e6
@@ -333,7 +334,7 @@ def load(server: Server, setup: Setup, *, tag: str, seconds: int) -> dict[str, f
         "rate": run["requests"] / seconds_run,
         "cpu_us": cpu / run["requests"] * 1e6,
         "cpu_wait": waited / seconds_run,
-        "steal": max(stolen) / seconds_run,
+        "steal": steal / seconds_run,
     }
 
 

@@ -33,7 +33,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from _util import free_port, pin_to_cpu, server_process
+from _util import free_port, pin_to_cpu, server_process, steal_seconds
 from bench_latency import Generator, loop_factory, percentile
 
 HERE = Path(__file__).resolve().parent
@@ -54,7 +54,6 @@ class Sampler(threading.Thread):
         self.waited = array("d")
         self.steal0 = array("d")
         self.steal1 = array("d")
-        self._tick = os.sysconf("SC_CLK_TCK")
 
     def _schedstat(self) -> tuple[float, float]:
         ran = waited = 0
@@ -65,20 +64,11 @@ class Sampler(threading.Thread):
                 waited += int(fields[1])
         return ran / 1e9, waited / 1e9
 
-    def _steal(self) -> tuple[float, float]:
-        steal = [0.0, 0.0]
-        with open("/proc/stat") as file:
-            for line in file:
-                if line.startswith(("cpu0 ", "cpu1 ")):
-                    fields = line.split()
-                    steal[int(fields[0][3])] = int(fields[8]) / self._tick
-        return steal[0], steal[1]
-
     def run(self) -> None:
         while not self._halt.wait(self._interval):
             now = time.monotonic()
             ran, waited = self._schedstat()
-            s0, s1 = self._steal()
+            s0, s1 = steal_seconds()
             self.at.append(now)
             self.ran.append(ran)
             self.waited.append(waited)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import os
 import platform
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
+import _util
 import bench_receiver
 import run as bench_run
 from bench_receiver import Variant
@@ -71,10 +73,14 @@ model name\t: AMD EPYC
 
 
 def _proc_cpuinfo(monkeypatch: pytest.MonkeyPatch, text: str | None) -> None:
+    _proc_file(monkeypatch, "/proc/cpuinfo", text)
+
+
+def _proc_file(monkeypatch: pytest.MonkeyPatch, faked: str, text: str | None) -> None:
     real_open = builtins.open
 
     def fake_open(path: Any, *args: Any, **kwargs: Any) -> Any:
-        if path == "/proc/cpuinfo":
+        if path == faked:
             if text is None:
                 raise FileNotFoundError(path)
             return io.StringIO(text)
@@ -95,6 +101,22 @@ def test_without_proc_cpuinfo_the_processor_is_what_platform_knows(
     _proc_cpuinfo(monkeypatch, None)
     monkeypatch.setattr(platform, "processor", lambda: "arm64")
     assert bench_run.cpu_model() == "arm64"
+
+
+PROC_STAT = """cpu  900 0 300 5000 10 0 5 7700 0 0
+cpu0 400 0 100 2500 5 0 2 300 0 0
+cpu1 500 0 200 2500 5 0 3 7400 0 0
+cpu10 1 0 1 1 0 0 0 99999 0 0
+intr 12345
+"""
+
+
+def test_steal_is_read_per_cpu_from_proc_stat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU 0's and CPU 1's own steal column (the 8th value), in seconds; never the sum over
+    the CPUs or another CPU whose number starts with 1."""
+    _proc_file(monkeypatch, "/proc/stat", PROC_STAT)
+    monkeypatch.setattr(os, "sysconf", lambda name: 100)
+    assert _util.steal_seconds() == (3.0, 74.0)
 
 
 def _run(rate: float, steal: float) -> dict[str, float]:
