@@ -58,6 +58,7 @@ that it names every module.
     stores._redis_expiry    a Redis store's own expiry of old requests
     stores._redis_errors    what both Redis stores do around a call: typed errors, a deadline
     stores._redis_calls     a Redis store's calls in flight, ended or waited for on close
+    stores._redis_batches   a Redis store's group commit: two batches in flight, answered in order
     stores._redis_scripts   the Lua scripts, the merge generated from _state's tables
     stores.inbound          the package: the inbound store protocol, the stores, open_inbound_store
     stores.inbound._base    the protocol every inbound store implements (InboundStore)

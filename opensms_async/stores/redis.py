@@ -35,7 +35,8 @@ the TTLs left into the index in the background (``SCAN``; once per prefix, marke
 ``{prefix}:layout``); until then, those keys are as evictable as before.
 
 Writes are batched (group commit): concurrent ``apply_events`` calls share one script call, each
-caller returning once Redis has answered (and the store's listeners get the batch's events). How
+caller returning once Redis has answered (and the store's listeners get the batch's events); a
+second batch is sent while Redis runs the first (``_redis_batches.py``). How
 durable that answer is depends on the server: with ``appendonly yes`` and ``appendfsync always`` an
 acknowledged update survives a crash of Redis or of its host; ``appendfsync everysec`` may lose
 about the last second on a crash of the host; with snapshots only (or none), everything since the
@@ -56,21 +57,18 @@ keys they cannot declare).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
-import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeAlias, TypeVar
 
-import attrs
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.typing import KeyT, StreamIdT
 
-from .._exceptions import StoreError, StoreUnavailableError
+from .._exceptions import StoreUnavailableError
 from .._lifecycle import OPEN
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate
 from .._telemetry import log_fields
@@ -79,7 +77,8 @@ from . import _redis_config as config
 from . import _redis_errors as errors
 from . import _redis_scripts as scripts
 from ._base import PendingRequest
-from ._common import Listeners, LogRun
+from ._common import Listeners
+from ._redis_batches import Batches, Call
 from ._redis_calls import CallingStore, Calls
 from ._redis_expiry import Expiry
 
@@ -109,19 +108,6 @@ _FULL: Final = ": give it more memory or the store a shorter retention"
 
 _T = TypeVar("_T")
 _Args: TypeAlias = list[str | int | float]
-
-
-@attrs.define
-class _Call:
-    """One ``apply_events`` waiting for its turn in a batch."""
-
-    updates: Sequence[DeliveryUpdate]
-    fields: list[list[object]]
-    future: asyncio.Future[list[DeliveryEvent]]
-    """Done early when its caller stopped waiting (cancelled) or its deadline passed: then it is
-    not sent if still queued."""
-    deadline: float
-    """Loop time when its caller gets StoreUnavailableError if Redis has not answered."""
 
 
 class RedisStore(CallingStore):
@@ -165,7 +151,6 @@ class RedisStore(CallingStore):
         self.allow_eviction = bool(allow_eviction)
         self.retention = None if retention is None else float(retention)
         self.max_events = max_events
-        self._max_batch = max_batch
         self._retention_ms = 0 if retention is None else max(1, round(retention * 1000))
         self._keys = codec.Keys(prefix)
         clients = config.clients(client, blocking_client, self.timeout)
@@ -183,13 +168,9 @@ class RedisStore(CallingStore):
         self._maintainer: asyncio.Task[None] | None = None
         self._groups: set[str] = set()
         """The consumer groups this store created or read from: created again if Redis lost them."""
-        self._queue: collections.deque[_Call] = collections.deque()
-        self._batch: list[_Call] = []
-        """The calls of the batch in flight."""
-        self._timer: asyncio.TimerHandle | None = None
-        self._flusher: asyncio.Task[None] | None = None
         self._calls = Calls(self._unusable, type(self).__name__, self._where, self.timeout)
         self._listeners: Listeners[DeliveryEvent] = Listeners()
+        self._batches = Batches(self._merge_batch, self._listeners, max_batch, self._late)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -238,9 +219,7 @@ class RedisStore(CallingStore):
             self._maintainer.cancel()
             await asyncio.wait((self._maintainer,))  # each of its calls is bounded by timeout
         await self._calls.end_reads()
-        if self._flusher is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._flusher)
+        await self._batches.finish()
         # Only once nothing is in flight: redis-py's aclose() stops no command, and one in flight
         # would hand a live connection back to the closed pool (see _redis_calls.py).
         await self._calls.drain()
@@ -264,26 +243,23 @@ class RedisStore(CallingStore):
             return []
         fields = [codec.encode_update(update) for update in updates]
         loop = asyncio.get_running_loop()
-        call = _Call(updates, fields, loop.create_future(), loop.time() + self.timeout)
-        self._queue.append(call)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        elif self._batch and self._timer is None:  # every call before it has given up
-            self._timer = loop.call_at(call.deadline, self._expire)
+        call = Call(updates, fields, loop.create_future(), loop.time() + self.timeout)
+        self._batches.submit(call)
         return await call.future  # a cancelled caller cancels it: then it is not sent
 
     @property
     def writing(self) -> bool:
         """Whether a batch of applies is queued or in flight: its events will be handed to the
         listeners (or it fails). The live buffer waits for them rather than read the log."""
-        return bool(self._batch or self._queue)
+        return self._batches.writing
 
     def listen(self, listener: Callable[[Sequence[DeliveryEvent]], None]) -> Callable[[], None]:
         """Hand every batch of events this store logged to ``listener`` when Redis answers, in
-        log order, whether or not its callers still wait; returns the function that stops it.
-        (Events other replicas log reach only readers of the log.) Each batch is a
-        :class:`~._common.LogRun`: its ``after`` is the cursor of the event logged just before
-        it, by any replica."""
+        the order the batches were sent, whether or not its callers still wait; returns the
+        function that stops it. (Events other replicas log reach only readers of the log.) Each
+        batch is a :class:`~._common.LogRun`: its ``after`` is the cursor of the event logged
+        just before it, by any replica, so a batch that Redis ran before the one handed out
+        ahead of it (two are in flight at most) shows as a run that does not continue it."""
         return self._listeners.add(listener)
 
     async def get(self, request_id: str, address: str) -> DeliveryState | None:
@@ -554,68 +530,9 @@ class RedisStore(CallingStore):
     def _entry_keys(self, request_id: str) -> list[str]:
         return [self._keys.pending, self._keys.entry(request_id)]
 
-    # --- group commit ------------------------------------------------------------------------
+    # --- group commit (_redis_batches.py) ------------------------------------------------------
 
-    async def _flush(self) -> None:
-        """Merge what is queued, a batch per script call, until the queue is empty.
-
-        While a batch is in flight, one timer fails every call (of the batch or queued behind
-        it) whose deadline passes, so no caller waits out a hung batch ahead of its own.
-        """
-        loop = asyncio.get_running_loop()
-        while calls := self._take():
-            self._batch = calls
-            self._timer = loop.call_at(calls[0].deadline, self._expire)  # the oldest deadline
-            try:
-                reply = await self._merge_batch(calls)
-            except BaseException as exc:
-                for call in calls:
-                    _fail(call.future, exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            finally:
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-                self._batch = []
-            self._listeners.publish(_settle(calls, reply))
-
-    def _expire(self) -> None:
-        """Fail the calls whose deadline passed (oldest first: deadlines follow the order of the
-        calls), then wait for the next deadline."""
-        now = asyncio.get_running_loop().time()
-        for call in itertools.chain(self._batch, self._queue):
-            if call.future.done():
-                continue
-            if call.deadline > now:
-                self._timer = asyncio.get_running_loop().call_at(call.deadline, self._expire)
-                return
-            call.future.set_exception(
-                StoreUnavailableError(
-                    f"Redis at {self._where} did not answer within {self.timeout:g} s, could not"
-                    " apply updates (they may or may not be recorded)"
-                )
-            )
-        self._timer = None
-
-    def _take(self) -> list[_Call]:
-        """The next batch: queued calls still waited for, up to ``max_batch`` updates (or one
-        call, however big); empty when none is left."""
-        calls: list[_Call] = []
-        size = 0
-        while self._queue:
-            call = self._queue[0]
-            if call.future.done():  # its caller gave up: nobody waits for its answer
-                self._queue.popleft()
-                continue
-            if calls and size + len(call.updates) > self._max_batch:
-                break
-            calls.append(self._queue.popleft())
-            size += len(call.updates)
-        return calls
-
-    async def _merge_batch(self, calls: list[_Call]) -> Any:
+    async def _merge_batch(self, calls: list[Call]) -> Any:
         keys, slots, payload = [self._keys.events, self._keys.expiry], dict[str, int](), []
         for call in calls:
             for update, fields in zip(call.updates, call.fields, strict=True):
@@ -651,54 +568,16 @@ class RedisStore(CallingStore):
             within=self._calls.tracked(),
         )
 
+    def _late(self) -> StoreUnavailableError:
+        """The error of an ``apply_events`` whose deadline passed before Redis answered."""
+        return StoreUnavailableError(
+            f"Redis at {self._where} did not answer within {self.timeout:g} s, could not apply"
+            " updates (they may or may not be recorded)"
+        )
+
     def _translated(self, action: str) -> contextlib.AbstractContextManager[None]:
         """Turn redis-py's errors into the store's, without secrets."""
         return errors.translated(self._redis, self._where, action, _FULL)
-
-
-# --- batches -----------------------------------------------------------------------------------
-
-
-def _settle(calls: list[_Call], reply: Any) -> LogRun[DeliveryEvent]:
-    """Hand each caller of a batch the events of its updates; all the batch's events, in log
-    order (those of callers that gave up included), as the run of the log after the cursor the
-    script answered with them, or none if the reply does not fit."""
-    updates = [update for call in calls for update in call.updates]
-    try:
-        after, rows = reply
-        if not (after is None or isinstance(after, str)):
-            raise ValueError(f"the merge script answered a cursor that is not one: {after!r}")
-        events = codec.events_from_rows(updates, rows)
-        indexes = [index for index, *_ in rows] if events else []
-    except (ValueError, TypeError, KeyError) as exc:
-        error = StoreError(f"Redis answered the merge script unexpectedly ({exc})")
-        for call in calls:
-            _fail(call.future, error)
-        return LogRun((), None)
-    start, taken = 0, 0
-    for call in calls:
-        stop = start + len(call.updates)
-        first = taken
-        while taken < len(events) and indexes[taken] <= stop:
-            taken += 1
-        if not call.future.done():
-            call.future.set_result(events[first:taken])
-        start = stop
-    return LogRun(events, after)
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    """Fail one caller with its own copy of a store error (a bug is passed on as it is)."""
-    if future.done():
-        return
-    if isinstance(exc, StoreError):
-        copy = type(exc)(str(exc))
-        copy.__cause__ = exc.__cause__
-        future.set_exception(copy)
-    elif isinstance(exc, Exception):
-        future.set_exception(exc)
-    else:
-        future.set_exception(StoreError("the batch was cancelled before Redis answered"))
 
 
 def _text_arg(value: object, name: str) -> str:
