@@ -189,3 +189,20 @@ async def test_a_hung_first_batch_holds_the_next_answers_only_until_its_deadline
         ]
         assert held.started == 3
         assert 0.45 <= failed_after < 0.5 + 1.0
+
+
+async def test_a_batch_cancelled_before_it_ran_wedges_nothing(redis_url: str) -> None:
+    """Something cancels every task just as a batch is about to start (its caller with it):
+    the next call still goes to Redis at once (before: it waited out its timeout)."""
+    async with RedisStore(redis_url, timeout=5.0) as store:
+        await store.apply_events([update(9999)])
+        caller = asyncio.ensure_future(store.apply_events([update(1)]))
+        await asyncio.sleep(0)  # the caller queued its call; the batch's task has not run
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        logged = await asyncio.wait_for(store.apply_events([update(2)]), 2.0)
+        assert [e.address for e in logged] == [update(2).address]
+        assert not store.writing

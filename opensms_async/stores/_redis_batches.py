@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final
@@ -60,6 +61,7 @@ class _Batch:
     """One batch in flight: its calls, taken when its task starts."""
 
     calls: list[Call] = attrs.field(factory=list)
+    started: bool = False
 
 
 class Batches:
@@ -117,13 +119,27 @@ class Batches:
         self._starting = True
         before = self._tasks[-1] if self._tasks else None
         batch = _Batch()
+        task = asyncio.create_task(self._send(batch, before))
+        task.add_done_callback(functools.partial(self._never_ran, batch))
         self._sending.append(batch)
-        self._tasks.append(asyncio.create_task(self._send(batch, before)))
+        self._tasks.append(task)
+
+    def _never_ran(self, batch: _Batch, task: asyncio.Task[None]) -> None:
+        """Forget a batch whose task was cancelled before it ran (someone cancelled every task):
+        its calls are still queued, and the next batch takes those still waited for."""
+        if batch.started:
+            return
+        index = self._sending.index(batch)  # the newest: none starts before it has
+        del self._sending[index], self._tasks[index]
+        self._starting = False
+        if any(not call.future.done() for call in self._queue):
+            self._start()
 
     async def _send(self, batch: _Batch, before: asyncio.Task[None] | None) -> None:
         """Merge the queued calls in one script call; hand out its answer once the batch sent
         before it (``before``) has handed out its own; start the next if calls wait."""
         self._starting = False
+        batch.started = True
         batch.calls = calls = self._take()
         self._watch()
         reply: Any = None
