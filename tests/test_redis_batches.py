@@ -1,7 +1,7 @@
 """A Redis store sends a second batch of applies while Redis runs the first, and still hands out
-the answers in the order the batches were sent: each caller its own events, the listeners (and
-live consumers) every event once, in log order, even when Redis ran the second batch first; a
-failed batch fails only its own callers."""
+the answers in the order the batches were sent: each caller its own events, the listeners each
+batch in that order, and live consumers every event once, in log order, even when Redis ran the
+second batch first; a failed batch fails only its own callers; no cancellation wedges it."""
 
 from __future__ import annotations
 
@@ -206,3 +206,56 @@ async def test_a_batch_cancelled_before_it_ran_wedges_nothing(redis_url: str) ->
         logged = await asyncio.wait_for(store.apply_events([update(2)]), 2.0)
         assert [e.address for e in logged] == [update(2).address]
         assert not store.writing
+
+
+async def test_a_batch_cancelled_while_the_one_before_is_in_flight_still_hands_out_its_answer(
+    redis_url: str,
+) -> None:
+    """The second batch, answered by Redis, is cancelled while it waits for the first: once the
+    first is out, its caller still gets its events and the listeners the batch, in order (not
+    "cancelled before Redis answered" for events that are in the log)."""
+    async with RedisStore(redis_url) as store:
+        await store.apply_events([update(9999)])
+        held = hold_merges(store)
+        published: list[list[str]] = []
+        store.listen(lambda events: published.append([e.address for e in events]))
+        first = asyncio.ensure_future(store.apply_events([update(1)]))
+        await held.until_first_started()
+        second = asyncio.ensure_future(store.apply_events([update(2)]))
+        async with asyncio.timeout(WAIT):
+            await held.second_answered.wait()
+        second_batch = store._batches._sending[1].task
+        assert second_batch is not None
+        second_batch.cancel()
+        await asyncio.sleep(0.05)
+        assert not second.done()
+        held.release.set()
+        got_first, got_second = await asyncio.wait_for(asyncio.gather(first, second), WAIT)
+        assert [e.address for e in got_first + got_second] == [update(1).address, update(2).address]
+        assert published == [[update(1).address], [update(2).address]]
+        assert second_batch.cancelled()  # the cancellation is passed on once the answer is out
+
+
+async def test_cancelling_every_task_mid_batch_leaves_the_store_idle_and_working(
+    redis_url: str,
+) -> None:
+    """Every task is cancelled while one batch is in flight and the next not started yet: the
+    store ends with nothing queued or in flight (its live consumers' idle reads of the log
+    resume) and the next call goes to Redis at once."""
+    async with RedisStore(redis_url, timeout=5.0) as store:
+        await store.apply_events([update(9999)])
+        held = hold_merges(store)
+        first = asyncio.ensure_future(store.apply_events([update(1)]))
+        await held.until_first_started()
+        second = asyncio.ensure_future(store.apply_events([update(2)]))
+        await asyncio.sleep(0)  # the second call queued; its batch's task has not run
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        assert all(isinstance(result, asyncio.CancelledError) for result in results)
+        await asyncio.sleep(0.05)
+        assert not store.writing
+        held.release.set()
+        logged = await asyncio.wait_for(store.apply_events([update(3)]), 2.0)
+        assert [e.address for e in logged] == [update(3).address]

@@ -27,8 +27,11 @@ kind to ``STORE_KINDS`` there) and checks rules 1 to 6; ``tests/test_store_urls.
 4. **The listeners after the commit**: every event logged goes to the listeners registered with
    :meth:`Store.listen`, on the event loop, once recorded and before the call that logged it
    returns, in log order, whether or not that caller is still waiting (it may have been
-   cancelled). A store that cannot know whether a write landed (Redis whose answer never came)
-   cannot tell its listeners either: a shared store's readers read its log, not its listeners.
+   cancelled). A shared store may hand over its batches in the order it sent them, which is not
+   the log's when the server ran two the other way round; each is then a ``LogRun`` whose
+   ``after`` says where it sits (the live buffer reads the log for what does not continue). A
+   store that cannot know whether a write landed (Redis whose answer never came) cannot tell
+   its listeners either: a shared store's readers read its log, not its listeners.
 5. **Cursors**: opaque strings, ordered by :meth:`Store.cursor_key`; declare ``consecutive`` True
    only when each event's key is the previous one's plus one in its first element (``(n, 0)``
    then ``(n + 1, 0)``), which lets the tracker's live buffer tell a gap from an unbroken run.

@@ -180,8 +180,9 @@ class Listeners(Generic[_T]):
     """The callables a store hands what it logged to, once it is recorded (see ``Store.listen``).
 
     A store calls :meth:`publish` on the event loop, with each batch of logged events (oldest
-    first) once they are durable, in log order, whether or not the callers that wrote them are
-    still waiting. A listener must not block; one that raises is logged and the others still run,
+    first) once they are durable, in log order (a Redis store: in the order its batches were
+    sent, see ``Store`` contract 4), whether or not the callers that wrote them are still
+    waiting. A listener must not block; one that raises is logged and the others still run,
     so that nothing it does can undo or fail a write that is already recorded.
     """
 

@@ -60,8 +60,11 @@ class Call:
 class _Batch:
     """One batch in flight: its calls, taken when its task starts."""
 
+    out: asyncio.Future[None]
+    """Done once the batch has handed out its answer (or never ran): the next may hand out its."""
     calls: list[Call] = attrs.field(factory=list)
     started: bool = False
+    task: asyncio.Task[None] | None = None
 
 
 class Batches:
@@ -87,8 +90,6 @@ class Batches:
         self._queue: collections.deque[Call] = collections.deque()
         self._sending: collections.deque[_Batch] = collections.deque()
         """The batches in flight, oldest first (a batch whose task has not started: no calls)."""
-        self._tasks: list[asyncio.Task[None]] = []
-        """Their tasks, in the same order."""
         self._starting = False
         """A batch's task was created and has not taken its calls yet: it takes what comes."""
         self._timer: asyncio.TimerHandle | None = None
@@ -99,8 +100,8 @@ class Batches:
         return bool(self._queue or self._sending)
 
     def submit(self, call: Call) -> None:
-        """Queue ``call``: a batch takes it on the loop's next turn, or when one in flight is
-        answered. Its caller awaits ``call.future``."""
+        """Queue ``call``: a batch takes it on the loop's next turn, or once a batch in flight
+        has handed out its answer. Its caller awaits ``call.future``."""
         self._queue.append(call)
         if not self._starting and len(self._sending) < IN_FLIGHT:
             self._start()
@@ -109,39 +110,46 @@ class Batches:
 
     async def finish(self) -> None:
         """Wait until no call is queued or in flight (each batch ends by its last deadline)."""
-        while pending := [task for task in self._tasks if not task.done()]:
-            await asyncio.wait(pending)
+        while running := [
+            task for batch in self._sending if (task := batch.task) and not task.done()
+        ]:
+            await asyncio.wait(running)
 
     # --- one batch ---------------------------------------------------------------------------
 
     def _start(self) -> None:
-        """Start a batch: its task takes the calls queued by the time it runs."""
+        """Start a batch: its task takes the calls queued by the time it runs (at once, under
+        an eager task factory: the batch is in ``_sending`` before its task starts)."""
         self._starting = True
-        before = self._tasks[-1] if self._tasks else None
-        batch = _Batch()
-        task = asyncio.create_task(self._send(batch, before))
-        task.add_done_callback(functools.partial(self._never_ran, batch))
+        before = self._sending[-1] if self._sending else None
+        batch = _Batch(asyncio.get_running_loop().create_future())
         self._sending.append(batch)
-        self._tasks.append(task)
+        batch.task = asyncio.create_task(self._send(batch, before))
+        batch.task.add_done_callback(functools.partial(self._never_ran, batch))
 
     def _never_ran(self, batch: _Batch, task: asyncio.Task[None]) -> None:
         """Forget a batch whose task was cancelled before it ran (someone cancelled every task):
-        its calls are still queued, and the next batch takes those still waited for."""
+        its calls are still queued; the next batch takes those still waited for."""
         if batch.started:
             return
-        index = self._sending.index(batch)  # the newest: none starts before it has
-        del self._sending[index], self._tasks[index]
+        self._sending.remove(batch)  # the newest: none starts before it has
+        batch.out.set_result(None)
         self._starting = False
-        if any(not call.future.done() for call in self._queue):
+        while self._queue and self._queue[0].future.done():  # their callers were cancelled
+            self._queue.popleft()
+        if self._queue:
             self._start()
+        self._watch()
 
-    async def _send(self, batch: _Batch, before: asyncio.Task[None] | None) -> None:
+    async def _send(self, batch: _Batch, before: _Batch | None) -> None:
         """Merge the queued calls in one script call; hand out its answer once the batch sent
-        before it (``before``) has handed out its own; start the next if calls wait."""
+        before it has handed out its own; start the next if calls wait."""
         self._starting = False
         batch.started = True
         batch.calls = calls = self._take()
         self._watch()
+        if self._queue and len(self._sending) < IN_FLIGHT:  # more than max_batch was queued
+            self._start()
         reply: Any = None
         failure: BaseException | None = None
         try:
@@ -149,24 +157,23 @@ class Batches:
                 reply = await self._merge(calls)
         except BaseException as exc:
             failure = exc
+        cancelled = await _after(before)
         try:
-            if before is not None and not before.done():
-                await asyncio.wait((before,))
-        except BaseException as exc:  # cancelled while the batch before was in flight
-            failure = exc
-        finally:
-            index = self._sending.index(batch)
-            del self._sending[index], self._tasks[index]
+            self._sending.remove(batch)
             self._watch()
-        if failure is not None:
-            for call in calls:
-                _fail(call.future, failure)
-        elif calls:
-            self._listeners.publish(_settle(calls, reply))
+            if failure is not None:
+                for call in calls:
+                    _fail(call.future, failure)
+            elif calls:
+                self._listeners.publish(_settle(calls, reply))
+        finally:
+            batch.out.set_result(None)
         if self._queue and not self._starting and len(self._sending) < IN_FLIGHT:
             self._start()
         if failure is not None and not isinstance(failure, Exception):
             raise failure
+        if cancelled is not None:
+            raise cancelled
 
     def _take(self) -> list[Call]:
         """The next batch: queued calls still waited for, up to ``max_batch`` updates (or one
@@ -213,6 +220,20 @@ class Batches:
         """The calls in flight, then those queued, oldest first."""
         in_flight = itertools.chain.from_iterable(batch.calls for batch in self._sending)
         return itertools.chain(in_flight, self._queue)
+
+
+async def _after(before: _Batch | None) -> asyncio.CancelledError | None:
+    """Wait until ``before`` (the batch sent before this one) has handed out its answer, even
+    if this task is cancelled meanwhile (that batch ends by its last call's deadline): a batch
+    Redis answered still hands out its answer, after the one before it. Returns the
+    cancellation, if any, to raise once this batch's answer is out."""
+    cancelled = None
+    while before is not None and not before.out.done():
+        try:
+            await asyncio.wait((before.out,))
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    return cancelled
 
 
 def _settle(calls: list[Call], reply: Any) -> LogRun[DeliveryEvent]:

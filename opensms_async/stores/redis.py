@@ -35,8 +35,9 @@ the TTLs left into the index in the background (``SCAN``; once per prefix, marke
 ``{prefix}:layout``); until then, those keys are as evictable as before.
 
 Writes are batched (group commit): concurrent ``apply_events`` calls share one script call, each
-caller returning once Redis has answered (and the store's listeners get the batch's events); a
-second batch is sent while Redis runs the first (``_redis_batches.py``). How
+caller returning once Redis has answered it (and the store's listeners get the batch's events).
+A second batch is sent while Redis runs the first; it is handed out after the first
+(``_redis_batches.py``). How
 durable that answer is depends on the server: with ``appendonly yes`` and ``appendfsync always`` an
 acknowledged update survives a crash of Redis or of its host; ``appendfsync everysec`` may lose
 about the last second on a crash of the host; with snapshots only (or none), everything since the
