@@ -2,11 +2,12 @@
 second batch in flight while Redis runs the first.
 
 Each call waits in a queue; a batch takes what is queued when it starts (up to ``max_batch``
-updates) and merges it in one script call. While Redis runs a batch and answers it, the store's
-event loop would have nothing to do but wait: under wrk, a receiver over Redis kept its core 91%
-busy against a bare route's 100%. So up to :data:`IN_FLIGHT` batches are in flight at once, each
-on its own pooled connection: the calls that arrive while one is in flight are merged and sent
-without waiting for its answer.
+updates) and merges it in one script call. With one batch at a time, the calls that arrive while
+Redis runs a batch and answers it wait for that answer, however long the round trip (a Redis on
+another host), and the store's event loop may idle meanwhile. So up to :data:`IN_FLIGHT` batches
+are in flight at once, each on its own pooled connection: the calls that arrive while one is in
+flight are merged and sent without waiting for its answer. The price is smaller batches, so more
+script calls per update (``bench/README.md``, "Tricks", has the figures).
 
 Each batch hands its callers their events and its listeners the batch's events only once the
 batch sent before it has handed out its own: listeners get the batches in the order they were
@@ -90,8 +91,6 @@ class Batches:
         self._queue: collections.deque[Call] = collections.deque()
         self._sending: collections.deque[_Batch] = collections.deque()
         """The batches in flight, oldest first (a batch whose task has not started: no calls)."""
-        self._starting = False
-        """A batch's task was created and has not taken its calls yet: it takes what comes."""
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -103,7 +102,7 @@ class Batches:
         """Queue ``call``: a batch takes it on the loop's next turn, or once a batch in flight
         has handed out its answer. Its caller awaits ``call.future``."""
         self._queue.append(call)
-        if not self._starting and len(self._sending) < IN_FLIGHT:
+        if self._may_start():
             self._start()
         elif self._sending and self._timer is None:  # every call before it has given up
             self._timer = asyncio.get_running_loop().call_at(call.deadline, self._expire)
@@ -117,10 +116,20 @@ class Batches:
 
     # --- one batch ---------------------------------------------------------------------------
 
+    def _may_start(self) -> bool:
+        """Whether a new batch may start: a slot is free, and no batch started has yet to take
+        its calls (that one takes what comes)."""
+        sending = self._sending
+        return len(sending) < IN_FLIGHT and not (sending and not sending[-1].started)
+
+    def _start_if_queued(self) -> None:
+        """Start a batch if calls are queued (a batch taking none clears those given up)."""
+        if self._queue and self._may_start():
+            self._start()
+
     def _start(self) -> None:
         """Start a batch: its task takes the calls queued by the time it runs (at once, under
         an eager task factory: the batch is in ``_sending`` before its task starts)."""
-        self._starting = True
         before = self._sending[-1] if self._sending else None
         batch = _Batch(asyncio.get_running_loop().create_future())
         self._sending.append(batch)
@@ -134,22 +143,18 @@ class Batches:
             return
         self._sending.remove(batch)  # the newest: none starts before it has
         batch.out.set_result(None)
-        self._starting = False
         while self._queue and self._queue[0].future.done():  # their callers were cancelled
             self._queue.popleft()
-        if self._queue:
-            self._start()
+        self._start_if_queued()
         self._watch()
 
     async def _send(self, batch: _Batch, before: _Batch | None) -> None:
         """Merge the queued calls in one script call; hand out its answer once the batch sent
         before it has handed out its own; start the next if calls wait."""
-        self._starting = False
         batch.started = True
         batch.calls = calls = self._take()
         self._watch()
-        if self._queue and len(self._sending) < IN_FLIGHT:  # more than max_batch was queued
-            self._start()
+        self._start_if_queued()  # more than max_batch was queued
         reply: Any = None
         failure: BaseException | None = None
         try:
@@ -168,8 +173,7 @@ class Batches:
                 self._listeners.publish(_settle(calls, reply))
         finally:
             batch.out.set_result(None)
-        if self._queue and not self._starting and len(self._sending) < IN_FLIGHT:
-            self._start()
+        self._start_if_queued()
         if failure is not None and not isinstance(failure, Exception):
             raise failure
         if cancelled is not None:
