@@ -45,7 +45,8 @@ passes would otherwise take a share of the merge's time (``bench/bench_merge.py`
 consumer at all (a bare receiver), nothing is kept.
 
 A consumer costs little under load (``bench/diag_consumers.py``, ``bench/bench_receiver.py``):
-a publish appends and wakes, parsing one cursor and visiting no reader; a woken reader takes
+a publish appends and wakes, visiting no reader and parsing no cursor when the store says that
+it continues the buffer (the memory store does), one otherwise; a woken reader takes
 everything published since in one batch, in the step that wakes it, so a busy loop turn of
 callbacks costs each consumer one wake-up; and the readers drop what all of them have passed as
 they read. An item published alone still reaches its consumers on the loop's next turn.
@@ -226,7 +227,8 @@ class LiveBuffer(Generic[T]):
     def publish(self, items: Sequence[T]) -> None:
         """Add items (oldest first) and wake the waiting readers.
 
-        O(1) per publish: one cursor parsed (two for a batch of several), no reader visited;
+        O(1) per publish: no reader visited, and no cursor parsed for a run that says it
+        continues the buffer (else one, two for a batch of several);
         what every reader has passed is dropped as they read (:meth:`_release`). A tailed buffer
         keeps only a run that continues it (:meth:`_continue`).
         """
@@ -253,7 +255,17 @@ class LiveBuffer(Generic[T]):
         buffer started, or that a call was cancelled after the store logged its items. The buffer
         then starts over after it, and a reader behind the gap reads the store, which has every
         item. Items at or below the tail (published late) are left to the store the same way.
+
+        A run whose ``after`` (a ``LogRun``'s: the memory store hands one over per write) is the
+        newest item held, or dropped, continues the buffer as it is: two strings compared and no
+        cursor parsed. Anything else has its cursors' keys compared.
         """
+        after = getattr(items, "after", _NO_RUN)
+        if after is not _NO_RUN and after == (
+            self._items[-1].cursor if self._items else self._head
+        ):
+            self._extend(items)
+            return
         tail = self._tail
         if tail is None:
             tail = self._key(self._items[-1]) if self._items else self._base()
@@ -278,10 +290,7 @@ class LiveBuffer(Generic[T]):
         newest = self._items[-1].cursor if self._items else self._head
         if after == newest:
             if self._readers:
-                self._items.extend(items)
-                self._tail = None  # parsed only if a read of the log needs it
-                if len(self._items) > self._size:  # a reader fell behind: it reads the store now
-                    self._cut(len(self._items) - self._size)
+                self._extend(items)
             else:  # nobody to keep them for: only note the newest
                 self._drop_all(items[-1].cursor)
             self.wake()
@@ -296,6 +305,13 @@ class LiveBuffer(Generic[T]):
         self._behind = True
         if self._fetch is None:
             self._read_log(0.0)
+
+    def _extend(self, items: Sequence[T]) -> None:
+        """Append a run known to continue the buffer (its tail then parsed only if needed)."""
+        self._items.extend(items)
+        self._tail = None
+        if len(self._items) > self._size:  # a reader fell behind: it reads the store now
+            self._cut(len(self._items) - self._size)
 
     def _unbroken(self, items: Sequence[T], tail: tuple[int, int]) -> Sequence[T]:
         """The rare publish that does not continue the buffer: what to append after a restart."""

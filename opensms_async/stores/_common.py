@@ -171,9 +171,16 @@ class LogRun(list[_T]):
 
     __slots__ = ("after",)
 
-    def __init__(self, items: Iterable[_T], after: str | None) -> None:
-        super().__init__(items)
-        self.after = after
+    after: str | None
+    """Set by the store once it knows it (no ``__init__`` of its own: the in-process stores
+    build one per write, and a Python ``__init__`` would cost more than the list)."""
+
+
+def log_run(items: Iterable[_T], after: str | None) -> LogRun[_T]:
+    """A :class:`LogRun` of ``items`` logged after cursor ``after``."""
+    run: LogRun[_T] = LogRun(items)
+    run.after = after
+    return run
 
 
 class Listeners(Generic[_T]):

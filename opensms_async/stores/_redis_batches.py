@@ -35,7 +35,7 @@ import attrs
 from .._exceptions import StoreError
 from .._state import DeliveryEvent, DeliveryUpdate
 from . import _redis_codec as codec
-from ._common import Listeners, LogRun
+from ._common import Listeners, LogRun, log_run
 
 __all__ = ["IN_FLIGHT", "Batches", "Call"]
 
@@ -255,7 +255,7 @@ def _settle(calls: list[Call], reply: Any) -> LogRun[DeliveryEvent]:
         error = StoreError(f"Redis answered the merge script unexpectedly ({exc})")
         for call in calls:
             _fail(call.future, error)
-        return LogRun((), None)
+        return log_run((), None)
     start, taken = 0, 0
     for call in calls:
         stop = start + len(call.updates)
@@ -265,7 +265,7 @@ def _settle(calls: list[Call], reply: Any) -> LogRun[DeliveryEvent]:
         if not call.future.done():
             call.future.set_result(events[first:taken])
         start = stop
-    return LogRun(events, after)
+    return log_run(events, after)
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:

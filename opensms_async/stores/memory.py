@@ -28,7 +28,7 @@ from typing import Any, Final, TypeAlias
 from .._lifecycle import OPEN
 from .._state import DeliveryEvent, DeliveryState, DeliveryUpdate, EventDraft, build_event
 from ._base import PendingRequest
-from ._common import InProcessLog, Listeners, Wakeup
+from ._common import InProcessLog, Listeners, LogRun, Wakeup
 from ._memo import EventShape, MergeMemo, StateShape, state_from_shape
 from ._url_options import memory_options, positive_int
 
@@ -314,7 +314,7 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
         mark = cursor = log.next_cursor
         undo: list[_Row | None] = []
         """The row each update found (None: none), in order: what a failure puts back."""
-        events: list[DeliveryEvent] = []
+        events: LogRun[DeliveryEvent] = LogRun()
         try:
             for update in updates:
                 request_id = update.request_id
@@ -364,6 +364,9 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
             self._undo(updates, undo, mark)
             raise
         if events:
+            # The cursor just before this run (cursors count from 1; the newest is always
+            # retained): the live buffer appends a run that continues it without parsing one.
+            events.after = f"{mark - 1}" if mark > 1 else None
             log.trim()
             self._wakeup.fire()
             self._listeners.publish(events)
