@@ -102,7 +102,12 @@ def request_id_from_url(url: str | None) -> str | None:
         path = urlsplit(url).path
     except ValueError:  # e.g. "http://[x": a malformed IPv6 host
         return None
-    parts = [p for p in path.split("/") if p]
+    return request_id_in_path(path.split("/"))
+
+
+def request_id_in_path(segments: list[str]) -> str | None:
+    """:func:`request_id_from_url` of a URL whose path split at each ``/`` is ``segments``."""
+    parts = [p for p in segments if p]
     for index in range(len(parts) - 2, -1, -1):  # from the end, decoding only what is compared
         if unquote(parts[index]) == "requests":
             return unquote(parts[index + 1]) or None

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeGuard
 from urllib.parse import unquote, urlsplit
 
 from ._addressing import normalize_sender
 from ._exceptions import ValidationError
-from ._models import DeliveryStatus, request_id_from_url
+from ._models import DeliveryStatus, request_id_from_url, request_id_in_path
 from ._state import DeliveryUpdate, Source, new_update
 
 __all__ = [
@@ -36,6 +37,9 @@ __all__ = [
 _MAX_ENTRIES = 1000
 _CACHED_URL = 512
 """Longest resource URL whose ids are cached (BICS's are about 100 characters)."""
+_CACHED_SENDER = 64
+"""Longest sender path segment memoised (``tel%3A%2B`` and 15 digits is 24 characters; an
+alphanumeric sender of 11 characters, each percent-encoded, 33)."""
 
 
 class CallbackPayloadError(ValidationError):
@@ -155,26 +159,66 @@ UrlIds: TypeAlias = Callable[[str], tuple[str | None, str | None]]
 
 def parse_url_ids(url: str) -> tuple[str | None, str | None]:
     """The request id and the sender in a resource URL (each None when absent)."""
-    return request_id_from_url(url), _sender_from_url(url)
+    return _url_ids(url, _sender)
 
 
 def cached_url_ids(maxsize: int = 1024) -> UrlIds:
     """:func:`parse_url_ids` memoised (for URLs up to 512 characters): every recipient of a
-    request has its callbacks posted with the same URL. Each receiver owns one, no module state."""
-    cached = functools.lru_cache(maxsize=maxsize)(parse_url_ids)
+    request has its callbacks posted with the same URL. The senders are memoised apart (the few
+    an account sends from): a request to one recipient, whose URL comes once or twice, then
+    costs no decoding and no check of its sender. Each receiver owns one, no module state."""
+    senders = functools.lru_cache(maxsize=64)(_sender)
+
+    def sender(segment: str) -> str | None:
+        return senders(segment) if len(segment) <= _CACHED_SENDER else _sender(segment)
+
+    def parse(url: str) -> tuple[str | None, str | None]:
+        return _url_ids(url, sender)
+
+    cached = functools.lru_cache(maxsize=maxsize)(parse)
 
     def url_ids(url: str) -> tuple[str | None, str | None]:
-        return cached(url) if len(url) <= _CACHED_URL else parse_url_ids(url)
+        return cached(url) if len(url) <= _CACHED_URL else parse(url)
 
     return url_ids
 
 
-def _sender_from_url(url: str) -> str | None:
+def _url_ids(url: str, sender: Callable[[str], str | None]) -> tuple[str | None, str | None]:
+    """``(request_id_from_url(url), the sender after /outbound/)``, from one split of the path."""
+    path = _plain_http_path(url)
+    if path is None:
+        try:
+            path = urlsplit(url).path
+        except ValueError:  # e.g. "http://[x": a malformed IPv6 host
+            return None, None
+    segments = path.split("/")
     try:
-        parts = urlsplit(url).path.split("/")
-        raw = unquote(parts[parts.index("outbound") + 1])
-        return normalize_sender(raw)
+        named = sender(segments[segments.index("outbound") + 1])
     except (ValueError, IndexError):
+        named = None
+    return request_id_in_path(segments), named
+
+
+_PLAIN_HTTP_URL = re.compile(r"https?://[^/?#\[\]\\]*(/[^?#\\]*)?")
+"""A URL whose path ``urlsplit`` would find as it is: http(s), no query, fragment, IPv6 host or
+backslash (the URL is checked to be printable ASCII apart)."""
+
+
+def _plain_http_path(url: str) -> str | None:
+    """``urlsplit(url).path`` for a plain ``http(s)://host/path`` URL (a resource URL as BICS
+    writes it), found without ``urlsplit`` and its cache; None for any other URL."""
+    if not (url.isascii() and url.isprintable()) or " " in url:
+        return None
+    match = _PLAIN_HTTP_URL.fullmatch(url)
+    return None if match is None else match[1] or ""
+
+
+def _sender(segment: str) -> str | None:
+    """The sender a resource URL's path segment names (percent-encoded), normalised; None when
+    it names none."""
+    try:
+        return normalize_sender(unquote(segment))
+    except ValueError:
         return None
 
 

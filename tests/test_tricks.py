@@ -7,15 +7,18 @@ stays correct, never how fast it is.
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from opensms_async._addressing import normalize_sender
+from opensms_async._models import request_id_from_url
 from opensms_async._receiving import parse_json
 from opensms_async._transport import Wire
-from opensms_async._webhook import cached_url_ids, parse_url_ids
+from opensms_async._webhook import _plain_http_path, cached_url_ids, parse_url_ids
 
 _JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -77,9 +80,49 @@ _RESOURCE_URLS = [
     "https://api.example/sms/v1/outbound/BICS/requests/req-2",
     "https://api.example/sms/v1/outbound/%2B3212345/requests/" + "r" * 600,
     "https://api.example/sms/v1/requests/req-3",
+    "https://api.example/sms/v1/outbound/tel%3A%2B3212345/requests/req-4?x=1#f",
+    "http://api.example/outbound/BICS/requests/r%2F5",
+    "http://api.example/outbound//requests/req-6",
+    "http://api.example/outbound/tel%3A%2B0123/requests/req-7",
+    "HTTP://api.example/outbound/BICS/requests/req-8",
+    "http://[::1]/outbound/BICS/requests/req-9",
+    "http://[x/outbound/BICS/requests/req-10",
+    " http://api.example/outbound/BICS/requests/req-11\n",
     "not a url",
     "",
 ]
+
+
+def _plain_url_ids(url: str) -> tuple[str | None, str | None]:
+    """What parse_url_ids answers, the plain way: urlsplit (twice), unquote, normalize_sender."""
+    try:
+        parts = urlsplit(url).path.split("/")
+        sender: str | None = normalize_sender(unquote(parts[parts.index("outbound") + 1]))
+    except (ValueError, IndexError):
+        sender = None
+    return request_id_from_url(url), sender
+
+
+@pytest.mark.parametrize("url", _RESOURCE_URLS)
+def test_parse_url_ids_answers_as_urlsplit_and_normalize_sender(url: str) -> None:
+    assert parse_url_ids(url) == _plain_url_ids(url)
+
+
+_URL_PIECES = st.text(alphabet="ab/:?#[]\\% @.-_2B3A\t\n", max_size=40)
+
+
+@given(
+    st.sampled_from(["http://", "https://", "HTTP://", "ftp://", "http:/", " http://", ""]),
+    _URL_PIECES,
+)
+def test_the_path_of_a_plain_http_url_is_urlsplit_s(scheme: str, rest: str) -> None:
+    """The receiver's shortcut to a resource URL's path answers as ``urlsplit`` does, or
+    leaves the URL to it (None)."""
+    url = scheme + rest
+    path = _plain_http_path(url)
+    if path is not None:
+        assert path == urlsplit(url).path
+    assert cached_url_ids()(url) == parse_url_ids(url) == _plain_url_ids(url)
 
 
 @pytest.mark.parametrize("url", _RESOURCE_URLS)
