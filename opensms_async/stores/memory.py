@@ -364,8 +364,8 @@ class MemoryStore(InProcessLog[DeliveryEvent]):
             self._undo(updates, undo, mark)
             raise
         if events:
-            # The cursor just before this run (cursors count from 1; the newest is always
-            # retained): the live buffer appends a run that continues it without parsing one.
+            # The cursor just before this run (cursors count from 1: none before the first):
+            # the live buffer appends a run that continues what it holds without parsing one.
             events.after = f"{mark - 1}" if mark > 1 else None
             log.trim()
             self._wakeup.fire()

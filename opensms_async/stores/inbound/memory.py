@@ -18,7 +18,7 @@ from typing import Any, Final, TypeAlias
 from ..._inbound_message import InboundMessage, logged, logged_single
 from ..._lifecycle import OPEN
 from ..._reassembly import Assembled, GroupKey, Part, PartGroup, add_part, expire, group_key
-from .._common import InProcessLog, Listeners, Wakeup
+from .._common import InProcessLog, Listeners, LogRun, Wakeup
 from .._url_options import memory_options, positive_int
 from ._base import Received
 
@@ -161,7 +161,8 @@ class MemoryInboundStore(InProcessLog[InboundMessage]):
         seen, groups = self._seen, self._groups
         slice_ = max(_MIN_SLICE, retention / _BUCKETS)
         forget_at = now + retention
-        out: list[InboundMessage] = []
+        mark = self._log.next_cursor
+        out: LogRun[InboundMessage] = LogRun()
         duplicates = 0
         for part in parts:
             key = id_key(part.message_id)
@@ -184,6 +185,9 @@ class MemoryInboundStore(InProcessLog[InboundMessage]):
                     heapq.heappush(self._windows, (outcome.group.opened_at, gkey))
             out.extend(self._append(m) for m in outcome.messages)
         if out:
+            # The cursor before this run (none before the first): the live buffer appends a
+            # run that continues what it holds without parsing one.
+            out.after = f"{mark - 1}" if mark > 1 else None
             self._logged()
             self._listeners.publish(out)
         return Received(out, duplicates)
