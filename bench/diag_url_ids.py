@@ -24,11 +24,18 @@ URL = (
 )
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 1 (argparse's ``type=``: anything else, one line of usage)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def main() -> None:
     """Print the µs per first sighting and per repeat of a resource URL."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--urls", type=int, default=40000, help="new URLs per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--urls", type=_count, default=40000, help="new URLs per round")
+    parser.add_argument("--rounds", type=_count, default=5)
     args = parser.parse_args()
     urls = [URL.format(i) for i in range(args.urls * args.rounds)]
     misses = []

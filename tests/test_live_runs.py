@@ -90,13 +90,16 @@ async def test_a_run_after_items_logged_by_someone_else_starts_the_buffer_over()
 
 
 async def test_a_run_after_the_items_a_reader_dropped_still_continues_the_buffer() -> None:
-    """Once every reader has taken what the buffer held (it keeps none), a run after the newest
-    item dropped continues it: the reader gets it from the buffer, no read of the store."""
+    """Once every reader has taken what the buffer held from it (it then keeps none), a run
+    after the newest item dropped continues it with no cursor parsed: the reader gets it from
+    the buffer, with no read of the store."""
     log = Log()
     buffer = await opened(log)
     reader = buffer.attach()
     buffer.publish(log.append("1", "2"))
-    assert cursors(await reader.next(None)) == ["1", "2"]
+    assert cursors(await reader.next(None)) == ["1", "2"]  # read from the store
+    buffer.publish(log.append("3"))
+    assert cursors(await reader.next("2")) == ["3"]  # from the buffer, which drops 1 to 3
     reads = 0
     read = log.read
 
@@ -106,6 +109,8 @@ async def test_a_run_after_the_items_a_reader_dropped_still_continues_the_buffer
         return await read(after, limit=limit, timeout=timeout)
 
     buffer._read = counted
-    buffer.publish(log.append("3"))
-    assert cursors(await reader.next("2")) == ["3"]
+    parsed = log.parsed
+    buffer.publish(log.append("4"))
+    assert log.parsed == parsed
+    assert cursors(await reader.next("3")) == ["4"]
     assert reads == 0
